@@ -1,0 +1,52 @@
+"""Exact arithmetic on model constants.
+
+Every float32 constant of a model is a rational number, so scales, biases and BatchNorm
+parameters are held as `Fraction`s and composed without rounding. The one irrational step is
+BatchNorm's sqrt(var + eps): it is exact when var + eps is a rational square and otherwise
+carried to SQRT_BITS bits, far below any spacing a float32 model can express.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import ceil, floor, isqrt
+
+import numpy as np
+
+SQRT_BITS = 200
+
+
+def fractions(values) -> np.ndarray:
+    """Object array of exact Fractions for the given (float32 or integer) array."""
+    arr = np.asarray(values)
+    out = np.empty(arr.shape, dtype=object)
+    for idx, v in np.ndenumerate(arr):
+        out[idx] = Fraction(int(v)) if arr.dtype.kind in "iub" else Fraction(float(v))
+    return out
+
+
+def sqrt(value: Fraction) -> Fraction:
+    """Square root of a non-negative rational: exact for squares, else to SQRT_BITS bits."""
+    if value < 0:
+        raise ValueError("square root of a negative number")
+    num, den = value.numerator, value.denominator
+    rn, rd = isqrt(num), isqrt(den)
+    if rn * rn == num and rd * rd == den:
+        return Fraction(rn, rd)
+    scaled = isqrt(num * (1 << (2 * SQRT_BITS)) // den)
+    return Fraction(scaled, 1 << SQRT_BITS)
+
+
+def ceil_array(values: np.ndarray) -> np.ndarray:
+    return np.array([ceil(v) for v in values.ravel()], dtype=np.int64).reshape(values.shape)
+
+
+def floor_array(values: np.ndarray) -> np.ndarray:
+    return np.array([floor(v) for v in values.ravel()], dtype=np.int64).reshape(values.shape)
+
+
+def to_float(values: np.ndarray) -> np.ndarray:
+    return np.vectorize(float, otypes=[np.float64])(values) if values.size else values.astype(np.float64)
+
+
+def all_integral(values: np.ndarray) -> bool:
+    return all(Fraction(v).denominator == 1 for v in np.asarray(values).ravel())

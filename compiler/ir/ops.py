@@ -1,0 +1,245 @@
+"""The IR's operations: one frozen dataclass per op.
+
+Each op defines one value (`out`) from its `inputs`, carries the name of the ONNX node it came
+from (`origin`, for messages), and states its result type in `result_type`. The meaning of each
+op is its function in `compiler.interp`; passes and backends rely on nothing else.
+
+Per-channel parameters broadcast along axis 0 of the value's shape (the channel axis of a
+vector or of a CHW map); a parameter of shape () applies to every element.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import exact
+from .types import (
+    Exact, Fixed, Int, Real, TensorType, element_for_values, int_for_range, is_integer,
+)
+
+
+class IRError(Exception):
+    """A graph that breaks an IR rule; the message names the op and its origin."""
+
+
+def _fail(op: "Op", message: str) -> IRError:
+    return IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {message}")
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    out: str
+    inputs: tuple[str, ...]
+    origin: str = field(default="", kw_only=True)
+
+    kind = "op"
+
+    def result_type(self, inputs: list[TensorType]) -> TensorType:
+        raise NotImplementedError
+
+    def attributes(self) -> dict:
+        """Attributes for the printer, in a fixed order."""
+        return {}
+
+
+# ---- host side: float32 pre-processing and quantizers, executed exactly as the ONNX model does
+
+@dataclass(frozen=True, eq=False)
+class FloatOp(Op):
+    """y = x <fn> const, in float32 (fn: add, sub, rsub, mul, div, rdiv, pow)."""
+
+    fn: str
+    const: np.ndarray
+
+    kind = "float"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if not isinstance(x.elem, Real):
+            raise _fail(self, f"expects f32 input, got {x}")
+        try:
+            fits = np.broadcast_shapes(x.shape, self.const.shape) == x.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise _fail(self, f"constant of shape {self.const.shape} changes the input shape {x.shape}")
+        return x
+
+    def attributes(self):
+        return {"fn": self.fn, "const": self.const}
+
+
+@dataclass(frozen=True, eq=False)
+class Quantize(Op):
+    """QONNX Quant, integer part: q = round(clip(x / scale + zero_point, lo, hi)) in float32."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    lo: int
+    hi: int
+    rounding: str  # ROUND (half to even), CEIL, FLOOR
+
+    kind = "quantize"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        return TensorType(int_for_range(self.lo, self.hi), x.shape)
+
+    def attributes(self):
+        return {"scale": self.scale, "zero_point": self.zero_point, "range": (self.lo, self.hi),
+                "rounding": self.rounding}
+
+
+# ---- generic ops, before folding
+
+@dataclass(frozen=True, eq=False)
+class Sign(Op):
+    """+1 for x > 0, -1 for x < 0, and `zero` (+1 for BipolarQuant, 0 for ONNX Sign) at 0."""
+
+    zero: int
+
+    kind = "sign"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        return TensorType(element_for_values({-1, 1, self.zero}), x.shape)
+
+    def attributes(self):
+        return {"zero": self.zero}
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(Op):
+    """y = x * scale + bias with exact rational scale and bias."""
+
+    scale: np.ndarray  # () or (C,), Fractions
+    bias: np.ndarray
+
+    kind = "affine"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        for p in (self.scale, self.bias):
+            if p.ndim > 1 or (p.ndim == 1 and p.shape[0] not in (1, x.shape[0])):
+                raise _fail(self, f"parameter of shape {p.shape} does not fit {x}")
+        return TensorType(Exact(), x.shape)
+
+    def attributes(self):
+        return {"scale": self.scale, "bias": self.bias}
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Op):
+    """Row-major reshape; free in hardware, where a tensor is a row-major stream."""
+
+    shape: tuple[int, ...]
+
+    kind = "reshape"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if int(np.prod(self.shape)) != x.size:
+            raise _fail(self, f"cannot reshape {x} to {self.shape}")
+        return TensorType(x.elem, self.shape)
+
+    def attributes(self):
+        return {"shape": self.shape}
+
+
+# ---- hardware ops
+
+@dataclass(frozen=True, eq=False)
+class Dense(Op):
+    """y[c] = sum_k x[k] * w[c, k] with w in {-1, +1}, on integer (or fixed-point code) inputs."""
+
+    weights: np.ndarray  # (C, K) int8 of -1/+1
+
+    kind = "dense"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        c, k = self.weights.shape
+        if x.shape != (k,):
+            raise _fail(self, f"weights {c}x{k} do not fit input {x}")
+        if not is_integer(x.elem):
+            return TensorType(Exact(), (c,))  # before folding; hardware needs integer inputs
+        span = k * max(abs(x.elem.lo), abs(x.elem.hi))
+        lo, hi = (-span, span)
+        if isinstance(x.elem, Fixed):
+            return TensorType(Fixed(int_for_range(lo, hi).bits, x.elem.frac), (c,))
+        return TensorType(int_for_range(lo, hi), (c,))
+
+    def attributes(self):
+        return {"weights": self.weights}
+
+
+@dataclass(frozen=True, eq=False)
+class Threshold(Op):
+    """level = #{l : x >= t[c, l]} (t ascending per row); y = values[c, level].
+
+    This is QONNX MultiThreshold (values = out_scale * level + out_bias) and, once folded, the
+    binarized activation in hardware: integer x, integer thresholds, integer values.
+    Thresholds and values are int64 arrays, or Fractions before folding; a (1, L) row applies
+    to every channel.
+    """
+
+    thresholds: np.ndarray  # (C, L) or (1, L)
+    values: np.ndarray  # (C, L + 1) or (1, L + 1)
+
+    kind = "threshold"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        rows = {self.thresholds.shape[0], self.values.shape[0]} - {1}
+        if (rows and rows != {x.shape[0]}) or self.values.shape[1] != self.thresholds.shape[1] + 1:
+            raise _fail(self, f"thresholds {self.thresholds.shape} / values {self.values.shape} do not fit {x}")
+        if self.values.dtype == object and not exact.all_integral(self.values):
+            return TensorType(Exact(), x.shape)
+        return TensorType(element_for_values(self.values.ravel()), x.shape)
+
+    @property
+    def integer(self) -> bool:
+        """Ready for hardware: integer thresholds and values."""
+        return self.thresholds.dtype != object and self.values.dtype != object
+
+    def attributes(self):
+        return {"thresholds": self.thresholds, "values": self.values}
+
+
+@dataclass(frozen=True, eq=False)
+class FixedAffine(Op):
+    """q[c] = x[c] * mult[c] + bias[c], read as q * 2**-frac (x's own frac bits included)."""
+
+    mult: np.ndarray  # (C,) int64
+    bias: np.ndarray  # (C,) int64
+    frac: int
+    error_bound: float  # max |q * 2**-frac - exact affine| over the input range, stated for users
+
+    kind = "fixed_affine"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if not isinstance(x.elem, (Int, Fixed)):
+            raise _fail(self, f"expects an integer input, got {x}")
+        ends = [x.elem.lo * self.mult, x.elem.hi * self.mult]
+        lo = int(np.minimum(*ends).min() + self.bias.min())
+        hi = int(np.maximum(*ends).max() + self.bias.max())
+        return TensorType(Fixed(int_for_range(min(lo, -1), hi).bits, self.frac), x.shape)
+
+    def attributes(self):
+        return {"mult": self.mult, "bias": self.bias, "frac": self.frac, "error_bound": self.error_bound}
+
+
+@dataclass(frozen=True, eq=False)
+class ArgMax(Op):
+    """Index of the first maximum (ONNX ArgMax with select_last_index = 0)."""
+
+    kind = "argmax"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if len(x.shape) != 1:
+            raise _fail(self, f"expects a vector, got {x}")
+        return TensorType(int_for_range(0, max(1, x.shape[0] - 1)), (1,))
+

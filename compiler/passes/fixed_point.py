@@ -1,0 +1,83 @@
+"""fold-fixed-point: the exact affine left on the scores becomes a fixed-point multiply-add.
+
+y[c] = a[c] * acc[c] + b[c] with rational a, b becomes q[c] = acc[c] * m[c] + n[c], read as
+q * 2**-f, with m = round(a * 2**f) and n = round(b * 2**f). When every a and b is a multiple of
+2**-f for some f <= MAX_FRAC the result is exact. Otherwise f is the smallest number of
+fraction bits whose worst-case error, |acc|max * max|a - m/2**f| + max|b - n/2**f|, is within
+`rel-error` (in millionths) of the largest score; that bound is stated in the op and the manifest.
+A common positive scale keeps the order of the scores, so an argmax after it stays exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ir.ops import Affine, ArgMax, FixedAffine
+from ..ir.types import Fixed, Int
+from .manager import Pass, register
+
+MAX_FRAC = 48
+
+
+def _round(x: Fraction) -> int:
+    return round(x)  # Fraction rounds half to even, exactly
+
+
+def _error(a: list[Fraction], b: list[Fraction], frac: int, acc_max: int) -> Fraction:
+    unit = 1 << frac
+    ea = max(abs(x - Fraction(_round(x * unit), unit)) for x in a)
+    eb = max(abs(x - Fraction(_round(x * unit), unit)) for x in b)
+    return acc_max * ea + eb
+
+
+def choose_frac(a: list[Fraction], b: list[Fraction], acc_max: int, rel_error: Fraction) -> tuple[int, Fraction]:
+    """Fewest fraction bits that are exact, or else within rel_error of the largest score."""
+    largest = max(abs(x) * acc_max + abs(y) for x, y in zip(a, b)) or Fraction(1)
+    for frac in range(MAX_FRAC + 1):
+        err = _error(a, b, frac, acc_max)
+        if err == 0 or err <= rel_error * largest:
+            return frac, err
+    return MAX_FRAC, _error(a, b, MAX_FRAC, acc_max)
+
+
+@register
+@dataclass(frozen=True)
+class FoldFixedPoint(Pass):
+    name = "fold-fixed-point"
+    rel_error: int = 1  # allowed error, in millionths of the largest possible score
+
+    def run(self, graph: Graph) -> Graph:
+        ops = []
+        for op in graph.ops:
+            ops.append(self._fold(graph, op) if isinstance(op, Affine) else op)
+        return graph.with_ops(ops)
+
+    def _final(self, graph: Graph, value: str) -> bool:
+        return all(isinstance(c, ArgMax) for c in graph.consumers(value))
+
+    def _fold(self, graph: Graph, op: Affine):
+        elem = graph.types[op.inputs[0]].elem
+        if not isinstance(elem, (Int, Fixed)) or not self._final(graph, op.out):
+            return op
+        channels = graph.types[op.out].shape[0]
+        in_frac = elem.frac if isinstance(elem, Fixed) else 0
+        code = Fraction(1, 1 << in_frac)
+
+        def per_channel(p):
+            flat = list(p.ravel()) if p.ndim else [p[()]]
+            return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]
+
+        a = [x * code for x in per_channel(op.scale)]
+        b = per_channel(op.bias)
+        acc_max = max(abs(elem.lo), abs(elem.hi))
+        frac, err = choose_frac(a, b, acc_max, Fraction(self.rel_error, 10**6))
+        unit = 1 << frac
+        mult = np.array([_round(x * unit) for x in a], dtype=np.int64)
+        bias = np.array([_round(x * unit) for x in b], dtype=np.int64)
+        return FixedAffine(op.out, op.inputs, mult=mult, bias=bias, frac=frac, error_bound=float(err), origin=op.origin)
+
+    def max_error(self, before: Graph, after: Graph) -> float:
+        return max((op.error_bound for op in after.ops if isinstance(op, FixedAffine)), default=0.0)

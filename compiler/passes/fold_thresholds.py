@@ -1,0 +1,141 @@
+"""fold-thresholds: BatchNorm/scale/bias + sign (or MultiThreshold) -> integer thresholds.
+
+For an integer input s (or fixed-point code) and the exact affine y = a*s + b in front of it:
+  threshold t:   a > 0:  y >= t  <=>  s >= ceil((t - b) / a)
+                 a < 0:  y >= t  <=>  s <= floor((t - b) / a)  <=>  not s >= floor(...) + 1,
+                         so the levels reverse and the output values are read backwards
+                 a = 0:  y = b, a constant level
+  sign:          tau = -b / a;  s < ceil(tau) | ceil(tau) <= s <= floor(tau) | s > floor(tau),
+                 i.e. thresholds [ceil(tau), floor(tau) + 1] and values [-, zero, +] (reversed
+                 for a < 0). The middle level is empty unless tau is an integer: a Sign whose
+                 zero can never occur becomes a plain bipolar activation.
+Levels that are empty or repeat a neighbour's value are then dropped, and thresholds are
+clipped to the input's range so that they fit in the accumulator's width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from math import ceil, floor
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..ir.ops import Affine, Op, Sign, Threshold
+from ..ir.types import Fixed, Int
+from .manager import Pass, register
+
+
+def _channel_params(param: np.ndarray, channels: int) -> list[Fraction]:
+    flat = list(param.ravel()) if param.ndim else [param[()]]
+    return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]
+
+
+def _integer_rows(a: Fraction, b: Fraction, thresholds: list, values: list) -> tuple[list[int], list]:
+    """One channel of threshold(a*s + b) as thresholds on s."""
+    count = len(thresholds)
+    if a == 0:
+        level = sum(1 for t in thresholds if b >= t)
+        return [0] * count, [values[level]] * (count + 1)
+    if a > 0:
+        return [ceil((Fraction(t) - b) / a) for t in thresholds], list(values)
+    raised = sorted(floor((Fraction(t) - b) / a) + 1 for t in thresholds)
+    return raised, list(reversed(values))
+
+
+def _sign_rows(a: Fraction, b: Fraction, zero: int) -> tuple[list[int], list[int]]:
+    if a == 0:
+        value = 1 if b > 0 else -1 if b < 0 else zero
+        return [0, 0], [value] * 3
+    tau = -b / a
+    low, high = (-1, 1) if a > 0 else (1, -1)
+    return [ceil(tau), floor(tau) + 1], [low, zero, high]
+
+
+def simplify(thresholds: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clip thresholds to [lo, hi + 1] and drop threshold columns no channel needs.
+
+    Column j (between levels j and j+1) can go for a channel when both levels give the same
+    value, or one of them is empty; the surviving value is kept per channel.
+    """
+    t = np.clip(thresholds, lo, hi + 1).astype(np.int64)
+    v = values.astype(np.int64)
+    j = 0
+    while j < t.shape[1]:
+        keep = np.empty(t.shape[0], dtype=np.int64)  # the value that replaces levels j and j+1
+        removable = True
+        for c in range(t.shape[0]):
+            below = t[c, j - 1] if j > 0 else lo
+            above = t[c, j + 1] if j + 1 < t.shape[1] else hi + 1
+            level_j_empty = t[c, j] <= below
+            level_j1_empty = above <= t[c, j]
+            if v[c, j] == v[c, j + 1] or level_j1_empty:
+                keep[c] = v[c, j]
+            elif level_j_empty:
+                keep[c] = v[c, j + 1]
+            else:
+                removable = False
+                break
+        if removable:
+            t = np.delete(t, j, axis=1)
+            v = np.delete(v, j + 1, axis=1)
+            v[:, j] = keep
+        else:
+            j += 1
+    if t.shape[1] == 0:  # a constant: keep one threshold so every channel still has a level
+        t = np.full((t.shape[0], 1), lo, dtype=np.int64)
+        v = np.concatenate([v, v], axis=1)
+    return t, v
+
+
+@register
+@dataclass(frozen=True)
+class FoldThresholds(Pass):
+    name = "fold-thresholds"
+
+    def run(self, graph: Graph) -> Graph:
+        ops: list[Op] = []
+        for op in graph.ops:
+            folded = self._fold(graph, op) if isinstance(op, (Sign, Threshold)) else None
+            if folded is None:
+                ops.append(op)
+                continue
+            dropped, new = folded
+            if dropped is not None:
+                ops.remove(dropped)
+            ops.append(new)
+        return graph.with_ops(ops)
+
+    def _fold(self, graph: Graph, op: Op):
+        """(affine op absorbed or None, integer Threshold) -- or None when op cannot fold here."""
+        src = op.inputs[0]
+        aff = graph.producer(src)
+        if isinstance(aff, Affine) and len(graph.consumers(src)) == 1 and src not in graph.outputs:
+            base, scale, bias = aff.inputs[0], aff.scale, aff.bias
+        else:
+            aff, base = None, src
+            scale, bias = np.array(Fraction(1), dtype=object), np.array(Fraction(0), dtype=object)
+        elem = graph.types[base].elem
+        if not isinstance(elem, (Int, Fixed)):
+            return None
+        if isinstance(op, Threshold) and op.integer and aff is None and isinstance(elem, Int):
+            return None  # already folded
+        channels = graph.types[base].shape[0]
+        code_scale = Fraction(1, 1 << elem.frac) if isinstance(elem, Fixed) else Fraction(1)
+        a_s = [a * code_scale for a in _channel_params(scale, channels)]
+        b_s = _channel_params(bias, channels)
+        rows_t, rows_v = [], []
+        for c in range(channels):
+            if isinstance(op, Sign):
+                t, v = _sign_rows(a_s[c], b_s[c], op.zero)
+            else:
+                row = c if op.thresholds.shape[0] > 1 else 0
+                vrow = c if op.values.shape[0] > 1 else 0
+                t, v = _integer_rows(a_s[c], b_s[c], list(op.thresholds[row]), list(op.values[vrow]))
+            rows_t.append(t)
+            rows_v.append(v)
+        values = np.array(rows_v, dtype=object)
+        if not all(Fraction(x).denominator == 1 for x in values.ravel()):
+            return None  # non-integer outputs: fold-constants factors a scale out first
+        thresholds, values = simplify(np.array(rows_t, dtype=object), values, elem.lo, elem.hi)
+        return aff, Threshold(op.out, (base,), thresholds=thresholds, values=values, origin=op.origin)

@@ -118,6 +118,11 @@ class Affine(Op):
 
     kind = "affine"
 
+    def __post_init__(self):
+        # numpy turns 0-d object results into bare Fractions; keep both parameters arrays.
+        object.__setattr__(self, "scale", np.asarray(self.scale, dtype=object))
+        object.__setattr__(self, "bias", np.asarray(self.bias, dtype=object))
+
     def result_type(self, inputs):
         (x,) = inputs
         for p in (self.scale, self.bias):

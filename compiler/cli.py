@@ -1,0 +1,178 @@
+"""bnnc command line: compile, inspect, run, verify.
+
+Bad input ends with one line naming the problem on stderr and exit code 2; a verification that
+finds a mismatch exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import driver
+from .diagnostics import BnncError
+from .ir.printer import print_graph
+from .passes import DEFAULT_PIPELINE
+
+# Float32 execution of the original model differs from exact arithmetic by rounding only.
+ORIGINAL_RTOL = 1e-5
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
+    p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnnc", description="Compile binarized neural networks (ONNX) to hardware.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="ONNX -> Verilog/HLS build folder with a manifest")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", default="build", help="build folder (default: build)")
+    p.add_argument("--target", default="verilog", choices=["verilog", "hls", "all"])
+    p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
+    p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
+    _common(p)
+
+    p = sub.add_parser("inspect", help="print the IR after passes")
+    p.add_argument("model")
+    p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
+    p.add_argument("--print-after", action="append", default=[], help="print the IR after this pass")
+    p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
+    p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
+    _common(p)
+
+    p = sub.add_parser("run", help="run samples through a build's reference, RTL or HLS")
+    p.add_argument("build")
+    p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
+    p.add_argument("--output", required=True, help="Y.npy to write, in the model's units")
+    p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls"])
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+
+    p = sub.add_parser("verify", help="original ONNX vs reference vs RTL (vs HLS), one table")
+    p.add_argument("model")
+    p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
+    p.add_argument("--backends", default="rtl", help="comma list of rtl, hls (default: rtl)")
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one)")
+    _common(p)
+    return parser
+
+
+def _samples(args, graph) -> np.ndarray:
+    return driver.load_inputs(args.inputs, graph) if args.inputs else driver.sample_inputs(graph)
+
+
+def cmd_compile(args) -> int:
+    start = time.perf_counter()
+    targets = ("verilog", "hls") if args.target == "all" else (args.target,)
+    options = driver.Options(args.pipeline, args.fold, targets)
+    samples = None
+    if args.verify:
+        source = driver.lower(driver.load_model(args.model), Path(args.model).stem)
+        samples = _samples(args, source)
+    compiled = driver.compile_model(args.model, options, samples)
+    written = driver.write_build(compiled, Path(args.output), Path(args.model))
+    design = compiled.design
+    print(f"compiled {args.model} -> {args.output}/ in {time.perf_counter() - start:.2f} s")
+    for layer in design.layers:
+        print(f"  layer {layer.index}: {layer.in_count} -> {layer.out_count} ({layer.post}), "
+              f"pe={layer.pe} simd={layer.simd}, {layer.cycles} cycles/frame")
+    print(f"  pipeline interval {design.cycles_per_frame} cycles/frame; output error bound "
+          f"{driver.error_bound(compiled.graph):.3g}")
+    if args.verify:
+        for name, _, record in compiled.stages:
+            print(f"  {name}: {record.verified}")
+    print("  wrote " + ", ".join(p.name + ("/" if p.is_dir() else "") for p in written))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    model = driver.load_model(args.model)
+    source = driver.lower(model, Path(args.model).stem)
+    wanted = {n.split("{")[0] for n in args.print_after}
+    print("// after import")
+    print(print_graph(source))
+
+    def show(p, graph, record):
+        if args.print_after_all or p.name in wanted:
+            print(f"// after {p}  ({record.verified}, {record.seconds * 1000:.1f} ms)")
+            print(print_graph(graph))
+        elif args.verify:
+            print(f"// {p}: {record.verified}")
+
+    samples = _samples(args, source) if args.verify else None
+    driver.compile_model(args.model, driver.Options(args.pipeline, args.fold), samples, on_stage=show)
+    return 0
+
+
+def cmd_run(args) -> int:
+    compiled = driver.open_build(Path(args.build))
+    x = driver.load_inputs(args.inputs, compiled.source)
+    y = driver.execute(compiled, x, args.backend, Path(args.build), args.simulator)
+    np.save(args.output, y)
+    print(f"wrote {args.output}: {y.shape[0]} samples of shape {y.shape[1:]} ({args.backend})")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import tempfile
+
+    from .original import run_original
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in ("rtl", "hls"):
+            raise BnncError(f"unknown backend '{b}' in --backends (choose rtl, hls)")
+    targets = tuple({"rtl": "verilog", "hls": "hls"}[b] for b in backends)
+    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, targets))
+    x = driver.load_inputs(args.inputs, compiled.source)
+    driver.progress(f"running the original model on {len(x)} samples...")
+    original = run_original(compiled.model, x).astype(np.float64).reshape((len(x),) + compiled.output_shape)
+    reference = driver.execute(compiled, x, "interp")
+    bound = driver.error_bound(compiled.graph)
+    rows = [("reference", reference)]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        for b in backends:
+            # check=False: mismatches are counted in the table rather than stopping the run.
+            rows.append((b, driver.execute(compiled, x, b, work / b, args.simulator, check=False)))
+    ok = True
+    n = len(x)
+    classes = original.reshape(n, -1).shape[1] > 1
+    print(f"{n} samples, output bound {bound:.3g} (+ rtol {ORIGINAL_RTOL:g} for float32 rounding in the original)")
+    print(f"{'backend':<10} {'= reference':>12} {'argmax = orig':>14} {'max |y - orig|':>15}  verdict")
+    for name, y in rows:
+        same = int(np.sum(np.all((y == reference).reshape(n, -1), axis=1)))
+        err = np.abs(y - original)
+        allowed = bound + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
+        within = bool(np.all(err <= allowed))
+        agree = int(np.sum(y.reshape(n, -1).argmax(1) == original.reshape(n, -1).argmax(1))) if classes else None
+        good = within and same == n
+        ok &= good
+        print(f"{name:<10} {f'{same}/{n}':>12} {(f'{agree}/{n}' if classes else '-'):>14} {float(err.max()):>15.3g}  "
+              f"{'ok' if good else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "verify": cmd_verify}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BnncError as exc:
+        print(f"bnnc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bnnc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

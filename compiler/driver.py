@@ -1,0 +1,301 @@
+"""The compile flow shared by the CLI commands: import, run the pipeline, lower to hardware,
+write a build folder atomically, and execute a model on any backend in the model's own units.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import interp
+from .diagnostics import BnncError, quote
+from .frontend.onnx import load_model, lower
+from .ir.graph import Graph
+from .ir.ops import FixedAffine, IRError, Quantize
+from .ir.printer import print_graph
+from .ir.types import Fixed
+from .passes import DEFAULT_PIPELINE, PassError, parse_pipeline, run_pipeline
+from .resources import resource_dir
+
+BUILD_INFO = "build.json"
+
+
+def progress(message: str) -> None:
+    """Progress for anything slow goes to stderr, so stdout stays machine-readable."""
+    print(f"[bnnc] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Options:
+    pipeline: str = DEFAULT_PIPELINE
+    fold: str = "auto"  # "auto" or a JSON file
+    targets: tuple[str, ...] = ("verilog",)
+
+
+@dataclass
+class Compiled:
+    model: onnx.ModelProto
+    source: Graph  # as imported
+    graph: Graph  # after the pipeline
+    stages: list  # (pass name, graph after it, PassRecord)
+    options: Options
+    output_shape: tuple[int, ...]
+    design: object = field(default=None)
+
+
+def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if len(dims) >= 1 and all(d is not None and d > 0 for d in dims[1:]):
+        return tuple(dims[1:])
+    return graph.types[graph.outputs[0]].shape
+
+
+def sample_inputs(graph: Graph, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Random inputs over the range the model's input quantizer resolves, plus exact zeros."""
+    rng = np.random.default_rng(seed)
+    shape = (n,) + graph.inputs[0][1].shape
+    quant = next((op for op in graph.ops if isinstance(op, Quantize)), None)
+    if quant is not None:
+        lo = (quant.lo - float(quant.zero_point)) * float(quant.scale)
+        hi = (quant.hi - float(quant.zero_point)) * float(quant.scale)
+        x = rng.uniform(lo * 1.1, hi * 1.1, shape)
+    else:
+        x = rng.normal(0.0, 1.0, shape) + rng.integers(0, 2, shape) * 0.5
+    x[0] = 0.0  # the all-zero sample exercises Sign(0) and threshold ties
+    return x.astype(np.float32)
+
+
+def compile_model(model_path: str | Path, options: Options, samples: np.ndarray | None = None,
+                  on_stage=None) -> Compiled:
+    """Import and run the pipeline; with samples, every pass is checked by the interpreter."""
+    model = load_model(model_path)
+    source = lower(model, Path(model_path).stem)
+    feeds = None if samples is None else {source.inputs[0][0]: check_inputs(samples, source)}
+    stages = []
+
+    def after_each(p, g, record):
+        stages.append((str(p), g, record))
+        if on_stage:
+            on_stage(p, g, record)
+
+    try:
+        graph, _ = run_pipeline(source, parse_pipeline(options.pipeline), feeds, after_each)
+    except (PassError, IRError) as exc:
+        raise BnncError(str(exc)) from None
+    return Compiled(model, source, graph, stages, options, _output_shape(model, source))
+
+
+def check_inputs(x: np.ndarray, graph: Graph) -> np.ndarray:
+    name, ttype = graph.inputs[0]
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise BnncError(f"inputs for {quote(name)} must be numbers, got dtype {x.dtype}")
+    if x.ndim == len(ttype.shape):  # a single sample without its batch axis
+        x = x[None]
+    if x.shape[1:] != ttype.shape:
+        raise BnncError(f"inputs for {quote(name)} have shape {x.shape[1:]} per sample; the model "
+                        f"expects {ttype.shape} (samples on axis 0)")
+    return x.astype(np.float32)
+
+
+def load_inputs(path: str | Path, graph: Graph) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise BnncError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise BnncError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
+    return check_inputs(x, graph)
+
+
+def folding_spec(fold: str) -> dict | None:
+    if fold == "auto":
+        return None
+    from .backends.hardware import load_folding
+
+    try:
+        return load_folding(fold)
+    except FileNotFoundError:
+        raise BnncError(f"{fold}: no such folding file") from None
+    except (ValueError, AttributeError) as exc:
+        raise BnncError(f"{fold}: not a folding file ({exc})") from None
+
+
+def hardware(compiled: Compiled):
+    if compiled.design is None:
+        from .backends.hardware import lower as lower_hw
+
+        try:
+            compiled.design = lower_hw(compiled.graph, folding_spec(compiled.options.fold))
+        except IRError as exc:
+            raise BnncError(str(exc)) from None
+    return compiled.design
+
+
+def device_input(graph: Graph) -> str:
+    """The value the hardware receives: the first one not computed on the host."""
+    device = [op for op in graph.ops if not graph.on_host(op)]
+    if not device:
+        raise BnncError("nothing is left for hardware after the host pre-processing")
+    return device[0].inputs[0]
+
+
+def error_bound(graph: Graph) -> float:
+    return max((op.error_bound for op in graph.ops if isinstance(op, FixedAffine)), default=0.0)
+
+
+def manifest(compiled: Compiled) -> dict:
+    from .backends.manifest import design_manifest
+
+    graph = compiled.graph
+    out_type = graph.types[graph.outputs[0]]
+    host = [f"{op.kind} ({quote(op.origin)})" for op in graph.ops if graph.on_host(op)]
+    data = {
+        "bnnc_manifest": 1,
+        "model": compiled.source.name,
+        "pipeline": compiled.options.pipeline,
+        "targets": list(compiled.options.targets),
+        "input": {"shape": list(graph.inputs[0][1].shape), "dtype": "float32",
+                  "host_preprocessing": host},
+        "output": {"shape": list(compiled.output_shape), "type": str(out_type),
+                   "scale": 2.0 ** -out_type.elem.frac if isinstance(out_type.elem, Fixed) else 1.0,
+                   "error_bound": error_bound(graph),
+                   "meaning": "output code * scale = the model's output; |difference| <= error_bound"},
+        "passes": [{"name": n, "seconds": round(r.seconds, 6), "check": r.verified} for n, _, r in compiled.stages],
+    }
+    data["hardware"] = design_manifest(hardware(compiled))
+    return data
+
+
+def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Path]:
+    """Write everything into out_dir atomically: a staging folder inside it, then a swap."""
+    out_dir = Path(out_dir)
+    existed = out_dir.exists()
+    if existed and not out_dir.is_dir():
+        raise BnncError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = out_dir / ".bnnc-staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        design = hardware(compiled)
+        ir_dir = stage / "ir"
+        ir_dir.mkdir()
+        (ir_dir / "00-import.ir").write_text(print_graph(compiled.source))
+        for i, (name, g, _) in enumerate(compiled.stages, 1):
+            (ir_dir / f"{i:02d}-{name.split('{')[0]}.ir").write_text(print_graph(g))
+        shutil.copyfile(model_path, stage / "model.onnx")
+        if "verilog" in compiled.options.targets:
+            from .backends.verilog import emit as emit_verilog
+            emit_verilog(design, stage / "rtl")
+        if "hls" in compiled.options.targets:
+            from .backends.hls import emit as emit_hls
+            emit_hls(design, stage / "hls")
+        info = {"options": {"pipeline": compiled.options.pipeline, "fold": _fold_record(compiled.options.fold),
+                            "targets": list(compiled.options.targets)}}
+        (stage / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        (stage / "manifest.json").write_text(json.dumps(manifest(compiled), indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    written = []
+    for item in sorted(stage.iterdir()):
+        target = out_dir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        item.rename(target)
+        written.append(target)
+    stage.rmdir()
+    return written
+
+
+def _fold_record(fold: str):
+    """The folding as stored in the build, so `bnnc run` rebuilds the same design."""
+    return "auto" if fold == "auto" else folding_spec(fold)
+
+
+def open_build(build_dir: Path) -> Compiled:
+    """Recompile a build folder's model with its recorded options (deterministic and fast)."""
+    build_dir = Path(build_dir)
+    info_path = build_dir / BUILD_INFO
+    if not info_path.is_file():
+        raise BnncError(f"{build_dir}: not a bnnc build folder (no {BUILD_INFO}); run `bnnc compile` first")
+    opts = json.loads(info_path.read_text())["options"]
+    fold = opts["fold"]
+    options = Options(pipeline=opts["pipeline"], targets=tuple(opts["targets"]),
+                      fold="auto" if fold == "auto" else "inline")
+    compiled = compile_model(build_dir / "model.onnx", options)
+    if fold != "auto":
+        from .backends.hardware import lower as lower_hw
+        compiled.design = lower_hw(compiled.graph, fold)
+    return compiled
+
+
+def _sim_runner():
+    """The simulation harness ships as data (sim/), so it is loaded from its file."""
+    path = resource_dir("sim") / "runner.py"
+    spec = importlib.util.spec_from_file_location("bnnc_sim_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bnnc_sim_runner", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | None = None,
+            simulator: str = "verilator", check: bool = True) -> np.ndarray:
+    """Run samples x (model input units) through a backend; outputs in the model's units.
+
+    rtl/hls run the host part in numpy, hand the integer codes to the simulated hardware, and
+    check every output against the interpreter on the way (check=True).
+    """
+    graph = compiled.graph
+    name = graph.inputs[0][0]
+    x = check_inputs(x, graph)
+    out_name = graph.outputs[0]
+    out_type = graph.types[out_name]
+    env = interp.run(graph, {name: x}, trace=True)
+    reference = env[out_name]
+    if backend == "interp":
+        result = reference
+    else:
+        design = hardware(compiled)
+        codes = env[device_input(graph)].reshape(len(x), -1)
+        expected = reference.reshape(len(x), -1) if check else None
+        start = time.perf_counter()
+        if backend == "rtl":
+            from .backends.verilog import emit as emit_verilog
+            rtl_dir = (build_dir / "rtl") if build_dir and (build_dir / "rtl").is_dir() else None
+            work = Path(build_dir or ".") / "sim_build"
+            if rtl_dir is None:
+                rtl_dir = work / "rtl"
+                emit_verilog(design, rtl_dir)
+            progress(f"simulating {len(x)} vectors on the RTL with {simulator}...")
+            result = _sim_runner().simulate(rtl_dir, codes, design, expected, simulator=simulator,
+                                            build_dir=work / simulator).outputs
+        elif backend == "hls":
+            from .backends.csim import run_csim
+            from .backends.hls import emit as emit_hls
+            hls_dir = (build_dir / "hls") if build_dir and (build_dir / "hls").is_dir() else None
+            if hls_dir is None:
+                hls_dir = Path(build_dir or ".") / "csim_build" / "hls"
+                emit_hls(design, hls_dir)
+            progress(f"running the HLS C simulation on {len(x)} vectors...")
+            result = run_csim(hls_dir, design, codes)
+        else:
+            raise BnncError(f"unknown backend {quote(backend)} (choose interp, rtl or hls)")
+        progress(f"{backend}: {len(x)} vectors in {time.perf_counter() - start:.1f} s")
+        result = np.asarray(result).reshape(reference.shape)
+    real = interp.to_real(result, out_type)
+    return real.reshape((len(x),) + compiled.output_shape)
+

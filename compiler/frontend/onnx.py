@@ -1,0 +1,465 @@
+"""ONNX -> IR. Constant sub-graphs are evaluated first; every other node is lowered by the
+function registered for its op type (see LOWERINGS at the bottom), or refused by name.
+
+Semantics honoured exactly (see DESIGN.md section 2): QONNX Quant (scale, shift, clamp, round in
+float32), BipolarQuant (0 -> +1), ONNX Sign (0 -> 0), MultiThreshold (x >= t), the torch STE
+forms Add(x, Sub(Sign(x), x)) and Where(GreaterOrEqual(x, c), a, b), BatchNormalization, and
+Gemm/MatMul whose weights are +-s per output channel. Weights that are not binary are refused,
+never binarized.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from ..diagnostics import BnncError, node_label, quote
+from ..ir import exact
+from ..ir.graph import Graph
+from ..ir.ops import Affine, ArgMax, Dense, FloatOp, IRError, Quantize, Reshape, Sign, Threshold
+from ..ir.types import Real, TensorType
+from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX file, turning every way it can be unreadable into one clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise BnncError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise BnncError(f"{path}: the file is empty, not an ONNX model")
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf raises several types for garbage and truncation
+        raise BnncError(f"{path}: not a readable ONNX model (truncated or another format): "
+                        f"{type(exc).__name__}") from None
+    if not model.graph.node:
+        raise BnncError(f"{path}: the ONNX graph has no nodes (truncated or not an ONNX model)")
+    return model
+
+
+@dataclass(frozen=True)
+class _Sub:
+    """Sub(a, b) of two tensors, kept symbolic until it turns out to be the STE's Sign(x) - x."""
+    a: str
+    b: str
+
+
+@dataclass(frozen=True)
+class _Compare:
+    """GreaterOrEqual(x, c), kept symbolic until a Where turns it into a threshold."""
+    x: str
+    c: np.ndarray
+
+
+def _safe_name(name: str, taken: set) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name)[:40].strip("_") or "v"
+    if base[0].isdigit():
+        base = "v" + base
+    name, n = base, 1
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+class _Lowering:
+    def __init__(self, model: onnx.ModelProto, name: str):
+        self.model = model
+        self.name = _safe_name(name, set())
+        self.consts: dict[str, np.ndarray] = {}
+        self.values: dict[str, object] = {}  # ONNX tensor -> IR value name, or a symbolic _Sub/_Compare
+        self.types: dict[str, TensorType] = {}
+        self.ops: list = []
+        self.taken: set = set()
+        self.node = None
+        self.label = ""
+
+    # -- helpers used by the lowering functions
+
+    def fail(self, message: str) -> BnncError:
+        return BnncError(f"{self.label}: {message}")
+
+    def const(self, index: int, what: str) -> np.ndarray:
+        name = self.node.input[index] if index < len(self.node.input) else ""
+        if name not in self.consts:
+            raise self.fail(f"{what} (input {index}, {quote(name)}) must be a constant")
+        return self.consts[name]
+
+    def value(self, index: int) -> str:
+        name = self.node.input[index]
+        v = self.values.get(name)
+        if not isinstance(v, str):
+            raise self.fail(f"input {quote(name)} is not a tensor this lowering can use here")
+        return v
+
+    def type_of(self, value: str) -> TensorType:
+        return self.types[value]
+
+    def emit(self, cls, inputs, out_name: str | None = None, **attrs) -> str:
+        out = _safe_name(out_name or self.node.output[0], self.taken)
+        op = cls(out, tuple(inputs), origin=self.node.name or self.node.output[0], **attrs)
+        try:
+            self.types[out] = op.result_type([self.types[i] for i in inputs])
+        except IRError as exc:
+            raise self.fail(str(exc).split(": ", 1)[-1]) from None
+        self.ops.append(op)
+        return out
+
+    def bind(self, value) -> None:
+        self.values[self.node.output[0]] = value
+
+    def attr(self, name: str, default=None):
+        for a in self.node.attribute:
+            if a.name == name:
+                v = onnx.helper.get_attribute_value(a)
+                return v.decode() if isinstance(v, bytes) else v
+        return default
+
+    def channel_param(self, const: np.ndarray, value: str) -> np.ndarray:
+        """A constant broadcast against a value, as a () or (C,) array of Fractions."""
+        shape = self.type_of(value).shape
+        c = np.asarray(const)
+        while c.ndim > len(shape):
+            if c.shape[0] != 1:
+                raise self.fail(f"constant of shape {c.shape} does not broadcast over the batch")
+            c = c[0]
+        if c.size == 1:
+            return exact.fractions(c.reshape(()))
+        c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
+        if any(d != 1 for d in c.shape[1:]) or (c.shape[0] not in (1, shape[0])):
+            raise self.fail(f"constant of shape {const.shape} varies within a channel of {shape}; "
+                            f"only per-tensor or per-channel constants are supported")
+        return exact.fractions(c.reshape(-1))
+
+    def host_const(self, const: np.ndarray, value: str) -> np.ndarray:
+        """A constant for float pre-processing, aligned to the value's per-sample shape."""
+        shape = self.type_of(value).shape
+        c = np.asarray(const, dtype=np.float32)
+        while c.ndim > len(shape):
+            if c.shape[0] != 1:
+                raise self.fail(f"constant of shape {c.shape} does not broadcast over the batch")
+            c = c[0]
+        return c
+
+    # -- the walk
+
+    def run(self) -> Graph:
+        graph = self.model.graph
+        for init in graph.initializer:
+            self.consts[init.name] = numpy_helper.to_array(init)
+        inputs = [i for i in graph.input if i.name not in self.consts]
+        if len(inputs) != 1:
+            raise BnncError(f"the model has {len(inputs)} non-constant inputs "
+                            f"({', '.join(quote(i.name) for i in inputs)}); bnnc needs exactly one")
+        inp = inputs[0]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
+            raise BnncError(f"input {quote(inp.name)}: shape {dims} must be (batch, ...) with fixed "
+                            f"per-sample dimensions")
+        if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise BnncError(f"input {quote(inp.name)}: only float32 inputs are supported")
+        in_name = _safe_name(inp.name, self.taken)
+        self.types[in_name] = TensorType(Real(), tuple(dims[1:]))
+        self.values[inp.name] = in_name
+        for index, node in enumerate(graph.node):
+            self.node, self.label = node, node_label(node, index)
+            known = all(i == "" or i in self.consts for i in node.input)
+            if known and node.op_type not in ("Shape",):
+                self._fold_constant(node)
+                continue
+            lower = LOWERINGS.get(node.op_type)
+            if lower is None or (node.domain not in ("", "ai.onnx") + QONNX_DOMAINS):
+                raise self.fail(f"op {node.op_type} (domain {quote(node.domain or 'ai.onnx')}) is not "
+                                f"supported by bnnc")
+            lower(self)
+        if len(graph.output) != 1:
+            raise BnncError(f"the model has {len(graph.output)} outputs; bnnc needs exactly one")
+        out = self.values.get(graph.output[0].name)
+        if not isinstance(out, str):
+            raise BnncError(f"output {quote(graph.output[0].name)} is not computed from the input")
+        try:
+            return Graph(self.name, ((in_name, self.types[in_name]),), tuple(self.ops), (out,))
+        except IRError as exc:
+            raise BnncError(str(exc)) from None
+
+    def _fold_constant(self, node) -> None:
+        feeds = {i: self.consts[i] for i in node.input if i}
+        try:
+            results = ReferenceEvaluator(node, new_ops=ALL_CUSTOM_OPS).run(None, feeds)
+        except Exception as exc:
+            raise self.fail(f"cannot evaluate this constant expression: {str(exc).splitlines()[0][:200]}") from None
+        for name, value in zip(node.output, results):
+            self.consts[name] = np.asarray(value)
+
+
+# ---- lowering functions, one per ONNX op type
+
+
+def _identity(lw: _Lowering) -> None:
+    lw.bind(lw.values[lw.node.input[0]])
+
+
+def _shape(lw: _Lowering) -> None:
+    # A shape read from a dynamic tensor (e.g. x.view(x.size(0), -1)): batch is taken as 1, which
+    # is exactly how the reshape lowering below reads a leading batch dimension.
+    lw.consts[lw.node.output[0]] = np.array((1,) + lw.type_of(lw.value(0)).shape, dtype=np.int64)
+
+
+def _reshape_to(lw: _Lowering, target: list[int]) -> None:
+    x = lw.value(0)
+    shape = lw.type_of(x).shape
+    size = int(np.prod(shape))
+    dims = [shape[i - 1] if (d == 0 and 0 < i <= len(shape)) else d for i, d in enumerate(target)]
+    if not dims or dims[0] not in (1, -1, 0):
+        raise lw.fail(f"reshape to {target} must keep the batch as its first dimension")
+    rest = [int(d) for d in dims[1:]]
+    if rest.count(-1) > 1:
+        raise lw.fail(f"reshape to {target} has more than one unknown dimension")
+    if -1 in rest:
+        known = int(np.prod([d for d in rest if d != -1])) or 1
+        rest[rest.index(-1)] = size // known
+    if int(np.prod(rest)) != size:
+        raise lw.fail(f"cannot reshape a tensor of shape {shape} per sample to {target}")
+    lw.bind(x if tuple(rest) == shape else lw.emit(Reshape, [x], shape=tuple(rest)))
+
+
+def _reshape(lw: _Lowering) -> None:
+    _reshape_to(lw, [int(d) for d in lw.const(1, "the target shape")])
+
+
+def _flatten(lw: _Lowering) -> None:
+    axis = lw.attr("axis", 1)
+    if axis != 1:
+        raise lw.fail(f"Flatten with axis={axis} would mix samples; only axis=1 is supported")
+    _reshape_to(lw, [1, -1])
+
+
+def _squeeze_like(lw: _Lowering) -> None:
+    shape = lw.type_of(lw.value(0)).shape
+    axes = lw.attr("axes")
+    if axes is None and len(lw.node.input) > 1:
+        axes = [int(a) for a in lw.const(1, "the axes")]
+    full = [1] + list(shape)
+    rank_out = len(full) + (len(axes or []) if lw.node.op_type == "Unsqueeze" else -len(axes or []))
+    axes = [a % (rank_out if lw.node.op_type == "Unsqueeze" else len(full)) for a in (axes or [])]
+    if 0 in axes:
+        raise lw.fail("squeezing or unsqueezing the batch axis is not supported")
+    if lw.node.op_type == "Squeeze":
+        new = [d for i, d in enumerate(full) if i not in axes] if axes else [1] + [d for d in shape if d != 1]
+    else:
+        new = full[:]
+        for a in sorted(axes):
+            new.insert(a, 1)
+    _reshape_to(lw, new)
+
+
+def _quant(lw: _Lowering) -> None:
+    x = lw.value(0)
+    scale, zp = lw.const(1, "the scale"), lw.const(2, "the zero point")
+    bits = int(np.asarray(lw.const(3, "the bit width")).item())
+    signed, narrow = bool(lw.attr("signed", 1)), bool(lw.attr("narrow", 0))
+    rounding = str(lw.attr("rounding_mode", "ROUND")).upper()
+    if np.asarray(scale).size != 1 or np.asarray(zp).size != 1:
+        raise lw.fail("only per-tensor scale and zero point are supported on activations")
+    s, z = np.float32(np.asarray(scale).item()), np.float32(np.asarray(zp).item())
+    if bits == 1 and signed:  # QONNX reads this as bipolar: (x/s + z >= 0) ? 1 : -1
+        shifted = lw.emit(Affine, [x], f"{lw.node.output[0]}_shifted",
+                          scale=exact.fractions(np.float32(1) / s), bias=exact.fractions(z))
+        sign = lw.emit(Sign, [shifted], f"{lw.node.output[0]}_sign", zero=1)
+        lw.bind(lw.emit(Affine, [sign], scale=exact.fractions(s), bias=exact.fractions(-z * s)))
+        return
+    if not isinstance(lw.type_of(x).elem, Real):
+        raise lw.fail(f"a {bits}-bit Quant between layers is not supported; bnnc handles multi-bit "
+                      f"quantizers on the model input and binary ones elsewhere")
+    if rounding not in ("ROUND", "CEIL", "FLOOR"):
+        raise lw.fail(f"rounding mode {rounding} is not supported")
+    lo, hi = int_range(bits, signed, narrow)
+    q = lw.emit(Quantize, [x], f"{lw.node.output[0]}_int", scale=np.asarray(s), zero_point=np.asarray(z),
+                lo=lo, hi=hi, rounding=rounding)
+    # The dequantization is exact: (q - z) * s with the float32 constants as rationals.
+    lw.bind(lw.emit(Affine, [q], scale=exact.fractions(s), bias=-exact.fractions(z) * exact.fractions(s)))
+
+
+def _bipolar_quant(lw: _Lowering) -> None:
+    x = lw.value(0)
+    scale = lw.const(1, "the scale")
+    sign = lw.emit(Sign, [x], f"{lw.node.output[0]}_sign", zero=1)
+    lw.bind(lw.emit(Affine, [sign], scale=lw.channel_param(scale, sign), bias=exact.fractions(np.float32(0))))
+
+
+def _sign(lw: _Lowering) -> None:
+    lw.bind(lw.emit(Sign, [lw.value(0)], zero=0))
+
+
+def _multithreshold(lw: _Lowering) -> None:
+    x = lw.value(0)
+    t = np.asarray(lw.const(1, "the thresholds"), dtype=np.float32)
+    if t.ndim != 2:
+        raise lw.fail(f"thresholds must have shape (channels, steps), got {t.shape}")
+    if lw.attr("data_layout", "NCHW") != "NCHW" and len(lw.type_of(x).shape) > 1:
+        raise lw.fail("MultiThreshold with data_layout NHWC is not supported")
+    if np.any(np.diff(t, axis=1) < 0):
+        raise lw.fail("thresholds must be ascending along each row")
+    scale, bias = Fraction(float(lw.attr("out_scale", 1.0))), Fraction(float(lw.attr("out_bias", 0.0)))
+    values = np.array([[scale * level + bias for level in range(t.shape[1] + 1)]], dtype=object)
+    lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
+
+
+def _binary_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, K) float weights -> (+-1 int8, per-channel scale); refuses anything not +-s per row."""
+    w = np.asarray(w, dtype=np.float32)
+    mag = np.abs(w)
+    scale = mag[:, :1]
+    bad = np.argwhere((mag != scale) | (scale == 0))
+    if bad.size:
+        c, k = bad[0]
+        raise lw.fail(f"weights are not binary: output channel {c} has {w[c, k]!r} at input {k} "
+                      f"but {w[c, 0]!r} at input 0 (bnnc needs +-s per output channel and never "
+                      f"binarizes weights itself)")
+    return np.where(w > 0, 1, -1).astype(np.int8), scale[:, 0]
+
+
+def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0) -> None:
+    shape = lw.type_of(x).shape
+    if len(shape) != 1 or shape[0] != w.shape[1]:
+        raise lw.fail(f"weights of shape {w.shape[::-1]} do not fit an input of shape {shape}")
+    bits, scale = _binary_weights(lw, w)
+    acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=bits)
+    a = exact.fractions(scale) * Fraction(alpha)
+    b = exact.fractions(np.zeros(w.shape[0], np.float32)) if bias is None else lw.channel_param(bias, acc)
+    if len(set(a.tolist())) == 1:
+        a = np.asarray(a[0], dtype=object)
+    lw.bind(lw.emit(Affine, [acc], scale=a, bias=b))
+
+
+def _gemm(lw: _Lowering) -> None:
+    if lw.attr("transA", 0):
+        raise lw.fail("Gemm with transA=1 is not supported")
+    w = lw.const(1, "the weight matrix B")
+    w = w if lw.attr("transB", 0) else w.T
+    bias = None
+    if len(lw.node.input) > 2 and lw.node.input[2]:
+        bias = np.asarray(lw.const(2, "the bias C"), dtype=np.float32) * np.float32(lw.attr("beta", 1.0))
+    _dense(lw, lw.value(0), w, bias, lw.attr("alpha", 1.0))
+
+
+def _matmul(lw: _Lowering) -> None:
+    w = lw.const(1, "the weight matrix")
+    if w.ndim != 2:
+        raise lw.fail(f"weight matrix must be 2-D, got shape {w.shape}")
+    _dense(lw, lw.value(0), w.T, None)
+
+
+def _batchnorm(lw: _Lowering) -> None:
+    x = lw.value(0)
+    gamma, beta, mean, var = (lw.channel_param(lw.const(i, n), x) for i, n in
+                              enumerate(("the scale", "the bias", "the mean", "the variance"), 1))
+    eps = Fraction(float(np.float32(lw.attr("epsilon", 1e-5))))
+    sigma = np.array([exact.sqrt(v + eps) for v in np.atleast_1d(var)], dtype=object)
+    scale = np.atleast_1d(gamma) / sigma
+    lw.bind(lw.emit(Affine, [x], scale=scale, bias=np.atleast_1d(beta) - np.atleast_1d(mean) * scale))
+
+
+_FLOAT_FN = {"Add": ("add", "add"), "Sub": ("sub", "rsub"), "Mul": ("mul", "mul"),
+             "Div": ("div", "rdiv"), "Pow": ("pow", None)}
+
+
+def _arith(lw: _Lowering) -> None:
+    op = lw.node.op_type
+    names = lw.node.input
+    dynamic = [n for n in names if n not in lw.consts]
+    if len(dynamic) == 2:
+        return _two_tensors(lw)
+    const_first = names[0] in lw.consts
+    c = lw.consts[names[0 if const_first else 1]]
+    x = lw.values.get(names[1 if const_first else 0])
+    if not isinstance(x, str):
+        raise lw.fail("operand is not a tensor this lowering can use here")
+    if isinstance(lw.type_of(x).elem, Real):
+        fn = _FLOAT_FN[op][1 if const_first else 0]
+        if fn is None:
+            raise lw.fail("a tensor as exponent is not supported")
+        return lw.bind(lw.emit(FloatOp, [x], fn=fn, const=lw.host_const(c, x)))
+    if op == "Pow":
+        raise lw.fail("Pow between layers is not supported (only in input pre-processing)")
+    p = lw.channel_param(c, x)
+    one, zero = np.asarray(Fraction(1), dtype=object), np.asarray(Fraction(0), dtype=object)
+    if op == "Div" and const_first:
+        raise lw.fail("dividing a constant by a tensor is not supported between layers")
+    if op == "Div" and any(v == 0 for v in np.atleast_1d(p)):
+        raise lw.fail("division by zero")
+    scale, bias = {
+        "Add": (one, p), "Mul": (p, zero),
+        "Sub": ((-one, p) if const_first else (one, -p)),
+        "Div": (np.vectorize(lambda v: 1 / v, otypes=[object])(p) if p.ndim else np.asarray(1 / p[()], dtype=object), zero),
+    }[op]
+    lw.bind(lw.emit(Affine, [x], scale=np.asarray(scale, dtype=object), bias=np.asarray(bias, dtype=object)))
+
+
+def _two_tensors(lw: _Lowering) -> None:
+    """Only the straight-through-estimator form x + (Sign(x) - x), which equals Sign(x)."""
+    op, (a, b) = lw.node.op_type, (lw.values.get(n) for n in lw.node.input[:2])
+    if op == "Sub" and isinstance(a, str) and isinstance(b, str):
+        return lw.bind(_Sub(a, b))
+    if op == "Add":
+        for x, d in ((a, b), (b, a)):
+            if isinstance(d, _Sub) and d.b == x:
+                return lw.bind(d.a)
+    raise lw.fail(f"{op} of two tensors is only supported as the straight-through estimator "
+                  f"x + (Sign(x) - x); residual connections are not supported yet")
+
+
+def _greater_or_equal(lw: _Lowering) -> None:
+    lw.bind(_Compare(lw.value(0), lw.const(1, "the comparison constant")))
+
+
+def _where(lw: _Lowering) -> None:
+    cond = lw.values.get(lw.node.input[0])
+    if not isinstance(cond, _Compare):
+        raise lw.fail("Where is only supported as Where(GreaterOrEqual(x, c), a, b) with constants c, a, b")
+    a, b = lw.const(1, "the value if true"), lw.const(2, "the value if false")
+    t = lw.channel_param(cond.c, cond.x)
+    hi, lo = lw.channel_param(a, cond.x), lw.channel_param(b, cond.x)
+    channels = lw.type_of(cond.x).shape[0]
+    per = lambda p: np.broadcast_to(p, (channels,)) if p.ndim else p  # noqa: E731
+    if t.ndim == 0 and lo.ndim == 0 and hi.ndim == 0:
+        thresholds, values = np.array([[t[()]]], dtype=object), np.array([[lo[()], hi[()]]], dtype=object)
+    else:
+        thresholds = per(t).reshape(-1, 1).astype(object)
+        values = np.stack([per(lo), per(hi)], axis=1).astype(object)
+    lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values))
+
+
+def _argmax(lw: _Lowering) -> None:
+    x = lw.value(0)
+    shape = lw.type_of(x).shape
+    if len(shape) != 1 or lw.attr("axis", 0) not in (1, -1) or lw.attr("select_last_index", 0):
+        raise lw.fail("ArgMax is supported over the class axis of a vector (axis=1), first index")
+    lw.bind(lw.emit(ArgMax, [x]))
+
+
+LOWERINGS = {
+    "Identity": _identity, "Dropout": _identity, "Shape": _shape,
+    "Reshape": _reshape, "Flatten": _flatten, "Squeeze": _squeeze_like, "Unsqueeze": _squeeze_like,
+    "Quant": _quant, "BipolarQuant": _bipolar_quant, "Sign": _sign, "MultiThreshold": _multithreshold,
+    "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
+    "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith, "Pow": _arith,
+    "GreaterOrEqual": _greater_or_equal, "Where": _where, "ArgMax": _argmax,
+}
+
+
+def lower(model: onnx.ModelProto, name: str = "model") -> Graph:
+    """The IR of a loaded model; BnncError names the node for anything unsupported."""
+    return _Lowering(model, name).run()
+
+
+def import_onnx(path: str | Path) -> Graph:
+    return lower(load_model(path), Path(path).stem)

@@ -360,10 +360,12 @@ def _matmul(lw: _Lowering) -> None:
 
 def _batchnorm(lw: _Lowering) -> None:
     x = lw.value(0)
-    gamma, beta, mean, var = (lw.channel_param(lw.const(i, n), x) for i, n in
-                              enumerate(("the scale", "the bias", "the mean", "the variance"), 1))
-    eps = Fraction(float(np.float32(lw.attr("epsilon", 1e-5))))
-    sigma = np.array([exact.sqrt(v + eps) for v in np.atleast_1d(var)], dtype=object)
+    gamma, beta, mean = (lw.channel_param(lw.const(i, n), x) for i, n in
+                         enumerate(("the scale", "the bias", "the mean"), 1))
+    # var + eps is rounded to float32 as every runtime does (it decides where exact ties sit);
+    # the square root and everything after it are exact.
+    var = np.asarray(lw.const(4, "the variance"), np.float32) + np.float32(lw.attr("epsilon", 1e-5))
+    sigma = np.array([exact.sqrt(v) for v in np.atleast_1d(lw.channel_param(var, x))], dtype=object)
     scale = np.atleast_1d(gamma) / sigma
     lw.bind(lw.emit(Affine, [x], scale=scale, bias=np.atleast_1d(beta) - np.atleast_1d(mean) * scale))
 

@@ -1,0 +1,112 @@
+"""Threshold folding on the hard cases, each checked against the original ONNX model.
+
+The inputs are chosen so that accumulators land exactly on BatchNorm's tie point, so a fold
+that rounds a threshold the wrong way (or flips the comparison for gamma < 0) is caught.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx
+import pytest
+
+from compiler import interp
+from compiler.frontend.onnx import import_onnx
+from compiler.ir.ops import Threshold
+from compiler.ir.printer import print_graph
+from compiler.ir.types import Bipolar, Ternary
+from compiler.original import run_original
+from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from compiler.passes.fold_thresholds import simplify
+from tests.onnx_builders import sign_bn_mlp
+
+K = 4
+
+
+def all_ternary_inputs() -> np.ndarray:
+    """Every input in {-1, 0, 1}^K (as x - 0.5 style values: Sign gives exactly these)."""
+    return np.array(list(itertools.product([-1.0, 0.0, 1.0], repeat=K)), dtype=np.float32)
+
+
+def tie_model(tmp_path, gamma, beta, mean, act="Sign"):
+    w0 = np.ones((K, len(gamma)), np.float32)
+    w0[::2, 1::2] = -1  # two different accumulators per channel pair
+    w1 = np.where(np.arange(len(gamma) * 3).reshape(len(gamma), 3) % 2, 1.0, -1.0).astype(np.float32)
+    bn = dict(gamma=gamma, beta=beta, mean=mean, var=np.full(len(gamma), 4.0 - 1e-5, np.float32))
+    return sign_bn_mlp(tmp_path / "m.onnx", [w0, w1], [bn], act=act)
+
+
+def compile_and_compare(path):
+    graph = import_onnx(path)
+    x = all_ternary_inputs()
+    folded, records = run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE), {graph.inputs[0][0]: x})
+    got = interp.run(folded, {graph.inputs[0][0]: x})[folded.outputs[0]]
+    want = run_original(onnx.load(path), x)
+    np.testing.assert_array_equal(interp.to_real(got, folded.types[folded.outputs[0]]), want)
+    return folded
+
+
+@pytest.mark.parametrize("act", ["Sign", "Where"])
+@pytest.mark.parametrize("gamma", [1.0, -1.0, 0.5, -3.0])
+def test_ties_fold_exactly_for_both_gamma_signs(tmp_path, act, gamma):
+    # beta = 0 and integer means put the BN zero crossing exactly on reachable accumulators
+    # (K=4 ternary inputs reach every integer in [-4, 4]).
+    g = np.full(4, gamma, np.float32)
+    folded = compile_and_compare(tie_model(tmp_path, g, np.zeros(4, np.float32),
+                                           np.array([0, 1, -2, 3], np.float32), act))
+    th = next(op for op in folded.ops if isinstance(op, Threshold))
+    # Sign(0) = 0 is reachable at an exact tie, so the activation must stay ternary.
+    assert isinstance(folded.types[th.out].elem, Ternary if act == "Sign" else Bipolar)
+
+
+def test_sign_without_reachable_zero_becomes_bipolar(tmp_path):
+    # Non-integer tie points: BN output can never be exactly 0, so Sign's third value is dead.
+    folded = compile_and_compare(tie_model(tmp_path, np.array([1, -1, 2, -0.5], np.float32),
+                                           np.zeros(4, np.float32),
+                                           np.array([0.5, 1.5, -2.5, 0.5], np.float32)))
+    th = next(op for op in folded.ops if isinstance(op, Threshold))
+    assert isinstance(folded.types[th.out].elem, Bipolar)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7, -0.7])
+def test_zero_gamma_is_a_constant_channel(tmp_path, beta):
+    gamma = np.array([0, 1, 0, -1], np.float32)
+    folded = compile_and_compare(tie_model(tmp_path, gamma, np.full(4, beta, np.float32), np.zeros(4, np.float32)))
+    th = next(op for op in folded.ops if isinstance(op, Threshold))
+    for c in (0, 2):  # the gamma = 0 channels give sign(beta) whatever the input
+        assert len(set(th.values[c].tolist())) == 1
+
+
+def test_off_by_one_threshold_would_be_caught(tmp_path):
+    """Move one folded threshold by one step: the comparison against the original must fail."""
+    path = tie_model(tmp_path, np.ones(4, np.float32), np.zeros(4, np.float32), np.array([0, 1, -2, 3], np.float32))
+    graph = import_onnx(path)
+    x = all_ternary_inputs()
+    folded, _ = run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE))
+    ops = list(folded.ops)
+    i = next(i for i, op in enumerate(ops) if isinstance(op, Threshold) and not folded.on_host(op))
+    from dataclasses import replace
+    ops[i] = replace(ops[i], thresholds=ops[i].thresholds + 1)
+    broken = folded.with_ops(ops)
+    got = interp.run(broken, {graph.inputs[0][0]: x})[broken.outputs[0]]
+    assert not np.array_equal(interp.to_real(got, broken.types[broken.outputs[0]]), run_original(onnx.load(path), x))
+
+
+def test_simplify_drops_only_dead_levels():
+    # channel 0: tie at 2 (three live levels); channel 1: no integer tie (middle level empty)
+    t = np.array([[2, 3], [5, 5]])
+    v = np.array([[-1, 0, 1], [-1, 0, 1]])
+    t2, v2 = simplify(t, v, -10, 10)
+    assert t2.tolist() == t.tolist() and v2.tolist() == v.tolist()
+    t3, v3 = simplify(np.array([[4, 4], [5, 5]]), v, -10, 10)
+    assert t3.tolist() == [[4], [5]] and v3.tolist() == [[-1, 1], [-1, 1]]
+
+
+def test_printer_is_canonical(tmp_path):
+    path = tie_model(tmp_path, np.ones(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32))
+    graph = import_onnx(path)
+    text = print_graph(graph)
+    assert text == print_graph(import_onnx(path))
+    assert text.splitlines()[0] == "graph m(%x: f32[4]) -> (%mm1) {"  # Identity aliases mm1
+    assert "  %h0 = host sign %x {zero=0} : ternary[4]" in text.splitlines()

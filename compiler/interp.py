@@ -12,7 +12,8 @@ import numpy as np
 from .ir import exact
 from .ir.graph import Graph
 from .ir.ops import (
-    Affine, ArgMax, Dense, FixedAffine, FloatOp, Quantize, Reshape, Sign, Threshold,
+    Affine, ArgMax, Conv, Dense, FixedAffine, FloatOp, Pool, Quantize, Reshape, Sign, Softmax, Threshold,
+    Transpose,
 )
 from .ir.types import Exact, Fixed, Real, TensorType
 
@@ -62,17 +63,58 @@ def _affine(op: Affine, x):
     return x * _channel(op.scale, x.ndim) + _channel(op.bias, x.ndim)
 
 
-def _dense(op: Dense, x):
-    w = op.weights.astype(np.int64).T
+def _integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact a @ b for integer arrays: float64 BLAS while every partial sum stays below 2**53,
+    else Python integers."""
+    bound = max(int(np.abs(a).max(initial=0)), 1) * max(int(np.abs(b).max(initial=0)), 1) * a.shape[-1]
+    if bound < 1 << 53:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return (a.astype(object) @ b.astype(object))
+
+
+def _exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w with integer w; x integer, float32 or Fractions (scaled to integers first)."""
     if x.dtype.kind in "iu":
-        return x.astype(np.int64) @ w
-    # Exact inputs (before folding): scale to integers by a common denominator, then matmul.
+        return _integer_matmul(x, w)
     x = _exact(x)
-    den = np.lcm.reduce([Fraction(v).denominator for v in x.ravel()] or [1])
+    den = int(np.lcm.reduce([Fraction(v).denominator for v in x.ravel()] or [1]))
     ints = np.vectorize(lambda v: int(v * den), otypes=[object])(x)
-    if max((abs(v) for v in ints.ravel()), default=0) * w.shape[0] < 1 << 62:
+    if max((abs(v) for v in ints.ravel()), default=0) < 1 << 62:
         ints = ints.astype(np.int64)
-    return (ints @ w).astype(object) * Fraction(1, int(den))
+    return _integer_matmul(ints, w).astype(object) * Fraction(1, den)
+
+
+def _dense(op: Dense, x):
+    return _exact_matmul(x, op.weights.astype(np.int64).T)
+
+
+def _conv(op: Conv, x):
+    o, c, kh, kw = op.weights.shape
+    top, left, bottom, right = op.pads
+    fill = op.pad_value if x.dtype.kind in "iu" else Fraction(op.pad_value)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    win = win[:, :, ::op.stride[0], ::op.stride[1]]  # (N, C, OH, OW, kh, kw)
+    n, _, oh, ow = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    out = _exact_matmul(cols, op.weights.reshape(o, -1).astype(np.int64).T)
+    return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+
+
+def _pool(op: Pool, x):
+    win = np.lib.stride_tricks.sliding_window_view(x, op.kernel, axis=(2, 3))
+    win = win[:, :, ::op.stride[0], ::op.stride[1]]
+    hi, lo = win.max(axis=(4, 5)), win.min(axis=(4, 5))
+    return np.where(op.modes.reshape(1, -1, 1, 1) > 0, hi, lo)
+
+
+def _transpose(op: Transpose, x):
+    return x.transpose((0,) + tuple(p + 1 for p in op.perm))
+
+
+def _softmax(op: Softmax, scores):
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _threshold(op: Threshold, x):
@@ -100,7 +142,7 @@ def _argmax(op: ArgMax, x):
 EVAL = {
     FloatOp: _float_op, Quantize: _quantize, Sign: _sign,
     Affine: _affine, Dense: _dense, Threshold: _threshold, FixedAffine: _fixed_affine,
-    Reshape: _reshape, ArgMax: _argmax,
+    Reshape: _reshape, ArgMax: _argmax, Conv: _conv, Pool: _pool, Transpose: _transpose, Softmax: _softmax,
 }
 
 
@@ -113,7 +155,10 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], trace: bool = False) -> dic
         if arr.shape[1:] != ttype.shape:
             raise ValueError(f"input '{name}' has shape {arr.shape[1:]} per sample, expected {ttype.shape}")
     for op in graph.ops:
-        env[op.out] = EVAL[type(op)](op, *(env[i] for i in op.inputs))
+        args = [env[i] for i in op.inputs]
+        if isinstance(op, Softmax):  # works on the scores in model units, whatever their encoding
+            args = [to_real(args[0], graph.types[op.inputs[0]])]
+        env[op.out] = EVAL[type(op)](op, *args)
     return env if trace else {name: env[name] for name in graph.outputs}
 
 

@@ -22,7 +22,10 @@ from onnx.reference import ReferenceEvaluator
 from ..diagnostics import BnncError, node_label, quote
 from ..ir import exact
 from ..ir.graph import Graph
-from ..ir.ops import Affine, ArgMax, Dense, FloatOp, IRError, Quantize, Reshape, Sign, Threshold
+from ..ir.ops import (
+    Affine, ArgMax, Conv, Dense, FloatOp, IRError, Pool, Quantize, Reshape, Sign, Softmax, Threshold,
+    Transpose,
+)
 from ..ir.types import Real, TensorType
 from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
 
@@ -50,6 +53,29 @@ class _Sub:
     """Sub(a, b) of two tensors, kept symbolic until it turns out to be the STE's Sign(x) - x."""
     a: str
     b: str
+
+
+@dataclass(frozen=True)
+class _Padded:
+    """Pad(x) with a constant, kept symbolic so that the Conv reading it pads exactly."""
+    x: str
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    value: float
+
+
+@dataclass(frozen=True)
+class _NHWC:
+    """An ONNX tensor in N x H x W x C order that is IR value `x` (C x H x W) transposed.
+
+    tf2onnx wraps every conv in NHWC<->NCHW transposes and applies BatchNorm as Mul/Add along
+    the last axis; keeping the view lets those transposes cancel instead of reaching hardware.
+    """
+    x: str
+
+
+# Ops that act element by element (with per-channel constants): they pass an NHWC view through.
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Sign", "BipolarQuant", "Quant", "Identity", "Dropout",
+                "GreaterOrEqual", "Where", "BatchNormalization"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +107,7 @@ class _Lowering:
         self.taken: set = set()
         self.node = None
         self.label = ""
+        self.nhwc = False  # constants align to an N x H x W x C view while lowering this node
 
     # -- helpers used by the lowering functions
 
@@ -134,6 +161,8 @@ class _Lowering:
         if c.size == 1:
             return exact.fractions(c.reshape(()))
         c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
+        if self.nhwc:  # aligned to (H, W, C): move its channel axis to the front like the IR's
+            c = np.moveaxis(c, -1, 0)
         if any(d != 1 for d in c.shape[1:]) or (c.shape[0] not in (1, shape[0])):
             raise self.fail(f"constant of shape {const.shape} varies within a channel of {shape}; "
                             f"only per-tensor or per-channel constants are supported")
@@ -179,16 +208,41 @@ class _Lowering:
             if lower is None or (node.domain not in ("", "ai.onnx") + QONNX_DOMAINS):
                 raise self.fail(f"op {node.op_type} (domain {quote(node.domain or 'ai.onnx')}) is not "
                                 f"supported by bnnc")
-            lower(self)
+            self._lower_with_layout(lower, node)
         if len(graph.output) != 1:
             raise BnncError(f"the model has {len(graph.output)} outputs; bnnc needs exactly one")
         out = self.values.get(graph.output[0].name)
+        if isinstance(out, _NHWC):
+            self.node = graph.node[-1]
+            out = self.emit(Transpose, [out.x], f"{graph.output[0].name}_nhwc", perm=(1, 2, 0))
         if not isinstance(out, str):
             raise BnncError(f"output {quote(graph.output[0].name)} is not computed from the input")
         try:
             return Graph(self.name, ((in_name, self.types[in_name]),), tuple(self.ops), (out,))
         except IRError as exc:
             raise BnncError(str(exc)) from None
+
+    def _lower_with_layout(self, lower, node) -> None:
+        """Lower one node, passing NHWC views through elementwise ops and materialising them
+        (as a Transpose) for anything else."""
+        views = {n: v for n in node.input if isinstance(v := self.values.get(n), _NHWC)}
+        if views and node.op_type in _ELEMENTWISE and node.op_type != "BatchNormalization":
+            saved = dict(self.values)
+            self.values.update({n: v.x for n, v in views.items()})
+            self.nhwc = True
+            try:
+                lower(self)
+            finally:
+                self.nhwc = False
+            result = self.values[node.output[0]]
+            self.values = {**saved, node.output[0]: _NHWC(result) if isinstance(result, str) else result}
+            return
+        if views and node.op_type == "Transpose" and list(self.attr("perm") or []) == [0, 3, 1, 2]:
+            self.bind(next(iter(views.values())).x)
+            return
+        for n, v in views.items():
+            self.values[n] = self.emit(Transpose, [v.x], f"{n}_nhwc", perm=(1, 2, 0))
+        lower(self)
 
     def _fold_constant(self, node) -> None:
         feeds = {i: self.consts[i] for i in node.input if i}
@@ -360,14 +414,22 @@ def _matmul(lw: _Lowering) -> None:
 
 def _batchnorm(lw: _Lowering) -> None:
     x = lw.value(0)
-    gamma, beta, mean = (lw.channel_param(lw.const(i, n), x) for i, n in
+    channels = lw.type_of(x).shape[0]
+
+    def per_channel(i, what):  # BatchNormalization parameters are (C,), along axis 1
+        p = np.asarray(lw.const(i, what), np.float32).reshape(-1)
+        if p.size != channels:
+            raise lw.fail(f"{what} has {p.size} entries for {channels} channels")
+        return p
+
+    gamma, beta, mean = (exact.fractions(per_channel(i, n)) for i, n in
                          enumerate(("the scale", "the bias", "the mean"), 1))
     # var + eps is rounded to float32 as every runtime does (it decides where exact ties sit);
     # the square root and everything after it are exact.
-    var = np.asarray(lw.const(4, "the variance"), np.float32) + np.float32(lw.attr("epsilon", 1e-5))
-    sigma = np.array([exact.sqrt(v) for v in np.atleast_1d(lw.channel_param(var, x))], dtype=object)
-    scale = np.atleast_1d(gamma) / sigma
-    lw.bind(lw.emit(Affine, [x], scale=scale, bias=np.atleast_1d(beta) - np.atleast_1d(mean) * scale))
+    var = per_channel(4, "the variance") + np.float32(lw.attr("epsilon", 1e-5))
+    sigma = np.array([exact.sqrt(v) for v in exact.fractions(var)], dtype=object)
+    scale = gamma / sigma
+    lw.bind(lw.emit(Affine, [x], scale=scale, bias=beta - mean * scale))
 
 
 _FLOAT_FN = {"Add": ("add", "add"), "Sub": ("sub", "rsub"), "Mul": ("mul", "mul"),
@@ -440,6 +502,100 @@ def _where(lw: _Lowering) -> None:
     lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values))
 
 
+def _binary_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    bits, scale = _binary_weights(lw, w.reshape(w.shape[0], -1))
+    return bits.reshape(w.shape), scale
+
+
+def _conv(lw: _Lowering) -> None:
+    src = lw.values.get(lw.node.input[0])
+    pads, pad_value = (0, 0, 0, 0), 0.0
+    if isinstance(src, _Padded):
+        src, pads, pad_value = src.x, src.pads, src.value
+    if not isinstance(src, str):
+        raise lw.fail("input is not a tensor this lowering can use here")
+    w = np.asarray(lw.const(1, "the kernel"), np.float32)
+    if w.ndim != 4:
+        raise lw.fail(f"only 2-D convolutions are supported (kernel shape {w.shape})")
+    if lw.attr("group", 1) != 1:
+        raise lw.fail(f"group={lw.attr('group')} convolutions are not supported (only group=1)")
+    if any(d != 1 for d in lw.attr("dilations", [1, 1])):
+        raise lw.fail("dilated convolutions are not supported")
+    if lw.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise lw.fail(f"auto_pad={lw.attr('auto_pad')} is not supported; export with explicit pads")
+    own = list(lw.attr("pads", [0, 0, 0, 0]))
+    if any(own) and any(pads):
+        if pad_value != 0:
+            raise lw.fail("a Pad with a non-zero value followed by a zero-padding Conv is not supported")
+    top, left, bottom, right = pads
+    pads = (top + own[0], left + own[1], bottom + own[2], right + own[3])
+    if not any(pads):
+        pad_value = 0.0
+    if pad_value not in (0.0, 1.0, -1.0):
+        raise lw.fail(f"padding with {pad_value} is not supported: binary convolutions pad with 0 "
+                      f"(no contribution) or with a bit (+1 or -1)")
+    bits, scale = _binary_kernels(lw, w)
+    acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=bits,
+                  stride=tuple(lw.attr("strides", [1, 1])), pads=pads, pad_value=int(pad_value))
+    a = exact.fractions(scale)
+    if len(set(a.tolist())) == 1:
+        a = np.asarray(a[0], dtype=object)
+    bias = np.zeros(w.shape[0], np.float32)
+    if len(lw.node.input) > 2 and lw.node.input[2]:
+        bias = np.asarray(lw.const(2, "the bias"), np.float32)
+    # A pad value of +-1 is in the units of the padded tensor; fold-constants rescales it.
+    lw.bind(lw.emit(Affine, [acc], scale=a, bias=exact.fractions(bias)))
+
+
+def _pad(lw: _Lowering) -> None:
+    x = lw.value(0)
+    mode = lw.attr("mode", "constant")
+    pads = lw.attr("pads")
+    if pads is None:
+        pads = [int(p) for p in lw.const(1, "the pads")]
+    value = 0.0
+    if len(lw.node.input) > 2 and lw.node.input[2]:
+        value = float(np.asarray(lw.const(2, "the pad value")).item())
+    rank = len(lw.type_of(x).shape) + 1
+    if mode != "constant" or len(pads) != 2 * rank or rank != 4:
+        raise lw.fail("only constant padding of N x C x H x W maps is supported")
+    begin, end = pads[:rank], pads[rank:]
+    if begin[0] or begin[1] or end[0] or end[1]:
+        raise lw.fail("padding the batch or channel axis is not supported")
+    lw.bind(_Padded(x, (begin[2], begin[3], end[2], end[3]), value))
+
+
+def _maxpool(lw: _Lowering) -> None:
+    x = lw.value(0)
+    if any(lw.attr("pads", [0, 0, 0, 0])) or lw.attr("ceil_mode", 0) or any(d != 1 for d in lw.attr("dilations", [1, 1])):
+        raise lw.fail("MaxPool with padding, ceil_mode or dilation is not supported")
+    if len(lw.node.output) > 1 and lw.node.output[1]:
+        raise lw.fail("MaxPool's indices output is not supported")
+    kernel = tuple(lw.attr("kernel_shape"))
+    stride = tuple(lw.attr("strides", list(kernel)))
+    channels = lw.type_of(x).shape[0]
+    lw.bind(lw.emit(Pool, [x], kernel=kernel, stride=stride, modes=np.ones(channels, dtype=np.int8)))
+
+
+def _transpose(lw: _Lowering) -> None:
+    x = lw.value(0)
+    rank = len(lw.type_of(x).shape)
+    perm = list(lw.attr("perm", list(range(rank, -1, -1))))
+    if perm[0] != 0:
+        raise lw.fail(f"transposing the batch axis away (perm {perm}) is not supported")
+    perm = tuple(p - 1 for p in perm[1:])
+    if perm == (1, 2, 0) and not isinstance(lw.type_of(x).elem, Real):
+        return lw.bind(_NHWC(x))  # a layout view; materialised only if something needs it
+    lw.bind(x if perm == tuple(range(rank)) else lw.emit(Transpose, [x], perm=perm))
+
+
+def _softmax(lw: _Lowering) -> None:
+    x = lw.value(0)
+    if len(lw.type_of(x).shape) != 1 or lw.attr("axis", -1) not in (1, -1):
+        raise lw.fail("Softmax is supported over the class vector only")
+    lw.bind(lw.emit(Softmax, [x]))
+
+
 def _argmax(lw: _Lowering) -> None:
     x = lw.value(0)
     shape = lw.type_of(x).shape
@@ -455,6 +611,7 @@ LOWERINGS = {
     "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
     "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith, "Pow": _arith,
     "GreaterOrEqual": _greater_or_equal, "Where": _where, "ArgMax": _argmax,
+    "Conv": _conv, "Pad": _pad, "MaxPool": _maxpool, "Transpose": _transpose, "Softmax": _softmax,
 }
 
 

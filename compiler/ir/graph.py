@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .ops import IRError, Op
-from .types import Real, TensorType
+from .ops import Conv, Dense, IRError, Op, Softmax
+from .types import TensorType
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Graph:
         return replace(self, ops=tuple(reversed(kept)), outputs=outputs)
 
     def on_host(self, op: Op) -> bool:
-        """Ops reading float32 data (pre-processing, input quantizers) run on the host, exactly
-        as the ONNX model does; the hardware starts at their integer results."""
-        return any(isinstance(self.types[i].elem, Real) for i in op.inputs)
+        """Everything before the first weight layer (float pre-processing, input quantizers) and
+        a final Softmax run on the host, exactly as the ONNX model does; the rest is hardware."""
+        first = next((i for i, o in enumerate(self.ops) if isinstance(o, (Dense, Conv))), len(self.ops))
+        return isinstance(op, Softmax) or self.ops.index(op) < first

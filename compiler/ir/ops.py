@@ -213,6 +213,100 @@ class Threshold(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class Conv(Op):
+    """y[o,i,j] = sum_{c,u,v} xp[c, i*s+u, j*s+v] * w[o,c,u,v], w in {-1, +1}.
+
+    xp is x padded by `pads` (top, left, bottom, right) with `pad_value`: 0 for ONNX/Brevitas
+    zero padding (a padded position contributes nothing: it is not a bit), +1 or -1 for Larq's
+    pad_values, which are bits like any other.
+    """
+
+    weights: np.ndarray  # (O, C, kh, kw) int8 of -1/+1
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    pad_value: int
+
+    kind = "conv"
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        kh, kw = self.weights.shape[2:]
+        top, left, bottom, right = self.pads
+        return (h + top + bottom - kh) // self.stride[0] + 1, (w + left + right - kw) // self.stride[1] + 1
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        o, c, kh, kw = self.weights.shape
+        if len(x.shape) != 3 or x.shape[0] != c:
+            raise _fail(self, f"weights {self.weights.shape} do not fit input {x} (needs C x H x W)")
+        oh, ow = self.out_hw(*x.shape[1:])
+        if oh < 1 or ow < 1:
+            raise _fail(self, f"kernel {kh}x{kw} does not fit input {x}")
+        if not is_integer(x.elem):
+            return TensorType(Exact(), (o, oh, ow))
+        span = c * kh * kw * max(abs(x.elem.lo), abs(x.elem.hi), abs(self.pad_value))
+        return TensorType(int_for_range(-span, span), (o, oh, ow))
+
+    def attributes(self):
+        return {"weights": self.weights, "stride": self.stride, "pads": self.pads, "pad_value": self.pad_value}
+
+
+@dataclass(frozen=True, eq=False)
+class Pool(Op):
+    """Max pool (per channel: mode +1), or min pool (mode -1, what a max pool becomes when a
+    negative scale is moved across it). No padding."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    modes: np.ndarray  # (C,) int8 of +1 (max) / -1 (min)
+
+    kind = "pool"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if len(x.shape) != 3 or self.modes.shape != (x.shape[0],):
+            raise _fail(self, f"expects a C x H x W map with one mode per channel, got {x}")
+        oh = (x.shape[1] - self.kernel[0]) // self.stride[0] + 1
+        ow = (x.shape[2] - self.kernel[1]) // self.stride[1] + 1
+        if oh < 1 or ow < 1:
+            raise _fail(self, f"window {self.kernel} does not fit {x}")
+        return TensorType(x.elem, (x.shape[0], oh, ow))
+
+    def attributes(self):
+        return {"kernel": self.kernel, "stride": self.stride, "modes": self.modes}
+
+
+@dataclass(frozen=True, eq=False)
+class Transpose(Op):
+    """Permute the per-sample axes (perm excludes the batch axis)."""
+
+    perm: tuple[int, ...]
+
+    kind = "transpose"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if sorted(self.perm) != list(range(len(x.shape))):
+            raise _fail(self, f"perm {self.perm} does not fit {x}")
+        return TensorType(x.elem, tuple(x.shape[p] for p in self.perm))
+
+    def attributes(self):
+        return {"perm": self.perm}
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax(Op):
+    """Softmax over the class vector, in float64 on the host after the hardware."""
+
+    kind = "softmax"
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if len(x.shape) != 1:
+            raise _fail(self, f"expects a vector, got {x}")
+        return TensorType(Real(), x.shape)
+
+
+@dataclass(frozen=True, eq=False)
 class FixedAffine(Op):
     """q[c] = x[c] * mult[c] + bias[c], read as q * 2**-frac (x's own frac bits included)."""
 

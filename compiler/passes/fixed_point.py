@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.ops import Affine, ArgMax, FixedAffine
+from ..ir.ops import Affine, ArgMax, FixedAffine, Softmax
 from ..ir.types import Fixed, Int
 from .manager import Pass, register
 
@@ -56,7 +56,7 @@ class FoldFixedPoint(Pass):
         return graph.with_ops(ops)
 
     def _final(self, graph: Graph, value: str) -> bool:
-        return all(isinstance(c, ArgMax) for c in graph.consumers(value))
+        return all(isinstance(c, (ArgMax, Softmax)) for c in graph.consumers(value))
 
     def _fold(self, graph: Graph, op: Affine):
         elem = graph.types[op.inputs[0]].elem

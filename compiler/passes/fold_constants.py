@@ -1,12 +1,16 @@
-"""fold-constants: exact algebra on constant parameters, so every Dense sees integers.
+"""fold-constants: exact algebra on constant parameters, so every weight layer sees integers.
 
-Local rewrites, applied in one topological sweep (each rewrite only looks backwards, so one
-sweep reaches the fixed point; a second sweep is a cheap check that nothing is left):
-  affine(affine(x))        -> affine(x)                 compose scale and bias exactly
-  affine(threshold(x))     -> threshold(x)              map the threshold's output values
-  threshold(x) -> dense    -> affine(g) . threshold'    factor a common scale g out of the values
-  dense(affine_s(x))       -> affine(dense(x))          scalar scale s, any bias b: W(sx+b) = sWx + Wb
-  reshape(affine_s(x))     -> affine_s(reshape(x))      a scalar affine commutes with reshapes
+Local rewrites (RULES, in order), applied in one topological sweep; each only looks backwards at
+ops already rewritten, so one sweep reaches the fixed point and a second one confirms it:
+  affine(affine(x))         -> affine(x)               compose scale and bias exactly
+  affine(threshold(x))      -> threshold(x)            map the threshold's output values
+  sign(threshold(x))        -> threshold(x)            sign of the output values (Larq's Sign(Sign(x)+0.1))
+  threshold(x) -> layer     -> affine(g).threshold'    factor a common scale g out of the values
+  dense(affine_s(x))        -> affine(dense(x))        scalar s, any bias b: W(sx + b) = sWx + Wb
+  conv(affine_s(x))         -> affine(conv(x))         scalar s; bias only without padding; the pad
+                                                       value is rescaled and must stay 0 or +-1
+  pool(affine(x))           -> affine(pool'(x))        per channel: a < 0 turns max into min
+  reshape/transpose(affine_s(x)) -> affine_s(...)      a uniform affine commutes with data movement
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import numpy as np
 
 from ..ir import exact
 from ..ir.graph import Graph
-from ..ir.ops import Affine, Dense, Reshape, Threshold
+from ..ir.ops import Affine, Conv, Dense, Pool, Reshape, Sign, Threshold, Transpose
 from ..ir.types import is_integer
 from .manager import Pass, register
 
@@ -91,6 +95,106 @@ def _factor_scale(th: Threshold) -> Fraction | None:
     return g if all((v / g).denominator == 1 for v in vals) else None
 
 
+def _affine_of_affine(rw: _Rewriter, op) -> bool:
+    inner = isinstance(op, Affine) and rw.single_use_producer(op.inputs[0], Affine)
+    if not inner:
+        return False
+    rw.ops.remove(inner)
+    rw.emit(_compose(inner, op))
+    return True
+
+
+def _affine_of_threshold(rw: _Rewriter, op) -> bool:
+    th = isinstance(op, Affine) and rw.single_use_producer(op.inputs[0], Threshold)
+    if not th:
+        return False
+    rw.ops.remove(th)
+    rw.emit(_map_values(th, op, rw.type_of(op.inputs[0]).shape[0]))
+    return True
+
+
+def _sign_of_threshold(rw: _Rewriter, op) -> bool:
+    th = isinstance(op, Sign) and rw.single_use_producer(op.inputs[0], Threshold)
+    if not th:
+        return False
+    rw.ops.remove(th)
+    sign = np.vectorize(lambda v: 1 if v > 0 else -1 if v < 0 else op.zero, otypes=[np.int64])
+    rw.emit(replace(th, out=op.out, values=sign(th.values)))
+    return True
+
+
+def _factor_threshold_scale(rw: _Rewriter, op) -> bool:
+    """Emit threshold' + affine(g) in place of a threshold with non-integer values feeding a
+    layer; returns False so that the layer itself is handled by the next rules."""
+    th = isinstance(op, (Dense, Conv)) and rw.single_use_producer(op.inputs[0], Threshold)
+    g = _factor_scale(th) if th else None
+    if g is not None:
+        rw.ops.remove(th)
+        mid = rw.fresh(th.out)
+        rw.emit(replace(th, out=mid, values=exact.floor_array(th.values.astype(object) / g)))
+        rw.emit(Affine(th.out, (mid,), scale=_obj(g), bias=_obj(Fraction(0)), origin=th.origin))
+    return False
+
+
+def _integer_source(rw: _Rewriter, op, kinds):
+    """The single-use Affine feeding op, if op is one of kinds and the Affine reads integers."""
+    if not isinstance(op, kinds):
+        return None
+    aff = rw.single_use_producer(op.inputs[0], Affine)
+    return aff if aff is not None and is_integer(rw.type_of(aff.inputs[0]).elem) else None
+
+
+def _move_below(rw: _Rewriter, aff: Affine, op, scale, bias, **changes) -> bool:
+    rw.ops.remove(aff)
+    moved = replace(op, out=rw.fresh(op.out), inputs=aff.inputs, **changes)
+    rw.emit(moved)
+    rw.emit(Affine(op.out, (moved.out,), scale=_obj(scale), bias=_obj(bias), origin=op.origin))
+    return True
+
+
+def _affine_through_dense(rw: _Rewriter, op) -> bool:
+    aff = _integer_source(rw, op, Dense)
+    if aff is None or not _uniform(aff.scale):
+        return False
+    bias = op.weights.astype(object) @ _per_channel(aff.bias, op.weights.shape[1])
+    return _move_below(rw, aff, op, _scalar(aff.scale), bias)
+
+
+def _affine_through_conv(rw: _Rewriter, op) -> bool:
+    aff = _integer_source(rw, op, Conv)
+    if aff is None or not _uniform(aff.scale) or _scalar(aff.scale)[()] == 0:
+        return False
+    s = _scalar(aff.scale)[()]
+    pad = Fraction(op.pad_value) / s
+    if any(op.pads) and (pad.denominator != 1 or abs(pad) > 1 or any(b != 0 for b in aff.bias.ravel())):
+        return False  # a padded position would need its own bias: leave it, hardware will refuse
+    channels = op.weights.shape[1]
+    per_in = _per_channel(aff.bias, channels)
+    bias = op.weights.astype(object).sum(axis=(2, 3)) @ per_in
+    return _move_below(rw, aff, op, s, bias, pad_value=int(pad))
+
+
+def _affine_through_pool(rw: _Rewriter, op) -> bool:
+    aff = isinstance(op, Pool) and rw.single_use_producer(op.inputs[0], Affine)
+    if not aff:
+        return False
+    channels = op.modes.shape[0]
+    scale = _per_channel(aff.scale, channels)
+    modes = np.array([m if a >= 0 else -m for m, a in zip(op.modes, scale)], dtype=np.int8)
+    return _move_below(rw, aff, op, aff.scale, aff.bias, modes=modes)
+
+
+def _affine_through_layout(rw: _Rewriter, op) -> bool:
+    aff = isinstance(op, (Reshape, Transpose)) and rw.single_use_producer(op.inputs[0], Affine)
+    if not aff or not (_uniform(aff.scale) and _uniform(aff.bias)):
+        return False
+    return _move_below(rw, aff, op, _scalar(aff.scale), _scalar(aff.bias))
+
+
+RULES = (_affine_of_affine, _affine_of_threshold, _sign_of_threshold, _factor_threshold_scale,
+         _affine_through_dense, _affine_through_conv, _affine_through_pool, _affine_through_layout)
+
+
 @register
 @dataclass(frozen=True)
 class FoldConstants(Pass):
@@ -107,43 +211,6 @@ class FoldConstants(Pass):
     def _sweep(self, graph: Graph) -> Graph:
         rw = _Rewriter(graph)
         for op in graph.ops:
-            src = op.inputs[0] if op.inputs else None
-            if isinstance(op, Affine):
-                inner = rw.single_use_producer(src, Affine)
-                if inner:
-                    rw.ops.remove(inner)
-                    rw.emit(_compose(inner, op))
-                    continue
-                th = rw.single_use_producer(src, Threshold)
-                if th:
-                    rw.ops.remove(th)
-                    rw.emit(_map_values(th, op, rw.type_of(src).shape[0]))
-                    continue
-            if isinstance(op, (Dense, Reshape)):
-                aff = rw.single_use_producer(src, Affine)
-                if aff is None:
-                    th = rw.single_use_producer(src, Threshold)
-                    g = _factor_scale(th) if th is not None and isinstance(op, Dense) else None
-                    if g is not None:
-                        rw.ops.remove(th)
-                        mid = rw.fresh(th.out)
-                        rw.emit(replace(th, out=mid, values=exact.floor_array(th.values.astype(object) / g)))
-                        aff = Affine(th.out, (mid,), scale=np.array(g, dtype=object), bias=np.array(Fraction(0), dtype=object), origin=th.origin)
-                        rw.emit(aff)
-                if aff is not None and _uniform(aff.scale) and (isinstance(op, Dense) or _uniform(aff.bias)):
-                    base_type = rw.type_of(aff.inputs[0])
-                    if isinstance(op, Dense) and not is_integer(base_type.elem):
-                        rw.emit(op)
-                        continue
-                    rw.ops.remove(aff)
-                    moved = replace(op, out=rw.fresh(op.out), inputs=aff.inputs)
-                    rw.emit(moved)
-                    if isinstance(op, Dense):
-                        k = op.weights.shape[1]
-                        bias = _obj(op.weights.astype(object) @ _per_channel(aff.bias, k))
-                        rw.emit(Affine(op.out, (moved.out,), scale=_scalar(aff.scale), bias=bias, origin=op.origin))
-                    else:
-                        rw.emit(replace(aff, out=op.out, inputs=(moved.out,), scale=_scalar(aff.scale), bias=_scalar(aff.bias)))
-                    continue
-            rw.emit(op)
+            if not any(rule(rw, op) for rule in RULES):
+                rw.emit(op)
         return graph.with_ops(rw.ops)

@@ -11,6 +11,10 @@ For an integer input s (or fixed-point code) and the exact affine y = a*s + b in
                  zero can never occur becomes a plain bipolar activation.
 Levels that are empty or repeat a neighbour's value are then dropped, and thresholds are
 clipped to the input's range so that they fit in the accumulator's width.
+
+A pool in front of a threshold moves behind it when that is exact: max commutes with a
+non-decreasing function and a min pool (from a negative scale) with a non-increasing one, so
+threshold(pool(acc)) = maxpool(threshold(acc)) -- the pool then works on bits, not accumulators.
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ from math import ceil, floor
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.ops import Affine, Op, Sign, Threshold
-from ..ir.types import Fixed, Int
+from ..ir.ops import Affine, Op, Pool, Sign, Threshold
+from ..ir.types import Bipolar, Fixed, Int, Ternary
 from .manager import Pass, register
 
 
@@ -104,7 +108,7 @@ class FoldThresholds(Pass):
             if dropped is not None:
                 ops.remove(dropped)
             ops.append(new)
-        return graph.with_ops(ops)
+        return _pools_after_thresholds(graph.with_ops(ops))
 
     def _fold(self, graph: Graph, op: Op):
         """(affine op absorbed or None, integer Threshold) -- or None when op cannot fold here."""
@@ -116,9 +120,9 @@ class FoldThresholds(Pass):
             aff, base = None, src
             scale, bias = np.array(Fraction(1), dtype=object), np.array(Fraction(0), dtype=object)
         elem = graph.types[base].elem
-        if not isinstance(elem, (Int, Fixed)):
+        if not isinstance(elem, (Int, Fixed, Bipolar, Ternary)):
             return None
-        if isinstance(op, Threshold) and op.integer and aff is None and isinstance(elem, Int):
+        if isinstance(op, Threshold) and op.integer and aff is None and not isinstance(elem, Fixed):
             return None  # already folded
         channels = graph.types[base].shape[0]
         code_scale = Fraction(1, 1 << elem.frac) if isinstance(elem, Fixed) else Fraction(1)
@@ -139,3 +143,25 @@ class FoldThresholds(Pass):
             return None  # non-integer outputs: fold-constants factors a scale out first
         thresholds, values = simplify(np.array(rows_t, dtype=object), values, elem.lo, elem.hi)
         return aff, Threshold(op.out, (base,), thresholds=thresholds, values=values, origin=op.origin)
+
+
+def _monotone(row: np.ndarray) -> int:
+    """+1 if the values never decrease with the level, -1 if they never increase, 0 otherwise."""
+    steps = np.diff(row.astype(np.int64))
+    return 1 if np.all(steps >= 0) else -1 if np.all(steps <= 0) else 0
+
+
+def _pools_after_thresholds(graph: Graph) -> Graph:
+    ops = list(graph.ops)
+    for i, op in enumerate(ops):
+        pool = graph.producer(op.inputs[0]) if isinstance(op, Threshold) and op.integer else None
+        if not isinstance(pool, Pool) or len(graph.consumers(pool.out)) != 1:
+            continue
+        channels = pool.modes.shape[0]
+        values = np.broadcast_to(op.values, (channels, op.values.shape[1]))
+        if not all(np.all(v == v[0]) or _monotone(v) == m for v, m in zip(values, pool.modes)):
+            continue
+        j = ops.index(pool)
+        ops[j] = replace(op, inputs=pool.inputs, out=pool.out)
+        ops[i] = replace(pool, inputs=(pool.out,), out=op.out, modes=np.ones(channels, dtype=np.int8))
+    return graph.with_ops(ops)

@@ -12,9 +12,9 @@ For an integer input s (or fixed-point code) and the exact affine y = a*s + b in
 Levels that are empty or repeat a neighbour's value are then dropped, and thresholds are
 clipped to the input's range so that they fit in the accumulator's width.
 
-A pool in front of a threshold moves behind it when that is exact: max commutes with a
-non-decreasing function and a min pool (from a negative scale) with a non-increasing one, so
-threshold(pool(acc)) = maxpool(threshold(acc)) -- the pool then works on bits, not accumulators.
+A pool in front of a threshold moves behind it, where it works on bits instead of accumulators:
+f(max(a)) = max(f(a)) for a non-decreasing f and min(f(a)) for a non-increasing one, so a max
+pool in front of a negative-gamma channel becomes a min pool (an AND of bits) behind it.
 """
 from __future__ import annotations
 
@@ -159,9 +159,10 @@ def _pools_after_thresholds(graph: Graph) -> Graph:
             continue
         channels = pool.modes.shape[0]
         values = np.broadcast_to(op.values, (channels, op.values.shape[1]))
-        if not all(np.all(v == v[0]) or _monotone(v) == m for v, m in zip(values, pool.modes)):
-            continue
+        direction = np.array([_monotone(v) for v in values])
+        if np.any(direction == 0):
+            continue  # a non-monotone channel: the pool has to stay on integers
         j = ops.index(pool)
         ops[j] = replace(op, inputs=pool.inputs, out=pool.out)
-        ops[i] = replace(pool, inputs=(pool.out,), out=op.out, modes=np.ones(channels, dtype=np.int8))
+        ops[i] = replace(pool, inputs=(pool.out,), out=op.out, modes=(pool.modes * direction).astype(np.int8))
     return graph.with_ops(ops)

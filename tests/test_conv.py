@@ -1,0 +1,113 @@
+"""Convolutions: exact zero padding, +-1 padding, pool/threshold order, against the original.
+
+Each case also shows that the tempting wrong choice (padding with a bit, a max pool left in
+front of a negative-gamma threshold) gives different answers, so the right one is tested.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler import interp
+from compiler.frontend.onnx import import_onnx
+from compiler.ir.ops import Conv, Pool, Threshold
+from compiler.original import run_original
+from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from tests.onnx_builders import save
+
+C_IN, C_OUT, H = 2, 4, 6
+
+
+def conv_model(path, pad_value=0.0, pads_as="conv", pool="after", gamma_sign=(1, -1, 1, -1)):
+    """x -> Sign -> [Pad] -> Conv 3x3 -> (MaxPool) -> BN -> Sign -> (MaxPool) -> Flatten -> MatMul."""
+    rng = np.random.default_rng(3)
+    w = rng.choice([-1.0, 1.0], (C_OUT, C_IN, 3, 3)).astype(np.float32)
+    gamma = (np.array(gamma_sign) * rng.uniform(0.5, 2, C_OUT)).astype(np.float32)
+    beta = rng.normal(0, 1, C_OUT).astype(np.float32)
+    mean = rng.integers(-3, 3, C_OUT).astype(np.float32)  # integer means: exact ties are reachable
+    var = np.ones(C_OUT, np.float32)
+    nodes = [helper.make_node("Sign", ["x"], ["s"])]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(gamma, "g"), numpy_helper.from_array(beta, "b"),
+             numpy_helper.from_array(mean, "m"), numpy_helper.from_array(var, "v")]
+    conv_in, conv_pads = "s", [1, 1, 1, 1]
+    if pads_as == "pad":
+        inits += [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+                  numpy_helper.from_array(np.float32(pad_value), "padv")]
+        nodes.append(helper.make_node("Pad", ["s", "pads", "padv"], ["sp"], mode="constant"))
+        conv_in, conv_pads = "sp", [0, 0, 0, 0]
+    nodes.append(helper.make_node("Conv", [conv_in, "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=conv_pads))
+    bn_in = "c"
+    if pool == "before":
+        nodes.append(helper.make_node("MaxPool", ["c"], ["cp"], kernel_shape=[2, 2], strides=[2, 2]))
+        bn_in = "cp"
+    nodes += [helper.make_node("BatchNormalization", [bn_in, "g", "b", "m", "v"], ["bn"], name="bn"),
+              helper.make_node("Sign", ["bn"], ["a"])]
+    act = "a"
+    if pool == "after":
+        nodes.append(helper.make_node("MaxPool", ["a"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]))
+        act = "ap"
+    flat = C_OUT * (H // 2) ** 2
+    inits.append(numpy_helper.from_array(rng.choice([-1.0, 1.0], (flat, 5)).astype(np.float32), "wd"))
+    nodes += [helper.make_node("Flatten", [act], ["f"]), helper.make_node("MatMul", ["f", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", C_IN, H, H])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return save(model, path)
+
+
+def inputs(n=300):
+    rng = np.random.default_rng(0)
+    return rng.choice([-1.0, 0.0, 1.0], (n, C_IN, H, H), p=[0.4, 0.2, 0.4]).astype(np.float32)
+
+
+def fold(path):
+    graph = import_onnx(path)
+    folded, _ = run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE), {graph.inputs[0][0]: inputs(64)})
+    return folded
+
+
+def outputs(graph, x):
+    out = graph.outputs[0]
+    return interp.to_real(interp.run(graph, {graph.inputs[0][0]: x})[out], graph.types[out])
+
+
+@pytest.mark.parametrize("pads_as, pad_value", [("conv", 0.0), ("pad", 0.0), ("pad", 1.0), ("pad", -1.0)])
+@pytest.mark.parametrize("pool", ["after", "before"])
+def test_conv_matches_original(tmp_path, pads_as, pad_value, pool):
+    path = conv_model(tmp_path / "m.onnx", pad_value, pads_as, pool)
+    folded = fold(path)
+    x = inputs()
+    np.testing.assert_array_equal(outputs(folded, x), run_original(onnx.load(path), x))
+    conv = next(op for op in folded.ops if isinstance(op, Conv))
+    assert conv.pad_value == int(pad_value) and conv.pads == (1, 1, 1, 1)
+    # Pooling ends up behind the threshold, on bits, whichever order the model used.
+    kinds = [type(op) for op in folded.ops if not folded.on_host(op)]
+    assert kinds.index(Pool) > kinds.index(Threshold)
+
+
+@pytest.mark.parametrize("wrong_value", [-1, 1])
+def test_padding_zeros_with_a_bit_would_be_caught(tmp_path, wrong_value):
+    """FINN pads binary convs with a bit; a zero pad is not a bit, and the outputs show it."""
+    path = conv_model(tmp_path / "m.onnx", 0.0, "conv", "after")
+    folded = fold(path)
+    ops = [replace(op, pad_value=wrong_value) if isinstance(op, Conv) else op for op in folded.ops]
+    x = inputs()
+    assert not np.array_equal(outputs(folded.with_ops(ops), x), run_original(onnx.load(path), x))
+
+
+def test_max_pool_before_negative_gamma_becomes_a_min_pool_on_bits(tmp_path):
+    path = conv_model(tmp_path / "m.onnx", 0.0, "conv", "before", gamma_sign=(-1, -1, 1, -1))
+    x = inputs()
+    want = run_original(onnx.load(path), x)
+    folded = fold(path)
+    pool = next(op for op in folded.ops if isinstance(op, Pool))
+    assert isinstance(folded.producer(pool.inputs[0]), Threshold)
+    assert pool.modes.tolist() == [-1, -1, 1, -1]
+    np.testing.assert_array_equal(outputs(folded, x), want)
+    naive = folded.with_ops([replace(op, modes=np.ones(4, np.int8)) if isinstance(op, Pool) else op for op in folded.ops])
+    assert not np.array_equal(outputs(naive, x), want)

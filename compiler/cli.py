@@ -24,6 +24,7 @@ ORIGINAL_RTOL = 1e-5
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
     p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
+    p.add_argument("--calibrate", help="samples (.npy) that set the fixed-point format of an input the model does not quantize")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def _samples(args, graph) -> np.ndarray:
 def cmd_compile(args) -> int:
     start = time.perf_counter()
     targets = ("verilog", "hls") if args.target == "all" else (args.target,)
-    options = driver.Options(args.pipeline, args.fold, targets)
+    options = driver.Options(args.pipeline, args.fold, targets, args.calibrate)
     samples = None
     if args.verify:
         source = driver.lower(driver.load_model(args.model), Path(args.model).stem)
@@ -106,7 +107,7 @@ def cmd_inspect(args) -> int:
             print(f"// {p}: {record.verified}")
 
     samples = _samples(args, source) if args.verify else None
-    driver.compile_model(args.model, driver.Options(args.pipeline, args.fold), samples, on_stage=show)
+    driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate), samples, on_stage=show)
     return 0
 
 
@@ -139,7 +140,7 @@ def cmd_verify(args) -> int:
         if b not in ("rtl", "hls"):
             raise BnncError(f"unknown backend '{b}' in --backends (choose rtl, hls)")
     targets = tuple({"rtl": "verilog", "hls": "hls"}[b] for b in backends)
-    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, targets))
+    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, targets, args.calibrate))
     x = driver.load_inputs(args.inputs, compiled.source)
     driver.progress(f"running the original model on {len(x)} samples...")
     original = run_original(compiled.model, x).astype(np.float64).reshape((len(x),) + compiled.output_shape)

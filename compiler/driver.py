@@ -8,7 +8,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ class Options:
     pipeline: str = DEFAULT_PIPELINE
     fold: str = "auto"  # "auto" or a JSON file
     targets: tuple[str, ...] = ("verilog",)
+    calibrate: str | None = None  # samples that set the fixed-point format of unquantized inputs
 
 
 @dataclass
@@ -78,6 +79,8 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
     model = load_model(model_path)
     source = lower(model, Path(model_path).stem)
     feeds = None if samples is None else {source.inputs[0][0]: check_inputs(samples, source)}
+    if options.calibrate:
+        load_inputs(options.calibrate, source)  # a bad calibration file is bad input: say so now
     stages = []
 
     def after_each(p, g, record):
@@ -86,7 +89,11 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
             on_stage(p, g, record)
 
     try:
-        graph, _ = run_pipeline(source, parse_pipeline(options.pipeline), feeds, after_each)
+        passes = parse_pipeline(options.pipeline)
+        if options.calibrate:
+            from .passes.fixed_point import QuantizeInputs
+            passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, QuantizeInputs) else p for p in passes]
+        graph, _ = run_pipeline(source, passes, feeds, after_each)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
     return Compiled(model, source, graph, stages, options, _output_shape(model, source))
@@ -192,6 +199,8 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
         for i, (name, g, _) in enumerate(compiled.stages, 1):
             (ir_dir / f"{i:02d}-{name.split('{')[0]}.ir").write_text(print_graph(g))
         shutil.copyfile(model_path, stage / "model.onnx")
+        if compiled.options.calibrate:
+            shutil.copyfile(compiled.options.calibrate, stage / "calibration.npy")
         if "verilog" in compiled.options.targets:
             from .backends.verilog import emit as emit_verilog
             emit_verilog(design, stage / "rtl")
@@ -199,7 +208,8 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
             from .backends.hls import emit as emit_hls
             emit_hls(design, stage / "hls")
         info = {"options": {"pipeline": compiled.options.pipeline, "fold": _fold_record(compiled.options.fold),
-                            "targets": list(compiled.options.targets)}}
+                            "targets": list(compiled.options.targets),
+                            "calibrate": "calibration.npy" if compiled.options.calibrate else None}}
         (stage / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (stage / "manifest.json").write_text(json.dumps(manifest(compiled), indent=2) + "\n")
     except BaseException:
@@ -233,8 +243,9 @@ def open_build(build_dir: Path) -> Compiled:
         raise BnncError(f"{build_dir}: not a bnnc build folder (no {BUILD_INFO}); run `bnnc compile` first")
     opts = json.loads(info_path.read_text())["options"]
     fold = opts["fold"]
+    calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
     options = Options(pipeline=opts["pipeline"], targets=tuple(opts["targets"]),
-                      fold="auto" if fold == "auto" else "inline")
+                      fold="auto" if fold == "auto" else "inline", calibrate=calibrate)
     compiled = compile_model(build_dir / "model.onnx", options)
     if fold != "auto":
         from .backends.hardware import lower as lower_hw

@@ -110,3 +110,51 @@ def test_printer_is_canonical(tmp_path):
     assert text == print_graph(import_onnx(path))
     assert text.splitlines()[0] == "graph m(%x: f32[4]) -> (%mm1) {"  # Identity aliases mm1
     assert "  %h0 = host sign %x {zero=0} : ternary[4]" in text.splitlines()
+
+
+def float_input_model(tmp_path):
+    """x (float, unquantized) -> MatMul(+-1) -> BN -> Sign -> MatMul(+-1): no input quantizer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.onnx_builders import save
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.choice([-1.0, 1.0], (16, 8)).astype(np.float32), "w0"),
+             numpy_helper.from_array(rng.choice([-1.0, 1.0], (8, 3)).astype(np.float32), "w1")]
+    for key, val in dict(g=rng.uniform(0.5, 2, 8), b=rng.normal(0, 1, 8), m=rng.normal(0, 2, 8), v=np.ones(8)).items():
+        inits.append(numpy_helper.from_array(val.astype(np.float32), key))
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h"], name="first_matmul"),
+             helper.make_node("BatchNormalization", ["h", "g", "b", "m", "v"], ["bn"]),
+             helper.make_node("Sign", ["bn"], ["s"]), helper.make_node("MatMul", ["s", "w1"], ["y"])]
+    graph = helper.make_graph(nodes, "float_in", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return save(model, tmp_path / "float_in.onnx")
+
+
+def test_unquantized_input_needs_calibration(tmp_path):
+    from compiler.passes.manager import PassError
+    graph = import_onnx(float_input_model(tmp_path))
+    with pytest.raises(PassError, match="first_matmul.*--calibrate"):
+        run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE))
+
+
+def test_calibrated_fixed_point_input_error_is_bounded(tmp_path):
+    from compiler.ir.ops import Dense, Quantize
+    graph = import_onnx(float_input_model(tmp_path))
+    x = np.random.default_rng(2).normal(0, 3, (200, 16)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", x)
+    passes = parse_pipeline(f"quantize-inputs{{bits=10}}")
+    from dataclasses import replace as dc_replace
+    passes = [dc_replace(passes[0], calibrate=str(tmp_path / "cal.npy"))]
+    quantized, records = run_pipeline(graph, passes, {graph.inputs[0][0]: x})
+    assert records[0].verified.startswith("approximates")
+    quant = next(op for op in quantized.ops if isinstance(op, Quantize))
+    frac = -int(np.log2(float(quant.scale)))
+    assert 2.0 ** (9 - frac) > np.abs(x).max() >= 2.0 ** (8 - frac)  # integer bits cover the data
+    dense_before = next(op.out for op in graph.ops if isinstance(op, Dense))
+    dense_after = next(op.out for op in quantized.ops if isinstance(op, Dense))
+    a = interp.run(graph, {graph.inputs[0][0]: x}, trace=True)[dense_before]
+    b = interp.run(quantized, {graph.inputs[0][0]: x}, trace=True)[dense_after]
+    err = np.abs(np.asarray(a - b, dtype=np.float64))
+    assert err.max() <= 16 * 2.0 ** -(frac + 1)

@@ -205,6 +205,12 @@ def _per_channel(values: np.ndarray | None, channels: int, columns: int | None =
     return [[int(v) for v in row] for row in arr]
 
 
+def popcount_threshold(t: int, k: int) -> int:
+    """The popcount form of a dot-product threshold over k bipolar inputs:
+    dot = 2P - k >= t  <=>  P >= (t + k) / 2  <=>  P >= ceil((t + k) / 2)   (P is an integer)."""
+    return -((-(t + k)) // 2)
+
+
 def _elem_signed(elem: Element) -> bool:
     return not isinstance(elem, Bipolar) and bool(getattr(elem, "signed", False))
 
@@ -261,9 +267,8 @@ def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
         if any(a > b for a, b in zip(row, row[1:])):
             raise ValueError(f"layer {layer.index}: thresholds of channel {ch} are not ascending")
     if isinstance(layer.in_elem, Bipolar):
-        # dot = 2P - K >= T  <=>  P >= (T + K) / 2  <=>  P >= ceil((T + K) / 2), P in [0, K]
-        lo, hi = 0, k + 1
-        converted = [[-((-(t + k)) // 2) for t in row] for row in thresholds]
+        lo, hi = 0, k + 1  # P in [0, K]
+        converted = [[popcount_threshold(t, k) for t in row] for row in thresholds]
     else:
         span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
         lo, hi = -span, span + 1

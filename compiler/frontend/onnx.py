@@ -469,7 +469,8 @@ def _arith(lw: _Lowering) -> None:
 
 
 def _two_tensors(lw: _Lowering) -> None:
-    """Only the straight-through-estimator form x + (Sign(x) - x), which equals Sign(x)."""
+    """Only the straight-through-estimator form x + (Sign(x) - x), which is Sign(x). (In float32
+    it is so for |x| < 2**24; binarized layers' accumulators stay far below that.)"""
     op, (a, b) = lw.node.op_type, (lw.values.get(n) for n in lw.node.input[:2])
     if op == "Sub" and isinstance(a, str) and isinstance(b, str):
         return lw.bind(_Sub(a, b))

@@ -2,4 +2,4 @@
 from . import fixed_point, fold_constants, fold_thresholds  # noqa: F401
 from .manager import PassError, parse_pipeline, run_pipeline  # noqa: F401
 
-DEFAULT_PIPELINE = "fold-constants,fold-thresholds,fold-constants,fold-fixed-point"
+DEFAULT_PIPELINE = "quantize-inputs,fold-constants,fold-thresholds,fold-constants,fold-fixed-point"

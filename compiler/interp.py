@@ -84,7 +84,25 @@ def _exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _integer_matmul(ints, w).astype(object) * Fraction(1, den)
 
 
+def _with_reuse(reuse, weights: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Output channels through the reuse tree: roots by matmul, every child from its parent's
+    result plus twice its own dot product over the positions where the two differ."""
+    rows = weights.reshape(weights.shape[0], -1).astype(np.int64)
+    out = np.empty((cols.shape[0], rows.shape[0]), dtype=object if cols.dtype == object else np.int64)
+    roots = np.flatnonzero(reuse.parent < 0)
+    out[:, roots] = _exact_matmul(cols, rows[roots].T)
+    for c in reuse.order:
+        p = reuse.parent[c]
+        if p >= 0:
+            d = reuse.differing(weights, c)
+            sign = -1 if reuse.negate[c] else 1
+            out[:, c] = sign * out[:, p] + 2 * _exact_matmul(cols[:, d], rows[c, d][:, None])[:, 0]
+    return out
+
+
 def _dense(op: Dense, x):
+    if op.reuse is not None:
+        return _with_reuse(op.reuse, op.weights, x if x.dtype.kind in "iuO" else _exact(x))
     return _exact_matmul(x, op.weights.astype(np.int64).T)
 
 
@@ -97,7 +115,10 @@ def _conv(op: Conv, x):
     win = win[:, :, ::op.stride[0], ::op.stride[1]]  # (N, C, OH, OW, kh, kw)
     n, _, oh, ow = win.shape[:4]
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    out = _exact_matmul(cols, op.weights.reshape(o, -1).astype(np.int64).T)
+    if op.reuse is not None:
+        out = _with_reuse(op.reuse, op.weights, cols if cols.dtype.kind in "iuO" else _exact(cols))
+    else:
+        out = _exact_matmul(cols, op.weights.reshape(o, -1).astype(np.int64).T)
     return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
 
 

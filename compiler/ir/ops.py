@@ -152,13 +152,60 @@ class Reshape(Op):
         return {"shape": self.shape}
 
 
+def _reuse_attributes(reuse: Reuse | None) -> dict:
+    if reuse is None:
+        return {}
+    return {"reuse_parent": reuse.parent, "reuse_negate": reuse.negate.astype(np.int8),
+            "reuse_depth": int(reuse.depths().max()) + 1}
+
+
 # ---- hardware ops
+
+@dataclass(frozen=True, eq=False)
+class Reuse:
+    """A channel-reuse tree for a weight layer (MST-compression): channel c is computed from
+    its parent p = parent[c] (-1: from scratch) as  s*y[p] + 2 * sum_{k in D} x[k] * w[c, k],
+    with s = -1 if negate[c] else +1 and D the positions where w[c] != s * w[p] -- exact, because
+    every other position contributes the same to both channels. `order` lists the channels so
+    that each parent comes before its children.
+    """
+
+    parent: np.ndarray  # (C,) int64
+    negate: np.ndarray  # (C,) bool
+
+    @property
+    def order(self) -> list[int]:
+        depth = self.depths()
+        return sorted(range(len(self.parent)), key=lambda c: (depth[c], c))
+
+    def depths(self) -> np.ndarray:
+        depth = np.full(len(self.parent), -1, dtype=np.int64)
+        for c in range(len(self.parent)):
+            chain, node = [], c
+            while node >= 0 and depth[node] < 0:
+                chain.append(node)
+                node = self.parent[node]
+                if len(chain) > len(self.parent):
+                    raise IRError("channel-reuse tree has a cycle")
+            base = depth[node] if node >= 0 else -1
+            for n in reversed(chain):
+                base += 1
+                depth[n] = base
+        return depth
+
+    def differing(self, weights: np.ndarray, c: int) -> np.ndarray:
+        """Positions (of the flattened row) where channel c differs from its signed parent."""
+        rows = weights.reshape(weights.shape[0], -1)
+        sign = -1 if self.negate[c] else 1
+        return np.flatnonzero(rows[c] != sign * rows[self.parent[c]])
+
 
 @dataclass(frozen=True, eq=False)
 class Dense(Op):
     """y[c] = sum_k x[k] * w[c, k] with w in {-1, +1}, on integer (or fixed-point code) inputs."""
 
     weights: np.ndarray  # (C, K) int8 of -1/+1
+    reuse: Reuse | None = None
 
     kind = "dense"
 
@@ -176,7 +223,7 @@ class Dense(Op):
         return TensorType(int_for_range(lo, hi), (c,))
 
     def attributes(self):
-        return {"weights": self.weights}
+        return {"weights": self.weights, **_reuse_attributes(self.reuse)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,6 +272,7 @@ class Conv(Op):
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]
     pad_value: int
+    reuse: Reuse | None = None
 
     kind = "conv"
 
@@ -247,7 +295,8 @@ class Conv(Op):
         return TensorType(int_for_range(-span, span), (o, oh, ow))
 
     def attributes(self):
-        return {"weights": self.weights, "stride": self.stride, "pads": self.pads, "pad_value": self.pad_value}
+        return {"weights": self.weights, "stride": self.stride, "pads": self.pads, "pad_value": self.pad_value,
+                **_reuse_attributes(self.reuse)}
 
 
 @dataclass(frozen=True, eq=False)

@@ -48,6 +48,7 @@ class Compiled:
     stages: list  # (pass name, graph after it, PassRecord)
     options: Options
     output_shape: tuple[int, ...]
+    source_path: Path
     design: object = field(default=None)
 
 
@@ -96,7 +97,7 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
         graph, _ = run_pipeline(source, passes, feeds, after_each)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
-    return Compiled(model, source, graph, stages, options, _output_shape(model, source))
+    return Compiled(model, source, graph, stages, options, _output_shape(model, source), Path(model_path))
 
 
 def check_inputs(x: np.ndarray, graph: Graph) -> np.ndarray:

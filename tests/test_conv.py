@@ -17,6 +17,7 @@ from compiler.frontend.onnx import import_onnx
 from compiler.ir.ops import Conv, Pool, Threshold
 from compiler.original import run_original
 from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from tests.models import conv_exporters as cx
 from tests.onnx_builders import save
 
 C_IN, C_OUT, H = 2, 4, 6
@@ -111,3 +112,31 @@ def test_max_pool_before_negative_gamma_becomes_a_min_pool_on_bits(tmp_path):
     np.testing.assert_array_equal(outputs(folded, x), want)
     naive = folded.with_ops([replace(op, modes=np.ones(4, np.int8)) if isinstance(op, Pool) else op for op in folded.ops])
     assert not np.array_equal(outputs(naive, x), want)
+
+
+CONV_PRODUCERS = {
+    # ties=False: with weight scale 0.1 the original's float32 conv sums are not exact, so at an
+    # exact BN tie its sign is rounding noise (the exact tie cases are tested above instead).
+    "brevitas-unpadded": lambda p: cx.brevitas_cnv(p, padding=0, ties=False, channels=(8, 8, "M", 16), in_shape=(3, 10, 10)),
+    "brevitas-padded": lambda p: cx.brevitas_cnv(p, padding=1, ties=False, channels=(8, 8, "M", 16), in_shape=(3, 10, 10)),
+    "brevitas-padded-dynamo": lambda p: cx.brevitas_cnv(p, padding=1, ties=False, dynamo=True,
+                                                        channels=(8, "M", 16), in_shape=(3, 8, 8)),
+    "torch-sign-pad": lambda p: cx.torch_sign_cnv(p),
+    "larq-nhwc": lambda p: cx.larq_style_cnv(p),
+}
+
+
+@pytest.mark.parametrize("producer", sorted(CONV_PRODUCERS))
+def test_exported_conv_models_match_original(tmp_path, producer):
+    from compiler.driver import sample_inputs
+    path = CONV_PRODUCERS[producer](tmp_path / "m.onnx")
+    graph = import_onnx(path)
+    shape = graph.inputs[0][1].shape
+    x = np.concatenate([sample_inputs(graph, 100), np.random.default_rng(1).random((100,) + shape).astype(np.float32)])
+    folded, records = run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE), {graph.inputs[0][0]: x[:24]})
+    device = [op for op in folded.ops if not folded.on_host(op)]
+    assert {op.kind for op in device} <= {"conv", "threshold", "pool", "reshape", "transpose", "dense", "fixed_affine"}
+    got = outputs(folded, x)
+    want = run_original(onnx.load(path), x).reshape(got.shape)
+    bound = max((getattr(op, "error_bound", 0.0) for op in folded.ops), default=0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=bound + 1e-6)

@@ -94,13 +94,15 @@ def test_off_by_one_threshold_would_be_caught(tmp_path):
 
 
 def test_simplify_drops_only_dead_levels():
-    # channel 0: tie at 2 (three live levels); channel 1: no integer tie (middle level empty)
-    t = np.array([[2, 3], [5, 5]])
     v = np.array([[-1, 0, 1], [-1, 0, 1]])
-    t2, v2 = simplify(t, v, -10, 10)
-    assert t2.tolist() == t.tolist() and v2.tolist() == v.tolist()
+    # channel 0: tie at 2 (three live levels) stays; channel 1: empty middle level goes
+    t2, v2 = simplify(np.array([[2, 3], [5, 5]]), v, -10, 10)
+    assert t2.tolist() == [[2, 3], [5, 11]] and v2.tolist() == [[-1, 0, 1], [-1, 1, 1]]
     t3, v3 = simplify(np.array([[4, 4], [5, 5]]), v, -10, 10)
     assert t3.tolist() == [[4], [5]] and v3.tolist() == [[-1, 1], [-1, 1]]
+    # different channels merge different levels: both end with one threshold
+    t4, v4 = simplify(np.array([[0, 1], [3, 4]]), np.array([[1, 1, -1], [-1, 1, 1]]), -10, 10)
+    assert t4.tolist() == [[1], [3]] and v4.tolist() == [[1, -1], [-1, 1]]
 
 
 def test_printer_is_canonical(tmp_path):

@@ -460,11 +460,14 @@ def _arith(lw: _Lowering) -> None:
         raise lw.fail("dividing a constant by a tensor is not supported between layers")
     if op == "Div" and any(v == 0 for v in np.atleast_1d(p)):
         raise lw.fail("division by zero")
-    scale, bias = {
-        "Add": (one, p), "Mul": (p, zero),
-        "Sub": ((-one, p) if const_first else (one, -p)),
-        "Div": (np.vectorize(lambda v: 1 / v, otypes=[object])(p) if p.ndim else np.asarray(1 / p[()], dtype=object), zero),
-    }[op]
+    if op == "Add":
+        scale, bias = one, p
+    elif op == "Mul":
+        scale, bias = p, zero
+    elif op == "Sub":
+        scale, bias = (-one, p) if const_first else (one, -p)
+    else:  # Div by a constant
+        scale, bias = np.vectorize(lambda v: 1 / v, otypes=[object])(p), zero
     lw.bind(lw.emit(Affine, [x], scale=np.asarray(scale, dtype=object), bias=np.asarray(bias, dtype=object)))
 
 

@@ -10,7 +10,13 @@ ops already rewritten, so one sweep reaches the fixed point and a second one con
   conv(affine_s(x))         -> affine(conv(x))         scalar s; bias only without padding; the pad
                                                        value is rescaled and must stay 0 or +-1
   pool(affine(x))           -> affine(pool'(x))        per channel: a < 0 turns max into min
-  reshape/transpose(affine_s(x)) -> affine_s(...)      a uniform affine commutes with data movement
+  threshold(threshold(x))   -> threshold(x)            the outer one applied to the inner's values
+  f(layout(x))              -> layout(f(x))            sign, or an affine/threshold with the same
+                                                       parameters everywhere, moves above reshapes
+                                                       and transposes, so those end up right in
+                                                       front of a dense layer (which only
+                                                       permutes its weight columns for them)
+A dense layer looks through reshapes/transposes for the affine or threshold that feeds it.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import numpy as np
 
 from ..ir import exact
 from ..ir.graph import Graph
+from .. import interp
 from ..ir.ops import Affine, Conv, Dense, Pool, Reshape, Sign, Threshold, Transpose
 from ..ir.types import is_integer
 from .manager import Pass, register
@@ -55,6 +62,7 @@ class _Rewriter:
     def emit(self, op):
         self.ops.append(op)
         self.by_out[op.out] = op
+        return op
 
     def single_use_producer(self, value: str, kind):
         op = self.by_out.get(value)
@@ -67,6 +75,18 @@ class _Rewriter:
             name = f"{base}_pre{n}"
         self.uses[name] = 1  # a fresh value feeds exactly the op built next to it
         return name
+
+    def layout_chain(self, value: str) -> list:
+        """The single-use reshapes/transposes that end in value, first one first."""
+        chain = []
+        while (op := self.single_use_producer(value, (Reshape, Transpose))) is not None:
+            chain.insert(0, op)
+            value = op.inputs[0]
+        return chain
+
+    def below_layout(self, value: str) -> str:
+        chain = self.layout_chain(value)
+        return chain[0].inputs[0] if chain else value
 
     def type_of(self, value: str):
         return Graph(self.graph.name, self.graph.inputs, tuple(self.ops), (value,)).types[value] \
@@ -119,14 +139,14 @@ def _sign_of_threshold(rw: _Rewriter, op) -> bool:
         return False
     rw.ops.remove(th)
     sign = np.vectorize(lambda v: 1 if v > 0 else -1 if v < 0 else op.zero, otypes=[np.int64])
-    rw.emit(replace(th, out=op.out, values=sign(th.values)))
+    rw.emit(_simplified(rw, replace(th, out=op.out, values=sign(th.values))))
     return True
 
 
 def _factor_threshold_scale(rw: _Rewriter, op) -> bool:
     """Emit threshold' + affine(g) in place of a threshold with non-integer values feeding a
     layer; returns False so that the layer itself is handled by the next rules."""
-    th = isinstance(op, (Dense, Conv)) and rw.single_use_producer(op.inputs[0], Threshold)
+    th = isinstance(op, (Dense, Conv)) and rw.single_use_producer(rw.below_layout(op.inputs[0]), Threshold)
     g = _factor_scale(th) if th else None
     if g is not None:
         rw.ops.remove(th)
@@ -153,11 +173,29 @@ def _move_below(rw: _Rewriter, aff: Affine, op, scale, bias, **changes) -> bool:
 
 
 def _affine_through_dense(rw: _Rewriter, op) -> bool:
-    aff = _integer_source(rw, op, Dense)
-    if aff is None or not _uniform(aff.scale):
+    if not isinstance(op, Dense):
         return False
-    bias = op.weights.astype(object) @ _per_channel(aff.bias, op.weights.shape[1])
-    return _move_below(rw, aff, op, _scalar(aff.scale), bias)
+    chain = rw.layout_chain(op.inputs[0])
+    src = chain[0].inputs[0] if chain else op.inputs[0]
+    aff = rw.single_use_producer(src, Affine)
+    if aff is None or not _uniform(aff.scale) or not is_integer(rw.type_of(aff.inputs[0]).elem):
+        return False
+    # the bias, laid out like the dense layer's input (through the same reshapes/transposes)
+    shape = rw.type_of(aff.inputs[0]).shape
+    bias = np.broadcast_to(aff.bias.reshape(aff.bias.shape + (1,) * (len(shape) - aff.bias.ndim)) if aff.bias.ndim else aff.bias, shape)
+    for layout in chain:
+        bias = interp.EVAL[type(layout)](layout, bias[None])[0]
+    rw.ops.remove(aff)
+    for layout in chain:
+        rw.ops.remove(layout)
+    cur = aff.inputs[0]
+    for layout in chain:
+        cur = rw.emit(replace(layout, inputs=(cur,))).out
+    moved = replace(op, out=rw.fresh(op.out), inputs=(cur,))
+    rw.emit(moved)
+    rw.emit(Affine(op.out, (moved.out,), scale=_scalar(aff.scale), bias=_obj(op.weights.astype(object) @ bias.ravel()),
+                   origin=op.origin))
+    return True
 
 
 def _affine_through_conv(rw: _Rewriter, op) -> bool:
@@ -184,15 +222,71 @@ def _affine_through_pool(rw: _Rewriter, op) -> bool:
     return _move_below(rw, aff, op, aff.scale, aff.bias, modes=modes)
 
 
-def _affine_through_layout(rw: _Rewriter, op) -> bool:
-    aff = isinstance(op, (Reshape, Transpose)) and rw.single_use_producer(op.inputs[0], Affine)
-    if not aff or not (_uniform(aff.scale) and _uniform(aff.bias)):
+def _uniform_elementwise(op) -> bool:
+    """Ops that do the same to every element, so they commute with data movement."""
+    if isinstance(op, Sign):
+        return True
+    if isinstance(op, Affine):
+        return _uniform(op.scale) and _uniform(op.bias)
+    if isinstance(op, Threshold):
+        return all(len({tuple(r) for r in a.tolist()}) == 1 for a in (op.thresholds, op.values))
+    return False
+
+
+def _elementwise_above_layout(rw: _Rewriter, op) -> bool:
+    chain = rw.layout_chain(op.inputs[0]) if _uniform_elementwise(op) else []
+    if not chain:
         return False
-    return _move_below(rw, aff, op, _scalar(aff.scale), _scalar(aff.bias))
+    for layout in chain:
+        rw.ops.remove(layout)
+    first_row = lambda a: a[:1] if a.ndim == 2 else a  # noqa: E731  (per-channel rows are all equal)
+    changes = {"thresholds": first_row(op.thresholds), "values": first_row(op.values)} if isinstance(op, Threshold) else {}
+    if isinstance(op, Affine):
+        changes = {"scale": _scalar(op.scale), "bias": _scalar(op.bias)}
+    cur = rw.emit(replace(op, out=rw.fresh(op.out), inputs=chain[0].inputs, **changes)).out
+    for layout in chain[:-1]:
+        cur = rw.emit(replace(layout, inputs=(cur,))).out
+    rw.emit(replace(chain[-1], inputs=(cur,), out=op.out))
+    return True
 
 
-RULES = (_affine_of_affine, _affine_of_threshold, _sign_of_threshold, _factor_threshold_scale,
-         _affine_through_dense, _affine_through_conv, _affine_through_pool, _affine_through_layout)
+def _threshold_of_threshold(rw: _Rewriter, op) -> bool:
+    inner = isinstance(op, Threshold) and rw.single_use_producer(op.inputs[0], Threshold)
+    if not inner:
+        return False
+    channels = rw.type_of(op.inputs[0]).shape[0]
+    rows = max(inner.values.shape[0], op.values.shape[0], op.thresholds.shape[0])
+    if rows not in (1, channels):
+        return False
+    vals = np.broadcast_to(inner.values, (rows, inner.values.shape[1]))
+    # the outer threshold evaluated on each of the inner's output values, channel by channel
+    probe = Threshold("probe", ("v",), thresholds=op.thresholds, values=op.values)
+    outer = interp.EVAL[Threshold](probe, vals.T.copy())
+    rw.ops.remove(inner)
+    thresholds = np.broadcast_to(inner.thresholds, (rows, inner.thresholds.shape[1])).copy()
+    values = np.asarray(outer.T)
+    rw.emit(_simplified(rw, replace(inner, out=op.out, thresholds=thresholds, values=values)))
+    return True
+
+
+def _simplified(rw: _Rewriter, th: Threshold) -> Threshold:
+    """Merge levels that now give equal values (integer thresholds on integer inputs only)."""
+    elem = rw.type_of(th.inputs[0]).elem
+    if not (th.integer and is_integer(elem)):
+        return th
+    from .fold_thresholds import simplify
+    channels = rw.type_of(th.inputs[0]).shape[0]
+    rows = max(th.thresholds.shape[0], th.values.shape[0])
+    rows = channels if rows > 1 else 1
+    t = np.broadcast_to(th.thresholds, (rows, th.thresholds.shape[1])).copy()
+    v = np.broadcast_to(th.values, (rows, th.values.shape[1])).copy()
+    t, v = simplify(t, v, elem.lo, elem.hi)
+    return replace(th, thresholds=t, values=v)
+
+
+RULES = (_affine_of_affine, _affine_of_threshold, _sign_of_threshold, _threshold_of_threshold,
+         _elementwise_above_layout, _factor_threshold_scale, _affine_through_dense, _affine_through_conv,
+         _affine_through_pool)
 
 
 @register

@@ -56,40 +56,31 @@ def _sign_rows(a: Fraction, b: Fraction, zero: int) -> tuple[list[int], list[int
     return [ceil(tau), floor(tau) + 1], [low, zero, high]
 
 
-def simplify(thresholds: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clip thresholds to [lo, hi + 1] and drop threshold columns no channel needs.
-
-    Column j (between levels j and j+1) can go for a channel when both levels give the same
-    value, or one of them is empty; the surviving value is kept per channel.
-    """
-    t = np.clip(thresholds, lo, hi + 1).astype(np.int64)
-    v = values.astype(np.int64)
+def _compact_row(t: list[int], v: list[int], lo: int, hi: int) -> tuple[list[int], list[int]]:
+    """One channel with empty levels and equal neighbours merged (thresholds clipped first)."""
+    t = [min(max(x, lo), hi + 1) for x in t]
     j = 0
-    while j < t.shape[1]:
-        keep = np.empty(t.shape[0], dtype=np.int64)  # the value that replaces levels j and j+1
-        removable = True
-        for c in range(t.shape[0]):
-            below = t[c, j - 1] if j > 0 else lo
-            above = t[c, j + 1] if j + 1 < t.shape[1] else hi + 1
-            level_j_empty = t[c, j] <= below
-            level_j1_empty = above <= t[c, j]
-            if v[c, j] == v[c, j + 1] or level_j1_empty:
-                keep[c] = v[c, j]
-            elif level_j_empty:
-                keep[c] = v[c, j + 1]
-            else:
-                removable = False
-                break
-        if removable:
-            t = np.delete(t, j, axis=1)
-            v = np.delete(v, j + 1, axis=1)
-            v[:, j] = keep
+    while j < len(t):
+        below = t[j - 1] if j > 0 else lo
+        above = t[j + 1] if j + 1 < len(t) else hi + 1
+        if v[j] == v[j + 1] or above <= t[j]:  # level j+1 empty or equal: drop its lower bound
+            del t[j], v[j + 1]
+        elif t[j] <= below:  # level j empty
+            del t[j], v[j]
         else:
             j += 1
-    if t.shape[1] == 0:  # a constant: keep one threshold so every channel still has a level
-        t = np.full((t.shape[0], 1), lo, dtype=np.int64)
-        v = np.concatenate([v, v], axis=1)
     return t, v
+
+
+def simplify(thresholds: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, clip thresholds to the input range [lo, hi] and drop levels that are empty
+    or repeat a neighbour; then pad every channel to the longest with thresholds that never
+    fire (hi + 1), so hardware compares as few levels as the model needs."""
+    rows = [_compact_row(list(map(int, t)), list(map(int, v)), lo, hi) for t, v in zip(thresholds, values)]
+    levels = max(1, max(len(t) for t, _ in rows))
+    t_out = np.array([t + [hi + 1] * (levels - len(t)) for t, _ in rows], dtype=np.int64)
+    v_out = np.array([v + [v[-1]] * (levels + 1 - len(v)) for _, v in rows], dtype=np.int64)
+    return t_out, v_out
 
 
 @register
@@ -152,17 +143,27 @@ def _monotone(row: np.ndarray) -> int:
 
 
 def _pools_after_thresholds(graph: Graph) -> Graph:
-    ops = list(graph.ops)
-    for i, op in enumerate(ops):
-        pool = graph.producer(op.inputs[0]) if isinstance(op, Threshold) and op.integer else None
-        if not isinstance(pool, Pool) or len(graph.consumers(pool.out)) != 1:
-            continue
+    """Swap threshold(pool(x)) -> pool'(threshold(x)) until none is left (each swap moves a
+    pool one op later, so there are at most as many rounds as ops)."""
+    for _ in range(len(graph.ops)):
+        swap = next(((op, pool) for op in graph.ops
+                     if isinstance(op, Threshold) and op.integer
+                     and isinstance(pool := graph.producer(op.inputs[0]), Pool)
+                     and len(graph.consumers(pool.out)) == 1
+                     and _swappable(op, pool)), None)
+        if swap is None:
+            return graph
+        op, pool = swap
         channels = pool.modes.shape[0]
         values = np.broadcast_to(op.values, (channels, op.values.shape[1]))
         direction = np.array([_monotone(v) for v in values])
-        if np.any(direction == 0):
-            continue  # a non-monotone channel: the pool has to stay on integers
-        j = ops.index(pool)
-        ops[j] = replace(op, inputs=pool.inputs, out=pool.out)
-        ops[i] = replace(pool, inputs=(pool.out,), out=op.out, modes=(pool.modes * direction).astype(np.int8))
-    return graph.with_ops(ops)
+        ops = list(graph.ops)
+        ops[ops.index(pool)] = replace(op, inputs=pool.inputs, out=pool.out)
+        ops[ops.index(op)] = replace(pool, inputs=(pool.out,), out=op.out, modes=(pool.modes * direction).astype(np.int8))
+        graph = graph.with_ops(ops)
+    return graph
+
+
+def _swappable(op: Threshold, pool: Pool) -> bool:
+    values = np.broadcast_to(op.values, (pool.modes.shape[0], op.values.shape[1]))
+    return all(_monotone(v) != 0 for v in values)  # a non-monotone channel keeps the pool on integers

@@ -1,8 +1,14 @@
 """The hardware view of a folded graph: a chain of layers with their folding, shared by backends.
 
-A layer is a binary-weight matrix-vector unit (`Dense`) with what follows it fused in:
-integer thresholds (a binarized activation), a fixed-point affine (the final scores) or nothing.
-Backends render a `Design`; they never look at the IR themselves.
+A `Layer` is a binary-weight matrix-vector unit with what follows it fused in: integer
+thresholds (a binarized activation), a fixed-point affine (the final scores) or nothing. A conv
+layer is the same unit fed by a sliding window (`window`), once per output pixel. A `PoolLayer`
+is a streaming max/min pool. Backends render a `Design`; they never look at the IR themselves.
+
+Feature maps stream pixel by pixel in raster order, all channels of a pixel together (HWC); a
+conv's weight rows are laid out in the window's order (kernel row, kernel column, channel). A
+dense layer reading a map takes the whole map as one vector in that order, and its weight columns
+are permuted to match whatever Flatten/Reshape/Transpose the model applied (NCHW or NHWC).
 
 Wire encoding of one element (element i of a vector sits at bits [i*w +: w]):
   Bipolar -> 1 bit, 1 means +1;  Ternary/signed Int/Fixed -> two's complement;  unsigned Int -> binary.
@@ -15,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.ops import ArgMax, Dense, FixedAffine, IRError, Reshape, Threshold
-from ..ir.types import Bipolar, Element
+from .. import interp
+from ..ir.ops import ArgMax, Conv, Dense, FixedAffine, IRError, Pool, Reshape, Reuse, Threshold, Transpose
+from ..ir.types import Bipolar, Element, is_integer
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
 AUTO_MAX_PARALLEL = 1 << 14
@@ -36,6 +43,13 @@ class Layer:
     bias: np.ndarray | None = None
     pe: int = 1  # output channels computed in parallel (divides C)
     simd: int = 1  # inputs consumed per channel per clock (divides K)
+    window: "Window | None" = None  # set for a conv layer
+    reuse: Reuse | None = None  # channel-reuse tree over the rows of `weights`
+
+    @property
+    def vectors(self) -> int:
+        """Matrix-vector products per frame: one per output pixel of a conv, else one."""
+        return self.window.out_hw[0] * self.window.out_hw[1] if self.window else 1
 
     @property
     def in_count(self) -> int:
@@ -51,8 +65,55 @@ class Layer:
 
     @property
     def cycles(self) -> int:
-        """Clocks of compute per frame: every (channel group, input chunk) pair once."""
-        return (self.out_count // self.pe) * (self.in_count // self.simd)
+        """Clocks of compute per frame: every (channel group, input chunk) pair once per vector."""
+        return self.vectors * (self.out_count // self.pe) * (self.in_count // self.simd)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Sliding-window geometry of a conv layer. Padded positions hold `pad_value`: 0 means "not
+    a bit" -- they must add nothing to the dot product -- while +-1 is an ordinary bit."""
+
+    in_shape: tuple[int, int, int]  # C, H, W
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    pad_value: int
+    out_hw: tuple[int, int]
+
+    def valid_counts(self) -> np.ndarray:
+        """(OH, OW): how many window positions of each output pixel are inside the image, times C."""
+        c, h, w = self.in_shape
+        top, left = self.pads[:2]
+        rows = np.arange(self.out_hw[0])[:, None] * self.stride[0] - top + np.arange(self.kernel[0])[None]
+        cols = np.arange(self.out_hw[1])[:, None] * self.stride[1] - left + np.arange(self.kernel[1])[None]
+        vr = ((rows >= 0) & (rows < h)).sum(1)
+        vc = ((cols >= 0) & (cols < w)).sum(1)
+        return vr[:, None] * vc[None, :] * c
+
+
+@dataclass(frozen=True, eq=False)
+class PoolLayer:
+    """Streaming pool over a C x H x W map: per channel max (mode +1) or min (-1); on bipolar
+    values that is an OR or an AND of bits."""
+
+    index: int
+    origin: str
+    elem: Element
+    in_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    modes: np.ndarray  # (C,) int8
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.in_shape
+        return c, (h - self.kernel[0]) // self.stride[0] + 1, (w - self.kernel[1]) // self.stride[1] + 1
+
+    @property
+    def cycles(self) -> int:
+        """One input pixel per clock."""
+        return self.in_shape[1] * self.in_shape[2]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,16 +121,63 @@ class Design:
     name: str
     in_elem: Element
     in_count: int
-    in_shape: tuple[int, ...]  # the integer tensor the host hands over, row-major
-    layers: tuple[Layer, ...]
+    in_shape: tuple[int, ...]  # the integer tensor the host hands over
+    layers: tuple  # of Layer and PoolLayer
     argmax: bool
     out_elem: Element
     out_count: int
+
+    in_order: str = "flat"  # "flat": row-major; "hwc": a map streamed pixel by pixel
 
     @property
     def cycles_per_frame(self) -> int:
         """Initiation interval of the whole pipeline: its slowest layer."""
         return max(layer.cycles for layer in self.layers)
+
+    def serialize(self, value: np.ndarray) -> np.ndarray:
+        """The host's input tensor (batch first) -> (N, in_count) in the hardware's order."""
+        if self.in_order == "hwc":
+            value = value.transpose(0, 2, 3, 1)
+        return value.reshape(len(value), -1)
+
+
+def _layout_permutation(ops: list, shape: tuple[int, ...], hwc: bool) -> np.ndarray:
+    """For each element of the vector a dense layer reads, its position in the stream feeding
+    it: the model's reshapes/transposes are replayed on an index array."""
+    index = np.arange(int(np.prod(shape))).reshape((1,) + shape)
+    for op in ops:
+        index = interp.EVAL[type(op)](op, index)
+    logical = index.reshape(-1)  # element k of the vector = element logical[k] of the map (row-major)
+    if not hwc:
+        return logical
+    c, h, w = shape
+    ch, rest = np.divmod(logical, h * w)
+    return rest * c + ch  # (y*W + x)*C + channel
+
+
+def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, src_hwc: bool) -> Layer:
+    kwargs = {}
+    if isinstance(after, Threshold):
+        kwargs = dict(thresholds=np.broadcast_to(after.thresholds, (op.weights.shape[0], after.thresholds.shape[1])).copy(),
+                      values=np.broadcast_to(after.values, (op.weights.shape[0], after.values.shape[1])).copy())
+    elif isinstance(after, FixedAffine):
+        kwargs = dict(mult=after.mult, bias=after.bias)
+    out = after.out if kwargs else op.out
+    in_elem = graph.types[op.inputs[0]].elem
+    if isinstance(op, Conv):
+        o, c, kh, kw = op.weights.shape
+        weights = op.weights.transpose(0, 2, 3, 1).reshape(o, -1)  # window order: row, column, channel
+        in_shape = graph.types[op.inputs[0]].shape
+        window = Window(in_shape, (kh, kw), op.stride, op.pads, op.pad_value, op.out_hw(*in_shape[1:]))
+        return Layer(index=index, origin=op.origin, in_elem=in_elem, out_elem=graph.types[out].elem, weights=weights,
+                     acc_elem=graph.types[op.out].elem, window=window, reuse=op.reuse, **kwargs)
+    weights = op.weights
+    if layout or src_hwc:
+        perm = _layout_permutation(layout, src_shape, src_hwc)
+        weights = np.empty_like(op.weights)
+        weights[:, perm] = op.weights
+    return Layer(index=index, origin=op.origin, in_elem=in_elem, out_elem=graph.types[out].elem, weights=weights,
+                 acc_elem=graph.types[op.out].elem, reuse=op.reuse, **kwargs)
 
 
 def lower(graph: Graph, fold: dict | None = None) -> Design:
@@ -77,39 +185,49 @@ def lower(graph: Graph, fold: dict | None = None) -> Design:
     device = [op for op in graph.ops if not graph.on_host(op)]
     if len(graph.outputs) != 1:
         raise IRError("hardware needs exactly one graph output")
-    first = device[0].inputs[0] if device else graph.outputs[0]
+    if not device:
+        raise IRError("the graph has no binary layer to build hardware for")
+    first = device[0].inputs[0]
     in_type = graph.types[first]
-    layers, argmax, i = [], False, 0
+    first_weight = next(op for op in device if isinstance(op, (Dense, Conv)))
+    hwc = isinstance(first_weight, Conv)
+    layers, argmax, layout, i = [], False, [], 0
+    src_shape, src_hwc = in_type.shape, hwc
     while i < len(device):
         op = device[i]
-        if isinstance(op, Reshape):
+        after = device[i + 1] if i + 1 < len(device) else None
+        if isinstance(op, (Reshape, Transpose)):
+            layout.append(op)
             i += 1
             continue
-        if isinstance(op, ArgMax) and i == len(device) - 1:
+        if isinstance(op, ArgMax) and after is None:
             argmax = True
             i += 1
             continue
-        if not isinstance(op, Dense):
+        if isinstance(op, Pool) and not layout:
+            layers.append(PoolLayer(len(layers), op.origin, graph.types[op.out].elem, graph.types[op.inputs[0]].shape,
+                                    op.kernel, op.stride, op.modes))
+            src_shape, src_hwc = graph.types[op.out].shape, True
+            i += 1
+            continue
+        if not isinstance(op, (Dense, Conv)) or (isinstance(op, Conv) and layout):
             raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
                           f"mapping here; run the default pipeline first")
-        after = device[i + 1] if i + 1 < len(device) else None
-        kwargs = {}
-        if isinstance(after, Threshold):
-            kwargs = dict(thresholds=after.thresholds, values=after.values)
-        elif isinstance(after, FixedAffine):
-            kwargs = dict(mult=after.mult, bias=after.bias)
-        fused = after is not None and kwargs
+        if not is_integer(graph.types[op.inputs[0]].elem):
+            raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') reads non-integer data; "
+                          f"the folding passes could not make it integer")
+        fused = isinstance(after, (Threshold, FixedAffine)) and (not isinstance(after, Threshold) or after.integer)
+        layers.append(_weight_layer(op, graph, len(layers), after if fused else None, layout, src_shape, src_hwc))
         out = after.out if fused else op.out
-        layers.append(Layer(index=len(layers), origin=op.origin, in_elem=graph.types[op.inputs[0]].elem,
-                            out_elem=graph.types[out].elem, weights=op.weights,
-                            acc_elem=graph.types[op.out].elem, **kwargs))
+        src_shape, src_hwc, layout = graph.types[out].shape, isinstance(op, Conv), []
         i += 2 if fused else 1
-    if not layers:
+    if not any(isinstance(layer, Layer) for layer in layers):
         raise IRError("the graph has no binary layer to build hardware for")
-    out_type = graph.types[graph.outputs[0]]
+    out_type = graph.types[device[-1].out]
     layers = _apply_folding(layers, fold)
     return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
-                  layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size)
+                  layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
+                  in_order="hwc" if hwc else "flat")
 
 
 def _divisors(n: int) -> list[int]:
@@ -129,20 +247,27 @@ def _smallest_unit(layer: Layer, max_cycles: int) -> tuple[int, int]:
     return best[1]
 
 
-def auto_folding(layers: list[Layer]) -> dict[int, dict]:
+def auto_folding(layers: list) -> dict[int, dict]:
     """Balance the pipeline: the slowest layer sets the interval, the others fold down to it."""
+    units = [layer for layer in layers if isinstance(layer, Layer)]
+
     def fastest_cycles(layer):
-        return min((layer.out_count // pe) * (layer.in_count // simd)
-                   for pe in _divisors(layer.out_count) for simd in _divisors(layer.in_count)
-                   if pe * simd <= AUTO_MAX_PARALLEL)
-    interval = max(fastest_cycles(layer) for layer in layers)
-    return {layer.index: dict(zip(("pe", "simd"), _smallest_unit(layer, interval))) for layer in layers}
+        return layer.vectors * min((layer.out_count // pe) * (layer.in_count // simd)
+                                   for pe in _divisors(layer.out_count) for simd in _divisors(layer.in_count)
+                                   if pe * simd <= AUTO_MAX_PARALLEL)
+    interval = max([fastest_cycles(layer) for layer in units] +
+                   [layer.cycles for layer in layers if isinstance(layer, PoolLayer)])
+    return {layer.index: dict(zip(("pe", "simd"), _smallest_unit(layer, interval // layer.vectors)))
+            for layer in units}
 
 
 def _apply_folding(layers: list[Layer], fold: dict | None) -> list[Layer]:
     fold = auto_folding(layers) if fold is None else {int(k): v for k, v in fold.items()}
     out = []
     for layer in layers:
+        if isinstance(layer, PoolLayer):
+            out.append(layer)
+            continue
         spec = fold.get(layer.index, {"pe": layer.out_count, "simd": layer.in_count})
         pe, simd = int(spec.get("pe", layer.out_count)), int(spec.get("simd", layer.in_count))
         if layer.out_count % pe or layer.in_count % simd:

@@ -22,6 +22,7 @@ from .ir.ops import FixedAffine, IRError, Quantize
 from .ir.printer import print_graph
 from .ir.types import Fixed
 from .passes import DEFAULT_PIPELINE, PassError, parse_pipeline, run_pipeline
+from .passes.channel_reuse import ChannelReuse
 from .resources import resource_dir
 
 BUILD_INFO = "build.json"
@@ -35,7 +36,7 @@ def progress(message: str) -> None:
 @dataclass
 class Options:
     pipeline: str = DEFAULT_PIPELINE
-    fold: str = "auto"  # "auto" or a JSON file
+    fold: str | dict = "auto"  # "auto", a JSON file, or the folding itself
     targets: tuple[str, ...] = ("verilog",)
     calibrate: str | None = None  # samples that set the fixed-point format of unquantized inputs
 
@@ -94,10 +95,23 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
         if options.calibrate:
             from .passes.fixed_point import QuantizeInputs
             passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, QuantizeInputs) else p for p in passes]
-        graph, _ = run_pipeline(source, passes, feeds, after_each)
+        graph = source
+        for i, p in enumerate(passes):
+            if isinstance(p, ChannelReuse) and not p.groups:
+                p = replace(p, groups=_reuse_groups(graph, options.fold))
+            graph, _ = run_pipeline(graph, [p], feeds, after_each)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
     return Compiled(model, source, graph, stages, options, _output_shape(model, source), Path(model_path))
+
+
+def _reuse_groups(graph: Graph, fold: str) -> tuple:
+    """Per weight layer, the channels a folded layer computes in the same clock (PE of them,
+    consecutive): reuse stays inside those groups. 0 = fully parallel, the whole layer."""
+    from .backends.hardware import Layer, lower as lower_hw
+
+    design = lower_hw(graph, folding_spec(fold))
+    return tuple(0 if layer.pe == layer.out_count else layer.pe for layer in design.layers if isinstance(layer, Layer))
 
 
 def check_inputs(x: np.ndarray, graph: Graph) -> np.ndarray:
@@ -123,7 +137,10 @@ def load_inputs(path: str | Path, graph: Graph) -> np.ndarray:
     return check_inputs(x, graph)
 
 
-def folding_spec(fold: str) -> dict | None:
+def folding_spec(fold: str | dict) -> dict | None:
+    """None for auto folding, else {layer index: {pe, simd}} from a dict or a JSON file."""
+    if isinstance(fold, dict):
+        return fold
     if fold == "auto":
         return None
     from .backends.hardware import load_folding
@@ -243,15 +260,9 @@ def open_build(build_dir: Path) -> Compiled:
     if not info_path.is_file():
         raise BnncError(f"{build_dir}: not a bnnc build folder (no {BUILD_INFO}); run `bnnc compile` first")
     opts = json.loads(info_path.read_text())["options"]
-    fold = opts["fold"]
     calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
-    options = Options(pipeline=opts["pipeline"], targets=tuple(opts["targets"]),
-                      fold="auto" if fold == "auto" else "inline", calibrate=calibrate)
-    compiled = compile_model(build_dir / "model.onnx", options)
-    if fold != "auto":
-        from .backends.hardware import lower as lower_hw
-        compiled.design = lower_hw(compiled.graph, fold)
-    return compiled
+    options = Options(pipeline=opts["pipeline"], targets=tuple(opts["targets"]), fold=opts["fold"], calibrate=calibrate)
+    return compile_model(build_dir / "model.onnx", options)
 
 
 def _sim_runner():

@@ -50,3 +50,16 @@ def to_float(values: np.ndarray) -> np.ndarray:
 
 def all_integral(values: np.ndarray) -> bool:
     return all(Fraction(v).denominator == 1 for v in np.asarray(values).ravel())
+
+
+def dot(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Exact weights @ values for integer weights and rational values, over a common
+    denominator (one integer matmul instead of a matmul of Fractions)."""
+    fracs = [Fraction(v) for v in np.asarray(values).ravel()]
+    den = np.lcm.reduce([f.denominator for f in fracs] or [1])
+    nums = np.array([f.numerator * (int(den) // f.denominator) for f in fracs], dtype=object)
+    if max((abs(n) for n in nums), default=0) * max(weights.shape[-1], 1) < 1 << 62:
+        sums = weights.astype(np.int64) @ nums.astype(np.int64)
+    else:
+        sums = weights.astype(object) @ nums
+    return np.array([Fraction(int(n), int(den)) for n in np.ravel(sums)], dtype=object).reshape(np.shape(sums))

@@ -30,7 +30,9 @@ def _array(a: np.ndarray) -> str:
     head = ", ".join(_scalar(v) for v in flat[:_SHOWN])
     if a.size <= _SHOWN and a.ndim == 1:
         return f"[{head}]"
-    digest = hashlib.sha256(",".join(_scalar(v) for v in flat).encode()).hexdigest()[:8]
+    data = ",".join(_scalar(v) for v in flat).encode() if a.dtype == object else \
+        np.ascontiguousarray(a, dtype=np.int64 if a.dtype.kind in "iub" else np.float64).tobytes()
+    digest = hashlib.sha256(data).hexdigest()[:8]
     return f"<{'x'.join(map(str, a.shape))} #{digest} {head}{', ...' if a.size > _SHOWN else ''}>"
 
 

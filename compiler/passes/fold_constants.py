@@ -193,7 +193,7 @@ def _affine_through_dense(rw: _Rewriter, op) -> bool:
         cur = rw.emit(replace(layout, inputs=(cur,))).out
     moved = replace(op, out=rw.fresh(op.out), inputs=(cur,))
     rw.emit(moved)
-    rw.emit(Affine(op.out, (moved.out,), scale=_scalar(aff.scale), bias=_obj(op.weights.astype(object) @ bias.ravel()),
+    rw.emit(Affine(op.out, (moved.out,), scale=_scalar(aff.scale), bias=exact.dot(op.weights, bias.ravel()),
                    origin=op.origin))
     return True
 
@@ -208,7 +208,7 @@ def _affine_through_conv(rw: _Rewriter, op) -> bool:
         return False  # a padded position would need its own bias: leave it, hardware will refuse
     channels = op.weights.shape[1]
     per_in = _per_channel(aff.bias, channels)
-    bias = op.weights.astype(object).sum(axis=(2, 3)) @ per_in
+    bias = exact.dot(op.weights.sum(axis=(2, 3)), per_in)
     return _move_below(rw, aff, op, s, bias, pad_value=int(pad))
 
 

@@ -1,0 +1,59 @@
+"""ONNX -> Verilog compile time for SFC-sized (784-256-256-256-10) and FINN-CNV-topology models.
+
+Goals here: SFC under 1 s, CNV under 5 s. Prints the median of several in-process compiles
+(import + passes + lowering + Verilog + manifest, written to disk) and of several `bnnc compile`
+processes (adds Python start-up and imports), with the design's folding figures.
+No peer runs on this machine (FINN needs Docker and Vivado), so no ratio is quoted.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from compiler import driver
+
+RUNS = 5
+
+
+def export_models(folder: Path) -> dict[str, Path]:
+    from tests.models import conv_exporters, exporters
+    return {
+        "SFC 784-256-256-256-10": Path(exporters.brevitas_mlp(folder / "sfc.onnx", sizes=(256, 256, 256, 10), in_features=784)),
+        "FINN CNV (32x32x3)": Path(conv_exporters.finn_cnv(folder / "cnv.onnx")),
+    }
+
+
+def compile_once(model: Path, out: Path) -> object:
+    compiled = driver.compile_model(model, driver.Options())
+    driver.write_build(compiled, out, model)
+    return compiled.design
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = export_models(tmp)
+        print(f"{'model':<24} {'in-process s':>12} {'bnnc compile s':>15} {'layers':>7} {'cycles/frame':>13}")
+        for name, path in models.items():
+            times, design = [], None
+            for i in range(RUNS):
+                start = time.perf_counter()
+                design = compile_once(path, tmp / f"out{i}")
+                times.append(time.perf_counter() - start)
+            cli = []
+            for i in range(3):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(path), "-o", str(tmp / f"cli{i}")],
+                               check=True, capture_output=True)
+                cli.append(time.perf_counter() - start)
+            print(f"{name:<24} {statistics.median(times):>12.3f} {statistics.median(cli):>15.3f} "
+                  f"{len(design.layers):>7} {design.cycles_per_frame:>13}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls"])
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
+    p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")
+    p.add_argument("build")
+    p.add_argument("--no-synth", action="store_true", help="skip synthesis (counts only)")
+
     p = sub.add_parser("verify", help="original ONNX vs reference vs RTL (vs HLS), one table")
     p.add_argument("model")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
@@ -120,6 +124,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import report
+
+    text = report(Path(args.build), synth=not args.no_synth)
+    print(text, end="")
+    print(f"(also written to {Path(args.build) / 'report.md'})")
+    return 0
+
+
 def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> int:
     """Samples whose predicted class is a top class of the original. Classes whose original
     scores are equal up to float32 rounding are ties: the original's own pick among them
@@ -170,7 +183,7 @@ def cmd_verify(args) -> int:
     return 0 if ok else 1
 
 
-COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "verify": cmd_verify}
+COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "verify": cmd_verify, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ Every module boundary is a valid/ready stream that carries a whole vector per tr
 at bits [i*w +: w], encoded as in `hardware.encode`). A layer latches its input vector, runs
 (C/PE channel groups) x (K/SIMD input chunks) steps of a PE x SIMD unit, and holds the result in an
 output register until it is taken. It takes the next input in the clock of its last step, so a
-layer starts a frame every `layer.cycles` clocks and all layers run concurrently; see `timing`.
+layer starts a frame every `layer.cycles` clocks and all layers run concurrently (timing model:
+`cycles_per_frame` and `latency` below, checked against simulation by the tests).
 
 All arithmetic (widths, converted thresholds, ROM words) happens here. The templates in
 templates/verilog only place these numbers into RTL that reads like hand-written Verilog.
@@ -18,12 +19,13 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from ..diagnostics import BnncError, quote
 from ..resources import resource_dir
 from .hardware import Design, Layer, encode
 from ..ir.types import Bipolar, Element, int_for_range
 
 TOP = "bnnc_top"
-PRIMITIVES = ("bnnc_adder_tree.v",)  # hand-written, copied as they are
+PRIMITIVES = ("bnnc_dot.v",)  # hand-written, copied as they are
 FILELIST = "filelist.f"  # the sources in compile order, so tools never glob stale files
 
 
@@ -33,6 +35,7 @@ FILELIST = "filelist.f"  # the sources in compile order, so tools never glob sta
 class RomEntry:
     addr: str  # sized Verilog literal
     word: str
+    note: str = ""  # the word's fields in decimal, for readers (small words only)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,9 @@ class LayerView:
     group_out_msb: int
     collected_msb: int  # of the register that gathers groups 0 .. groups-2
     bipolar: bool  # XNOR-popcount datapath; otherwise sum of +-x
-    in_signed: bool
-    term_w: int  # one +-x term (input bits + 1, so that -x fits)
+    bipolar_param: int  # the same, as bnnc_dot's parameters want them
+    signed_param: int
+    term_w: int  # bits of one term of the dot product: 1 (XNOR) or input bits + 1 (so that -x fits)
     acc_w: int
     acc_note: str
     group_msb: int
@@ -215,13 +219,24 @@ def _elem_signed(elem: Element) -> bool:
     return not isinstance(elem, Bipolar) and bool(getattr(elem, "signed", False))
 
 
-def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int, group_bits: int) -> Rom:
-    """Per channel group: the PE lanes' fields packed lane 0 first (each row: one channel)."""
+NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
+
+
+def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int, group_bits: int,
+               meaning: str) -> Rom:
+    """Per channel group: the PE lanes' fields packed lane 0 first (each row: one channel, its
+    values signed or not; they are stored modulo 2**field_bits)."""
     width = layer.pe * len(rows[0]) * field_bits
+    mask = (1 << field_bits) - 1
     entries = []
     for g in range(layer.out_count // layer.pe):
-        lanes = [v for row in rows[g * layer.pe:(g + 1) * layer.pe] for v in row]
-        entries.append(RomEntry(_lit(g, group_bits), _lit(_pack(lanes, field_bits), width, "h")))
+        group = rows[g * layer.pe:(g + 1) * layer.pe]
+        word = _pack([v & mask for row in group for v in row], field_bits)
+        note = ""
+        if layer.pe * len(rows[0]) <= NOTE_FIELDS:
+            note = f"channels {g * layer.pe}..{(g + 1) * layer.pe - 1}, {meaning}: " + " | ".join(
+                " ".join(str(v) for v in row) for row in group)
+        entries.append(RomEntry(_lit(g, group_bits), _lit(word, width, "h"), note))
     return Rom(signal, "group", _msb(width), tuple(entries), _lit(0, width, "h"))
 
 
@@ -241,21 +256,20 @@ def _weight_rom(layer: Layer, group_bits: int, chunk_bits: int) -> Rom:
 
 def _accumulator(layer: Layer) -> tuple[int, str, int]:
     """(width, description, term width) of the accumulator. Thresholds need the exact value;
-    an affine output only needs it modulo 2**out_bits, so its accumulator is that narrow."""
+    an affine output only needs it modulo 2**out_bits, so its accumulator is that narrow.
+    bnnc_dot extends each term to the sum's width, which must hold one term (and be >= 2)."""
     k = layer.in_count
     bipolar = isinstance(layer.in_elem, Bipolar)
     term_w = 1 if bipolar else layer.in_elem.bits + 1
     if layer.post == "threshold":
         if bipolar:
-            width, note = (k + 1).bit_length(), f"popcount P in [0, {k}] (dot = 2P - {k})"
-        else:
-            span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
-            width, note = int_for_range(-span, span + 1).bits, f"dot product in [-{span}, {span}], signed"
-    else:
-        width = layer.out_elem.bits
-        note = ("popcount P" if bipolar else "dot product") + f", modulo 2^{max(width, term_w + 1)}"
-    # The adder tree sign/zero-extends its terms, so it must be strictly wider than one term.
-    return max(width, term_w + 1), note, term_w
+            width = max((k + 1).bit_length(), 2)
+            return width, f"popcount P in [0, {k}] (dot = 2P - {k})", term_w
+        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
+        width = max(int_for_range(-span, span + 1).bits, term_w)
+        return width, f"dot product in [-{span}, {span}], signed", term_w
+    width = max(layer.out_elem.bits, term_w, 2)
+    return width, ("popcount P" if bipolar else "dot product") + f" modulo 2^{width}", term_w
 
 
 def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
@@ -263,6 +277,8 @@ def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
     levels = np.asarray(layer.thresholds).shape[-1]
     thresholds = _per_channel(layer.thresholds, c, levels)
     values = _per_channel(layer.values, c, levels + 1)
+    if levels == 0:  # a constant output: one threshold that is never reached keeps the RTL uniform
+        levels, thresholds, values = 1, [[1 << 62] for _ in range(c)], [row * 2 for row in values]
     for ch, row in enumerate(thresholds):
         if any(a > b for a, b in zip(row, row[1:])):
             raise ValueError(f"layer {layer.index}: thresholds of channel {ch} are not ascending")
@@ -274,11 +290,11 @@ def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
         lo, hi = -span, span + 1
         converted = thresholds
     # Outside the accumulator's range a threshold is always / never reached: clamping keeps that.
-    mask = (1 << acc_w) - 1
-    clamped = [[min(max(t, lo), hi) & mask for t in row] for row in converted]
+    clamped = [[min(max(t, lo), hi) for t in row] for row in converted]
     codes = [[int(v) for v in row] for row in encode(np.array(values, dtype=np.int64), layer.out_elem)]
-    roms = (_group_rom("group_thresholds", clamped, layer, acc_w, group_bits),
-            _group_rom("group_codes", codes, layer, layer.out_elem.bits, group_bits))
+    meaning = "P >=" if isinstance(layer.in_elem, Bipolar) else "dot >="
+    roms = (_group_rom("group_thresholds", clamped, layer, acc_w, group_bits, meaning),
+            _group_rom("group_codes", codes, layer, layer.out_elem.bits, group_bits, "output code per level"))
     note = f"{levels} threshold(s) per channel -> {layer.out_elem}"
     return levels, roms, note
 
@@ -295,9 +311,8 @@ def _affine_post(layer: Layer, acc_w: int, group_bits: int):
     if isinstance(layer.in_elem, Bipolar):
         # (2P - K) * m + b = P * 2m + (b - K m)
         mult, bias = [2 * m for m in mult], [b - k * m for b, m in zip(bias, mult)]
-    mask = (1 << acc_w) - 1
-    roms = (_group_rom("group_mult", [[m & mask] for m in mult], layer, acc_w, group_bits),
-            _group_rom("group_bias", [[b & mask] for b in bias], layer, acc_w, group_bits))
+    roms = (_group_rom("group_mult", [[m] for m in mult], layer, acc_w, group_bits, "mult"),
+            _group_rom("group_bias", [[b] for b in bias], layer, acc_w, group_bits, "bias"))
     return roms, note
 
 
@@ -324,7 +339,7 @@ def layer_view(layer: Layer) -> LayerView:
         chunk_msb=_msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
         group_w=group_w, group_out_msb=_msb(group_w),
         collected_msb=_msb((groups - 1) * group_w),
-        bipolar=bipolar, in_signed=_elem_signed(layer.in_elem), term_w=term_w,
+        bipolar=bipolar, bipolar_param=int(bipolar), signed_param=int(_elem_signed(layer.in_elem)), term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_msb=_msb(group_bits), chunk_ctr_msb=_msb(chunk_bits),
         group_zero=_lit(0, group_bits), group_one=_lit(1, group_bits), last_group=_lit(groups - 1, group_bits),
@@ -364,8 +379,22 @@ def top_view(design: Design) -> TopView:
                    links=links, stages=stages)
 
 
+def unsupported(design: Design) -> str | None:
+    """Why this backend cannot build `design`, or None. It builds chains of dense layers (a
+    layer's channel-reuse tree, if any, is an optional saving that it does not use)."""
+    for layer in design.layers:
+        if not isinstance(layer, Layer) or layer.window is not None:
+            kind = "pool" if not isinstance(layer, Layer) else "convolution"
+            return (f"layer {layer.index} (ONNX node {quote(layer.origin)}) is a {kind}; the Verilog "
+                    f"backend builds dense layers only so far")
+    return None
+
+
 def check_design(design: Design) -> None:
-    """The stream widths must chain; a mismatch here is a lowering bug, not a user error."""
+    """Refuse what this backend cannot build; stream widths must chain."""
+    reason = unsupported(design)
+    if reason:
+        raise BnncError(reason)
     width = design.in_count * design.in_elem.bits
     for layer in design.layers:
         if layer.in_count * layer.in_elem.bits != width:
@@ -397,10 +426,10 @@ def render(design: Design) -> dict[str, str]:
     layer_template = env.get_template("layer.v.j2")
     for layer in design.layers:
         view = layer_view(layer)
-        files[f"{view.module}.v"] = layer_template.render(header=header, l=view)
+        files[f"{view.module}.v"] = layer_template.render(header=header, layer=view)
     if design.argmax:
-        files["bnnc_argmax.v"] = env.get_template("argmax.v.j2").render(header=header, a=argmax_view(design))
-    files[f"{TOP}.v"] = env.get_template("top.v.j2").render(header=header, t=top_view(design))
+        files["bnnc_argmax.v"] = env.get_template("argmax.v.j2").render(header=header, argmax=argmax_view(design))
+    files[f"{TOP}.v"] = env.get_template("top.v.j2").render(header=header, top=top_view(design))
     return files
 
 
@@ -413,10 +442,10 @@ def emit(design: Design, out_dir: Path) -> list[Path]:
     written = []
     for name, text in files.items():
         path = out_dir / name
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8", newline="\n")
         written.append(path)
     filelist = out_dir / FILELIST
-    filelist.write_text("".join(f"{name}\n" for name in files))
+    filelist.write_text("".join(f"{name}\n" for name in files), encoding="utf-8", newline="\n")
     return written + [filelist]
 
 

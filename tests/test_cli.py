@@ -1,0 +1,101 @@
+"""The CLI end to end on the bundled example, as a user runs it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "digits_mlp"
+MODEL, X = EXAMPLE / "digits_mlp.onnx", EXAMPLE / "test_x.npy"
+
+
+def bnnc(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "compiler.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env)
+
+
+def tree_bytes(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "build"
+    result = bnnc("compile", MODEL, "-o", out, "--target", "all", "--verify")
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_compile_writes_rtl_hls_ir_and_manifest(build):
+    out, stdout = build
+    assert sorted(p.name for p in out.iterdir()) == ["build.json", "hls", "ir", "manifest.json", "model.onnx", "rtl"]
+    assert list((out / "rtl").glob("*.v")) and list((out / "hls").glob("*.cpp"))
+    names = [p.name for p in sorted((out / "ir").iterdir())]
+    assert names[0] == "00-import.ir" and names[-1] == "05-fold-fixed-point.ir"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["shape"] == [64] and manifest["output"]["shape"] == [10]
+    assert manifest["hardware"]["cycles_per_frame"] >= 1
+    assert all(p["check"].startswith("verified") for p in manifest["passes"])
+    assert "verified on 64 samples" in stdout
+
+
+def test_compile_is_deterministic(build, tmp_path):
+    out, _ = build
+    again = tmp_path / "again"
+    assert bnnc("compile", MODEL, "-o", again, "--target", "all", "--verify").returncode == 0
+    assert tree_bytes(again) == tree_bytes(out)
+
+
+def test_run_rtl_equals_reference(build, tmp_path):
+    out, _ = build
+    x = np.load(X)[:60]
+    np.save(tmp_path / "x.npy", x)
+    for backend in ("interp", "rtl", "hls"):
+        result = bnnc("run", out, "--inputs", tmp_path / "x.npy", "--output", tmp_path / f"{backend}.npy", "--backend", backend)
+        assert result.returncode == 0, result.stderr
+    ref = np.load(tmp_path / "interp.npy")
+    assert ref.shape == (60, 10)
+    np.testing.assert_array_equal(np.load(tmp_path / "rtl.npy"), ref)
+    np.testing.assert_array_equal(np.load(tmp_path / "hls.npy"), ref)
+
+
+def test_verify_table(tmp_path):
+    result = bnnc("verify", MODEL, "--inputs", X, "--backends", "rtl,hls", "--work", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    for backend in ("reference", "rtl", "hls"):
+        assert rows[backend][1] == "200/200" and rows[backend][-1] == "ok"
+
+
+def test_inspect_prints_every_pass():
+    result = bnnc("inspect", MODEL, "--print-after-all", "--verify")
+    assert result.returncode == 0, result.stderr
+    for name in ("quantize-inputs", "fold-constants", "fold-thresholds", "fold-fixed-point"):
+        assert f"// after {name}" in result.stdout
+    assert result.stdout.count("graph digits_mlp(") == 6
+
+
+def test_installed_package_finds_its_templates_and_harness(tmp_path):
+    """A non-editable install, used from outside the repository."""
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+                          "--target", target, str(ROOT)], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr
+    assert (target / "compiler" / "_data" / "templates").is_dir() and (target / "compiler" / "_data" / "sim").is_dir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    x = np.load(X)[:20]
+    np.save(work / "x.npy", x)
+    assert bnnc("compile", MODEL, "-o", "out", cwd=work, env=env).returncode == 0
+    result = bnnc("run", "out", "--inputs", "x.npy", "--output", "y.npy", "--backend", "rtl", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    check = subprocess.run([sys.executable, "-c", "import compiler, sys; print(compiler.__file__)"],
+                           capture_output=True, text=True, cwd=work, env=env)
+    assert str(target) in check.stdout  # the installed copy ran, not the source tree

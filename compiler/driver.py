@@ -276,26 +276,29 @@ def _sim_runner():
     return module
 
 
+def device_output(graph: Graph) -> str:
+    """The value the hardware returns: the last one it computes."""
+    return [op for op in graph.ops if not graph.on_host(op)][-1].out
+
+
 def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | None = None,
             simulator: str = "verilator", check: bool = True) -> np.ndarray:
     """Run samples x (model input units) through a backend; outputs in the model's units.
 
-    rtl/hls run the host part in numpy, hand the integer codes to the simulated hardware, and
-    check every output against the interpreter on the way (check=True).
+    rtl/hls run the host part in numpy, hand the integer codes to the simulated hardware (which
+    checks every output against the interpreter when check=True), and finish any host
+    post-processing (a final Softmax) on what the hardware returned.
     """
     graph = compiled.graph
     name = graph.inputs[0][0]
     x = check_inputs(x, graph)
-    out_name = graph.outputs[0]
-    out_type = graph.types[out_name]
     env = interp.run(graph, {name: x}, trace=True)
-    reference = env[out_name]
-    if backend == "interp":
-        result = reference
-    else:
+    out_name = graph.outputs[0]
+    if backend != "interp":
         design = hardware(compiled)
-        codes = env[device_input(graph)].reshape(len(x), -1)
-        expected = reference.reshape(len(x), -1) if check else None
+        last = device_output(graph)
+        codes = design.serialize(env[device_input(graph)])
+        expected = env[last].reshape(len(x), -1) if check else None
         start = time.perf_counter()
         if backend == "rtl":
             from .backends.verilog import emit as emit_verilog
@@ -319,7 +322,7 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
         else:
             raise BnncError(f"unknown backend {quote(backend)} (choose interp, rtl or hls)")
         progress(f"{backend}: {len(x)} vectors in {time.perf_counter() - start:.1f} s")
-        result = np.asarray(result).reshape(reference.shape)
-    real = interp.to_real(result, out_type)
+        hw = np.asarray(result).reshape(env[last].shape)
+        env = interp.run(graph, {name: x}, trace=True, overrides={last: hw})
+    real = interp.to_real(env[out_name], graph.types[out_name])
     return real.reshape((len(x),) + compiled.output_shape)
-

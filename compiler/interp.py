@@ -167,8 +167,11 @@ EVAL = {
 }
 
 
-def run(graph: Graph, inputs: dict[str, np.ndarray], trace: bool = False) -> dict[str, np.ndarray]:
-    """Execute the graph on a batch; returns its outputs, or every value when `trace`."""
+def run(graph: Graph, inputs: dict[str, np.ndarray], trace: bool = False,
+        overrides: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Execute the graph on a batch; returns its outputs, or every value when `trace`.
+    `overrides` supplies values computed elsewhere (e.g. by simulated hardware): the ops that
+    define them are skipped and everything after them uses the given values."""
     env = {}
     for name, ttype in graph.inputs:
         arr = np.asarray(inputs[name])
@@ -176,6 +179,9 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], trace: bool = False) -> dic
         if arr.shape[1:] != ttype.shape:
             raise ValueError(f"input '{name}' has shape {arr.shape[1:]} per sample, expected {ttype.shape}")
     for op in graph.ops:
+        if overrides and op.out in overrides:
+            env[op.out] = overrides[op.out]
+            continue
         args = [env[i] for i in op.inputs]
         if isinstance(op, Softmax):  # works on the scores in model units, whatever their encoding
             args = [to_real(args[0], graph.types[op.inputs[0]])]

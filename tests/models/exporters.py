@@ -95,19 +95,27 @@ def randomize_bn(bn, gen: torch.Generator, fan_in: int, w_scale: float, zero_bet
 class TensorNorm(nn.Module):
     """FINN's TensorNorm (brevitas_examples/bnn_pynq): a BatchNorm with one scalar for all channels.
 
-    Eval mode only: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+    Eval: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias; training uses the
+    batch statistics and updates the running ones, like BatchNorm.
     """
 
-    def __init__(self, eps: float = 1e-4):
+    def __init__(self, eps: float = 1e-4, momentum: float = 0.1):
         super().__init__()
-        self.eps = eps
+        self.eps, self.momentum = eps, momentum
         self.weight = nn.Parameter(torch.ones(1))
         self.bias = nn.Parameter(torch.zeros(1))
         self.register_buffer("running_mean", torch.zeros(1))
         self.register_buffer("running_var", torch.ones(1))
 
     def forward(self, x):
-        return (x - self.running_mean) / (self.running_var + self.eps).pow(0.5) * self.weight + self.bias
+        if self.training:
+            mean, var = x.mean(), x.var(unbiased=False)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.reshape(1), self.momentum)
+                self.running_var.lerp_(x.var(unbiased=True).reshape(1), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) / (var + self.eps).pow(0.5) * self.weight + self.bias
 
 
 @contextlib.contextmanager

@@ -6,15 +6,20 @@ folding, array contents, pragmas) is computed here, so templates stay thin and r
 
 Project layout (out_dir):
   bnnc_config.hpp   top-level stream types and per-layer constants (namespace layerN)
-  bnnc_params.hpp   weight, threshold and affine arrays
+  bnnc_params.hpp   weight, threshold, affine and channel-reuse arrays, pool modes
   bnnc_top.hpp/cpp  bnnc_top(in, out): one DATAFLOW process per layer, width converters between
   csim_main.cpp     C simulation driver: vectors of element values in, out, one per line
   run_hls.tcl       vitis_hls -f run_hls.tcl: C simulation (when csim_inputs.txt exists), synthesis
   include/bnn/      the kernel library
 
 Streams: a frame of N elements travels as beats of E elements (element i of a beat at bits
-[i*W +: W], beat 0 first). The top input beat is the first layer's SIMD, the output beat is the
-last layer's PE (one index with argmax): the pipeline's edges then need no buffering.
+[i*W +: W], beat 0 first). Feature maps travel pixel by pixel (HWC), as in hardware.py. The top
+input beat is what the first unit reads (a dense layer's SIMD, a pixel for a conv or pool), the
+output beat is the last unit's (PE, or a pixel; one index with argmax): the pipeline's edges then
+need no buffering.
+
+A conv layer is three processes: the sliding-window generator (bnn/window.hpp), a width converter
+when its beat is not the unit's SIMD, and the matrix-vector unit run once per output pixel.
 """
 from __future__ import annotations
 
@@ -30,12 +35,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..diagnostics import BnncError
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
-from .hardware import Design, Layer, encode
+from .hardware import Design, Layer, PoolLayer, encode
 
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 5.0
 VENDOR_MAX_WIDTH = 1 << 15  # ap_int's hard limit (AP_INT_MAX_W)
-LITERALS_PER_LINE = 16
+LINE_WIDTH = 100  # of array initializers in the generated code
 
 TEMPLATES = ("bnnc_config.hpp", "bnnc_params.hpp", "bnnc_top.hpp", "bnnc_top.cpp", "csim_main.cpp",
              "run_hls.tcl")
@@ -89,16 +94,22 @@ def _inline(nested, fmt) -> str:
 
 def _braced(nested, fmt, indent: int = 4) -> list[str]:
     """Lines of a C++ initializer for an (A, B, ...) array, one brace level per axis: a
-    sub-array of few literals on one line, long rows wrapped at LITERALS_PER_LINE literals."""
+    sub-array that fits on one line stays on one line, long rows wrap at LINE_WIDTH."""
     pad = " " * indent
     nested = np.asarray(nested, dtype=object)
-    if nested.size <= LITERALS_PER_LINE:
-        return [f"{pad}{_inline(nested, fmt)},"]
-    if nested.ndim == 1:
-        items = [fmt(v) for v in nested]
-        rows = [", ".join(items[i:i + LITERALS_PER_LINE]) for i in range(0, len(items), LITERALS_PER_LINE)]
-        return [f"{pad}{{"] + [f"{pad}    {row}," for row in rows] + [f"{pad}}},"]
-    return [f"{pad}{{"] + _rows(nested, fmt, indent + 4) + [f"{pad}}},"]
+    text = _inline(nested, fmt)
+    if indent + len(text) < LINE_WIDTH:
+        return [f"{pad}{text},"]
+    if nested.ndim > 1:
+        return [f"{pad}{{"] + _rows(nested, fmt, indent + 4) + [f"{pad}}},"]
+    lines, line = [], ""
+    for item in (fmt(v) for v in nested):
+        if line and indent + 4 + len(line) + len(item) + 2 > LINE_WIDTH:
+            lines.append(line)
+            line = ""
+        line += f"{item}, "
+    lines.append(line)
+    return [f"{pad}{{"] + [f"{pad}    {line.rstrip()}" for line in lines] + [f"{pad}}},"]
 
 
 def _rows(nested, fmt, indent: int = 4) -> list[str]:
@@ -132,7 +143,33 @@ class Partition:
 
 
 @dataclass(frozen=True)
+class WindowView:
+    """The sliding-window generator in front of a conv layer's matrix-vector unit."""
+    shape: str  # the bnn::WindowShape type
+    describe: str
+    pixel: int  # elements per input beat: one pixel
+    pixel_width: int  # bits of an input element
+    beat: int  # elements per output beat
+    width: int  # bits of an output element (input + valid flag for zero-padded bipolar maps)
+    pad: str  # output code of a padded position
+    in_count: int  # elements per frame in
+    out_count: int  # elements per frame out (every window)
+
+
+@dataclass(frozen=True)
+class ReuseView:
+    cpp: str  # the bnn::ReuseTree type
+    children: int
+    xnors: int  # XNORs (or adds) per vector with the tree
+    depth_lines: list[str]
+    parent_lines: list[str]
+    negate_lines: list[str]
+    differ_lines: list[str]
+
+
+@dataclass(frozen=True)
 class LayerView:
+    kind: str  # dense or conv
     name: str
     summary: str
     in_count: int
@@ -141,8 +178,8 @@ class LayerView:
     pe: int
     nf: int
     sf: int
-    cycles: int
-    in_elem: ElemView
+    vectors: int  # matrix-vector products per frame (output pixels of a conv)
+    in_elem: ElemView  # what the matrix-vector unit reads (a window element for a conv)
     out_elem: ElemView
     acc_width: int
     activation: str  # threshold, affine or pass
@@ -153,6 +190,42 @@ class LayerView:
     mult_lines: list[str]
     bias_lines: list[str]
     partitions: list[Partition]
+    window: WindowView | None
+    reuse: ReuseView | None
+
+    @property
+    def unit_in(self) -> tuple[int, int, int]:
+        """(elements per beat, element bits, elements per frame) of what the unit reads."""
+        if self.window:
+            return self.window.pixel, self.window.pixel_width, self.window.in_count
+        return self.simd, self.in_elem.width, self.in_count
+
+    @property
+    def unit_out(self) -> tuple[int, int, int]:
+        return self.pe, self.out_elem.width, self.vectors * self.out_count
+
+
+@dataclass(frozen=True)
+class PoolView:
+    kind: str  # pool
+    name: str
+    summary: str
+    channels: int
+    height: int
+    width: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    elem: ElemView
+    max_channels: str  # ap_uint<C> literal: bit c set = max pool, clear = min pool
+    out_pixels: int
+
+    @property
+    def unit_in(self) -> tuple[int, int, int]:
+        return self.channels, self.elem.width, self.channels * self.height * self.width
+
+    @property
+    def unit_out(self) -> tuple[int, int, int]:
+        return self.channels, self.elem.width, self.channels * self.out_pixels
 
 
 def _threshold_arrays(layer: Layer) -> tuple[np.ndarray, np.ndarray, int]:
@@ -177,19 +250,86 @@ def _check_affine_range(layer: Layer) -> None:
                         f"C simulation's 64-bit arithmetic holds")
 
 
+def _chunk_words(bits: np.ndarray, pe: int, simd: int) -> np.ndarray:
+    """(C, K) 0/1 -> (PE, NF * SF) words: [pe][nf * SF + sf] bit i is input sf * SIMD + i of
+    channel nf * PE + pe -- the layout of the weights and of the reuse masks."""
+    c, k = bits.shape
+    chunks = bits.reshape(c, k // simd, simd)
+    words = np.zeros((c, k // simd), dtype=object)
+    for i in range(simd):
+        words += chunks[:, :, i].astype(object) << i
+    return _by_pe(words, pe).reshape(pe, -1)
+
+
+def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
+    """The generator's output beat is the unit's SIMD when a beat holds whole pixels or part of
+    one; otherwise the largest part of a pixel dividing SIMD, gathered into SIMD afterwards."""
+    win = layer.window
+    c, h, w = win.in_shape
+    beat = layer.simd if layer.simd % c == 0 or c % layer.simd == 0 else gcd(layer.simd, c)
+    masked = win.pad_value == 0 and isinstance(layer.in_elem, Bipolar) and any(win.pads)
+    if masked or not any(win.pads):
+        pad = 0
+    elif layer.in_elem.lo <= win.pad_value <= layer.in_elem.hi:
+        pad = int(encode(np.array([win.pad_value]), layer.in_elem)[0])
+    else:
+        raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): pads with "
+                        f"{win.pad_value}, which {layer.in_elem} inputs cannot hold")
+    width = in_elem.width + (1 if masked else 0)
+    top, left = win.pads[:2]
+    oh, ow = win.out_hw
+
+    def last_row(oy: int) -> int:  # as WindowShape::last_row
+        return -1 if oy < 0 else h - 1 if oy >= oh else min(oy * win.stride[0] - top + win.kernel[0] - 1, h - 1)
+    cycles = sum(max((last_row(oy + 1) - last_row(oy)) * w, ow * layer.in_count // beat if oy >= 0 else 0)
+                 for oy in range(-1, oh))
+    shape = (f"bnn::WindowShape<{c}, {h}, {w}, {win.kernel[0]}, {win.kernel[1]}, {win.stride[0]}, "
+             f"{win.stride[1]}, {top}, {left}, {win.out_hw[0]}, {win.out_hw[1]}>")
+    flag = " (a valid flag: adds nothing)" if masked else ""
+    describe = (f"{win.kernel[0]}x{win.kernel[1]} window, stride {win.stride[0]}x{win.stride[1]}, pads "
+                f"{'/'.join(map(str, win.pads))} of {win.pad_value}{flag}, "
+                f"{beat} elements per beat in {cycles} cycles per frame")
+    return WindowView(shape=shape, describe=describe, pixel=c, pixel_width=in_elem.width, beat=beat, width=width,
+                      pad=_bits(pad, width), in_count=c * h * w, out_count=layer.vectors * layer.in_count)
+
+
+def _reuse_view(layer: Layer) -> ReuseView:
+    reuse, pe, simd = layer.reuse, layer.pe, layer.simd
+    c, k = layer.weights.shape
+    for child, parent in enumerate(reuse.parent):
+        if parent >= 0 and parent // pe != child // pe:
+            raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): channel {child} reuses "
+                            f"channel {parent}, which PE={pe} computes in another clock; run channel-reuse with "
+                            f"this folding's groups (bnnc compile does)")
+    depth = reuse.depths()
+    differ = np.zeros((c, k), dtype=bool)
+    for child in np.flatnonzero(reuse.parent >= 0):
+        differ[child, reuse.differing(layer.weights, child)] = True
+    levels = int(depth.max()) + 1
+    return ReuseView(
+        cpp=f"bnn::ReuseTree<{pe}, {c // pe}, {k // simd}, {simd}, {levels}>",
+        children=int(np.sum(reuse.parent >= 0)),
+        xnors=int(k * np.sum(reuse.parent < 0) + differ.sum()),
+        depth_lines=_braced(_by_pe(depth, pe), _int),
+        parent_lines=_braced(_by_pe(np.where(reuse.parent >= 0, reuse.parent % pe, 0), pe), _int),
+        negate_lines=_braced(_by_pe(reuse.negate, pe), lambda v: "true" if v else "false"),
+        differ_lines=_braced(_chunk_words(differ, pe, simd), lambda w: _bits(w, simd)))
+
+
 def layer_view(layer: Layer) -> LayerView:
     name = f"layer{layer.index}"
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
     nf, sf = c // pe, k // simd
     in_elem, out_elem = elem_view(layer.in_elem), elem_view(layer.out_elem)
     acc_width = layer.acc_elem.bits
+    if acc_width > 62:
+        raise BnncError(f"layer {layer.index}: a {acc_width}-bit accumulator exceeds the HLS backend's 62 bits")
 
-    # weights[pe][nf * SF + sf]: bit i is input sf * SIMD + i of channel nf * PE + pe.
-    bits = (layer.weights > 0).reshape(c, sf, simd)
-    words = np.zeros((c, sf), dtype=object)
-    for i in range(simd):
-        words += bits[:, :, i].astype(object) << i
-    weights = _by_pe(words, pe).reshape(pe, nf * sf)
+    window = _window_view(layer, in_elem) if layer.window else None
+    unit_elem = in_elem
+    if window and window.width != in_elem.width:
+        unit_elem = ElemView("bnn::MaskedBipolar", window.width)
+    weights = _chunk_words((layer.weights > 0), pe, simd)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
@@ -219,14 +359,38 @@ def layer_view(layer: Layer) -> LayerView:
         if out_elem.width != acc_width:
             raise BnncError(f"layer {layer.index}: output {layer.out_elem} is not its accumulator {layer.acc_elem}")
 
-    summary = (f"layer {layer.index} (ONNX node {sanitize(layer.origin) or '?'}): {k} -> {c}, "
-               f"{layer.in_elem} in, {layer.out_elem} out, PE={pe} SIMD={simd}, {layer.cycles} cycles per frame")
-    return LayerView(name=name, summary=summary, in_count=k, out_count=c, simd=simd, pe=pe, nf=nf, sf=sf,
-                     cycles=layer.cycles, in_elem=in_elem, out_elem=out_elem, acc_width=acc_width,
-                     activation=activation, activation_type=activation_type,
+    reuse = _reuse_view(layer) if layer.reuse is not None else None
+    if reuse and pe > 1:
+        partitions += [Partition(f"{name}_reuse.{table}", 1) for table in ("depths", "parents", "negates", "differs")]
+    what = f"conv {window.describe}" if window else "dense"
+    pixels = f" x {layer.vectors} pixels" if window else ""
+    reused = f", reuse: {reuse.children} channels from a parent, {reuse.xnors} of {c * k} XNORs" if reuse else ""
+    summary = (f"layer {layer.index} (ONNX node {sanitize(layer.origin) or '?'}): {what}, {k} -> {c}{pixels}, "
+               f"{layer.in_elem} in, {layer.out_elem} out, PE={pe} SIMD={simd}, {layer.cycles} cycles per frame"
+               f"{reused}")
+    return LayerView(kind="conv" if window else "dense", name=name, summary=summary, in_count=k, out_count=c,
+                     simd=simd, pe=pe, nf=nf, sf=sf, vectors=layer.vectors, in_elem=unit_elem, out_elem=out_elem,
+                     acc_width=acc_width, activation=activation, activation_type=activation_type,
                      weight_lines=_rows(weights, lambda w: _bits(w, simd)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
-                     bias_lines=bias_lines, partitions=partitions)
+                     bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse)
+
+
+def pool_view(layer: PoolLayer) -> PoolView:
+    c, h, w = layer.in_shape
+    _, oh, ow = layer.out_shape
+    mask = sum(1 << i for i, mode in enumerate(layer.modes) if mode > 0)
+    kinds = "max" if all(layer.modes > 0) else "min" if all(layer.modes < 0) else "max/min"
+    summary = (f"layer {layer.index} (ONNX node {sanitize(layer.origin) or '?'}): {kinds} pool "
+               f"{layer.kernel[0]}x{layer.kernel[1]} stride {layer.stride[0]}x{layer.stride[1]}, "
+               f"{c}x{h}x{w} -> {c}x{oh}x{ow} {layer.elem}, {layer.cycles} cycles per frame")
+    return PoolView(kind="pool", name=f"layer{layer.index}", summary=summary, channels=c, height=h, width=w,
+                    kernel=tuple(layer.kernel), stride=tuple(layer.stride), elem=elem_view(layer.elem),
+                    max_channels=_bits(mask, c), out_pixels=oh * ow)
+
+
+def unit_view(layer) -> LayerView | PoolView:
+    return pool_view(layer) if isinstance(layer, PoolLayer) else layer_view(layer)
 
 
 @dataclass(frozen=True)
@@ -238,15 +402,16 @@ class Stream:
 @dataclass(frozen=True)
 class Stage:
     """One DATAFLOW process of bnnc_top."""
-    kind: str  # layer, split, gather or argmax
+    kind: str  # layer, window, pool, split, gather or argmax
     source: str
     sink: str
-    layer: str = ""  # kind == layer: the layer function
-    elem_width: int = 0  # split / gather / argmax: element bits
+    layer: str = ""  # layer / window / pool: the layer's name
+    elem_width: int = 0  # split / gather: element bits
     elem: str = ""  # argmax: element policy
     elems_in: int = 0  # elements per input beat
-    elems_out: int = 0  # elements per output beat (argmax: output bits)
+    elems_out: int = 0  # elements per output beat
     count: int = 0  # elements per frame
+    index_width: int = 0  # argmax: bits of the index it writes
 
 
 def _rebeat(source: str, target: str, width: int, elems_in: int, elems_out: int, count: int):
@@ -268,31 +433,45 @@ def _rebeat(source: str, target: str, width: int, elems_in: int, elems_out: int,
     return stages, streams, target
 
 
-def dataflow(design: Design, layers: list[LayerView]) -> tuple[list[Stage], list[Stream]]:
-    """The chain of processes from the top's `in` to its `out`, with the streams between them."""
+def dataflow(design: Design, units: list) -> tuple[list[Stage], list[Stream]]:
+    """The chain of processes from the top's `in` to its `out`, with the streams between them:
+    per layer, a width converter from the previous layer's beats when they differ, then a conv's
+    window generator (and a converter to its SIMD), the matrix-vector unit or the pool."""
     stages, streams = [], []
     source = "in"
-    for i, (layer, view) in enumerate(zip(design.layers, layers)):
+    for i, (layer, view) in enumerate(zip(design.layers, units)):
         if i > 0:
-            prev = design.layers[i - 1]
-            if prev.out_elem != layer.in_elem:
-                raise BnncError(f"layer {prev.index} produces {prev.out_elem} but layer {layer.index} "
-                                f"reads {layer.in_elem}")
-            more, extra, source = _rebeat(source, f"{view.name}_in", view.in_elem.width, prev.pe, layer.simd,
-                                          layer.in_count)
+            prev, prev_view = design.layers[i - 1], units[i - 1]
+            prev_elem = prev.elem if isinstance(prev, PoolLayer) else prev.out_elem
+            this_elem = layer.elem if isinstance(layer, PoolLayer) else layer.in_elem
+            if prev_elem != this_elem:
+                raise BnncError(f"layer {prev.index} produces {prev_elem} but layer {layer.index} reads {this_elem}")
+            (beat_in, width, count), (beat_out, _, count_in) = prev_view.unit_out, view.unit_in
+            if count != count_in:
+                raise BnncError(f"layer {prev.index} produces {count} elements per frame but layer {layer.index} "
+                                f"reads {count_in}")
+            more, extra, source = _rebeat(source, f"{view.name}_in", width, beat_in, beat_out, count)
             stages += more
             streams += extra
-        last = i == len(layers) - 1
+        if view.kind == "conv":
+            win = view.window
+            stages.append(Stage("window", source, f"{view.name}_windows", layer=view.name))
+            streams.append(Stream(f"{view.name}_windows", win.beat * win.width))
+            more, extra, source = _rebeat(f"{view.name}_windows", f"{view.name}_vectors", win.width, win.beat,
+                                          view.simd, win.out_count)
+            stages += more
+            streams += extra
+        last = i == len(units) - 1
         sink = "out" if last and not design.argmax else f"{view.name}_out"
-        stages.append(Stage("layer", source, sink, layer=view.name))
+        stages.append(Stage("pool" if view.kind == "pool" else "layer", source, sink, layer=view.name))
         if sink != "out":
-            streams.append(Stream(sink, view.pe * view.out_elem.width))
+            streams.append(Stream(sink, view.unit_out[0] * view.unit_out[1]))
         source = sink
     if design.argmax:
-        last = layers[-1]
-        stages.append(Stage("argmax", source, "out", elem=last.out_elem.cpp, elem_width=last.out_elem.width,
-                            elems_in=last.pe, elems_out=elem_view(design.out_elem).width,
-                            count=last.out_count))
+        last = units[-1]
+        elem = last.elem if last.kind == "pool" else last.out_elem
+        stages.append(Stage("argmax", source, "out", elem=elem.cpp, elems_in=last.unit_out[0],
+                            count=last.unit_out[2], index_width=elem_view(design.out_elem).width))
     return stages, streams
 
 
@@ -309,17 +488,20 @@ class Frame:
 
 
 def project_view(design: Design, part: str, clock_ns: float) -> dict:
-    layers = [layer_view(layer) for layer in design.layers]
-    stages, streams = dataflow(design, layers)
-    first, last = layers[0], layers[-1]
-    if elem_view(design.in_elem) != first.in_elem:
-        raise BnncError(f"the design input {design.in_elem} is not its first layer's input {design.layers[0].in_elem}")
-    frame_in = Frame(design.in_count, first.simd, first.in_elem)
+    units = [unit_view(layer) for layer in design.layers]
+    stages, streams = dataflow(design, units)
+    first, last = units[0], units[-1]
+    in_beat, _, in_count = first.unit_in
+    first_elem = design.layers[0].elem if first.kind == "pool" else design.layers[0].in_elem
+    if design.in_elem != first_elem or design.in_count != in_count:
+        raise BnncError(f"the design input ({design.in_count} x {design.in_elem}) is not what its first layer "
+                        f"reads ({in_count} x {first_elem})")
+    frame_in = Frame(design.in_count, in_beat, elem_view(design.in_elem))
     if design.argmax:
         frame_out = Frame(1, 1, elem_view(design.out_elem))
     else:
-        frame_out = Frame(design.out_count, last.pe, last.out_elem)
-    widest = max([s.width for s in streams] + [layer.simd for layer in layers]
+        frame_out = Frame(design.out_count, last.unit_out[0], elem_view(design.out_elem))
+    widest = max([s.width for s in streams] + [view.simd for view in units if view.kind != "pool"]
                  + [f.beat_elems * f.elem.width for f in (frame_in, frame_out)])
     if widest > VENDOR_MAX_WIDTH:
         raise BnncError(f"a {widest}-bit stream or weight word exceeds ap_uint's {VENDOR_MAX_WIDTH}-bit limit; "
@@ -327,7 +509,7 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
     out_frac = design.out_elem.frac if isinstance(design.out_elem, Fixed) and not design.argmax else 0
     return dict(
         name=sanitize(design.name) or "unnamed",
-        layers=layers, stages=stages, streams=streams, frame_in=frame_in, frame_out=frame_out,
+        layers=units, stages=stages, streams=streams, frame_in=frame_in, frame_out=frame_out,
         out_frac=out_frac, cycles_per_frame=design.cycles_per_frame,
         ap_int_max_w=max(1024, -(-widest // 1024) * 1024),
         part=sanitize(part), clock_ns=f"{float(clock_ns):g}",
@@ -342,6 +524,8 @@ def _environment() -> Environment:
 def emit(design: Design, out_dir: Path, part: str = DEFAULT_PART, clock_ns: float = DEFAULT_CLOCK_NS) -> list[Path]:
     """Write the HLS project for `design` into out_dir; returns the files written, sorted."""
     out_dir = Path(out_dir)
+    if (out_dir / "include" / "bnn").resolve() == kernel_dir().resolve():
+        raise BnncError(f"{out_dir}: is the kernel library's own folder; emit the project elsewhere")
     view = project_view(design, part, clock_ns)
     env = _environment()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.external_data_helper
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -45,6 +46,10 @@ def load_model(path: str | Path) -> onnx.ModelProto:
                         f"{type(exc).__name__}") from None
     if not model.graph.node:
         raise BnncError(f"{path}: the ONNX graph has no nodes (truncated or not an ONNX model)")
+    try:  # large exports (torch's dynamo path) keep weights in a side file next to the model
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError) as exc:
+        raise BnncError(f"{path}: cannot read the model's external weight data ({exc})") from None
     return model
 
 

@@ -146,7 +146,7 @@ def test_calibrated_fixed_point_input_error_is_bounded(tmp_path):
     graph = import_onnx(float_input_model(tmp_path))
     x = np.random.default_rng(2).normal(0, 3, (200, 16)).astype(np.float32)
     np.save(tmp_path / "cal.npy", x)
-    passes = parse_pipeline(f"quantize-inputs{{bits=10}}")
+    passes = parse_pipeline("quantize-inputs{bits=10}")
     from dataclasses import replace as dc_replace
     passes = [dc_replace(passes[0], calibrate=str(tmp_path / "cal.npy"))]
     quantized, records = run_pipeline(graph, passes, {graph.inputs[0][0]: x})

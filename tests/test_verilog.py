@@ -1,9 +1,14 @@
-"""Verilog backend: hand-built IR graphs, lowered under several foldings, emitted, linted, and
-simulated against the interpreter bit for bit (with random input gaps and back-pressure); the
-measured timing must equal the manifest's model."""
+"""Verilog backend: designs lowered under several foldings, with and without channel reuse,
+emitted, linted, and simulated against the interpreter bit for bit (random input pauses and
+back-pressure); the measured frame interval and latency must equal the manifest's timing model.
+
+Hand-built IR graphs reach corners (threshold clamping, ternary/signed/fixed inputs, strides,
+asymmetric and +-1 padding, overlapping pools); exported ONNX models are what users bring.
+"""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -12,23 +17,39 @@ import pytest
 
 from compiler import interp
 from compiler.backends import hardware
-from compiler.backends.hardware import lower
+from compiler.backends.hardware import Layer, lower
 from compiler.backends.manifest import design_manifest
-from compiler.backends.verilog import emit, popcount_threshold
-from compiler.ir.graph import Graph
+from compiler.backends.verilog import emit, popcount_threshold, reuse_plan
+from compiler.backends.verilog_timing import slides, timing, window_tail
 from compiler.diagnostics import BnncError
-from compiler.ir.ops import ArgMax, Conv, Dense, FixedAffine, Reshape, Threshold
-from compiler.ir.types import Bipolar, Fixed, Int, Ternary, TensorType
+from compiler.driver import device_input, sample_inputs
+from compiler.frontend.onnx import import_onnx
+from compiler.ir.graph import Graph
+from compiler.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
+from compiler.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
+from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from sim import simulate
 from sim.lint import lint
+from tests.models import exporters as ex
+from tests.test_conv import CONV_PRODUCERS, conv_model
 
-VECTORS = 200
+VECTORS = 100
 
 
-# ---- graphs
+# ---- hand-built graphs
 
 def _weights(rng, c, k):
     return rng.choice([-1, 1], size=(c, k)).astype(np.int8)
+
+
+def _noisy_rows(rng, c, k, prototypes=3, flips=2):
+    """Rows that are (possibly negated) copies of a few prototypes with `flips` bits flipped:
+    the structure channel reuse feeds on."""
+    protos = rng.choice([-1, 1], size=(prototypes, k))
+    rows = protos[rng.integers(0, prototypes, c)] * rng.choice([-1, 1], size=(c, 1))
+    for row in rows:
+        row[rng.choice(k, flips, replace=False)] *= -1
+    return rows.astype(np.int8)
 
 
 def _binary(rng, c, lo, hi):
@@ -117,20 +138,64 @@ def medium(rng):
     return Graph("medium", (("x", TensorType(Bipolar(), (256,))),), ops, ("y",))
 
 
-GRAPHS = {f.__name__: f for f in (mlp_u8, bipolar_in, ternary_in, signed_in, fixed_in, medium)}
+def conv_strided(rng):
+    """Bipolar 3x9x7 -> conv 3x3 stride 2, zero padding (not a bit: masked) -> overlapping
+    3x3 stride-1 max/min pool -> dense -> Fixed -> argmax. Conv rows are noisy prototypes."""
+    t, v = _binary(rng, 12, -6, 6)
+    ops = (
+        Conv("c1", ("x",), weights=_noisy_rows(rng, 12, 27).reshape(12, 3, 3, 3), stride=(2, 2),
+             pads=(1, 1, 1, 1), pad_value=0),
+        Threshold("a1", ("c1",), thresholds=t, values=v),
+        Pool("p1", ("a1",), kernel=(3, 3), stride=(1, 1), modes=np.where(rng.random(12) < 0.3, -1, 1).astype(np.int8)),
+        Reshape("f", ("p1",), shape=(72,)),
+        Dense("d2", ("f",), weights=_weights(rng, 6, 72)),
+        FixedAffine("q", ("d2",), mult=rng.integers(1, 6, 6), bias=rng.integers(-9, 10, 6), frac=2, error_bound=0.0),
+        ArgMax("y", ("q",)),
+    )
+    return Graph("conv_strided", (("x", TensorType(Bipolar(), (3, 9, 7))),), ops, ("y",))
+
+
+def conv_mixed(rng):
+    """s4 2x6x7 -> conv 2x3 stride (1, 2), asymmetric zero padding (the code 0) -> ternary ->
+    conv 3x3 padded with +1 -> bipolar -> 2x2 stride (2, 1) max/min pool -> raw dot products."""
+    t1, v1 = _ternary(rng, 6, -8, 8)
+    t2, v2 = _binary(rng, 5, -5, 5)
+    ops = (
+        Conv("c1", ("x",), weights=_noisy_rows(rng, 6, 12, 2, 1).reshape(6, 2, 2, 3), stride=(1, 2),
+             pads=(0, 1, 1, 0), pad_value=0),
+        Threshold("a1", ("c1",), thresholds=t1, values=v1),
+        Conv("c2", ("a1",), weights=_noisy_rows(rng, 5, 54).reshape(5, 6, 3, 3), stride=(1, 1),
+             pads=(1, 1, 1, 1), pad_value=1),
+        Threshold("a2", ("c2",), thresholds=t2, values=v2),
+        Pool("p2", ("a2",), kernel=(2, 2), stride=(2, 1), modes=np.array([1, -1, 1, 1, -1], np.int8)),
+        Reshape("f", ("p2",), shape=(30,)),
+        Dense("d3", ("f",), weights=_weights(rng, 4, 30)),
+    )
+    return Graph("conv_mixed", (("x", TensorType(Int(4, True), (2, 6, 7))),), ops, ("d3",))
+
+
+GRAPHS = {f.__name__: f for f in (mlp_u8, bipolar_in, ternary_in, signed_in, fixed_in, medium, conv_strided,
+                                  conv_mixed)}
 
 UNROLLED = {}  # every layer PE = C, SIMD = K
+# (graph, folding name) -> (folding, channel reuse); folding None = auto
 FOLDINGS = {
-    ("mlp_u8", "unrolled"): UNROLLED,
-    ("mlp_u8", "folded"): {0: {"pe": 2, "simd": 4}, 1: {"pe": 3, "simd": 2}, 2: {"pe": 2, "simd": 3}},
-    ("mlp_u8", "slow_middle"): {1: {"pe": 1, "simd": 1}},
-    ("mlp_u8", "auto"): None,
-    ("bipolar_in", "unrolled"): UNROLLED,
-    ("bipolar_in", "folded"): {0: {"pe": 4, "simd": 8}, 1: {"pe": 5, "simd": 16}},
-    ("ternary_in", "folded"): {0: {"pe": 3, "simd": 6}, 1: {"pe": 1, "simd": 12}},
-    ("signed_in", "unrolled"): UNROLLED,
-    ("fixed_in", "folded"): {0: {"pe": 5, "simd": 3}},
-    ("medium", "folded"): {0: {"pe": 4, "simd": 32}, 1: {"pe": 8, "simd": 8}, 2: {"pe": 1, "simd": 16}},
+    ("mlp_u8", "unrolled"): (UNROLLED, True),
+    ("mlp_u8", "folded"): ({0: {"pe": 2, "simd": 4}, 1: {"pe": 3, "simd": 2}, 2: {"pe": 2, "simd": 3}}, False),
+    ("mlp_u8", "slow_middle"): ({1: {"pe": 1, "simd": 1}}, False),
+    ("bipolar_in", "unrolled"): (UNROLLED, True),
+    ("bipolar_in", "folded"): ({0: {"pe": 4, "simd": 8}, 1: {"pe": 5, "simd": 16}}, False),
+    ("ternary_in", "folded"): ({0: {"pe": 3, "simd": 6}, 1: {"pe": 1, "simd": 12}}, False),
+    ("signed_in", "unrolled"): (UNROLLED, False),
+    ("fixed_in", "folded"): ({0: {"pe": 5, "simd": 3}}, False),
+    ("medium", "folded"): ({0: {"pe": 4, "simd": 32}, 1: {"pe": 8, "simd": 8}, 2: {"pe": 1, "simd": 16}}, False),
+    ("conv_strided", "unrolled"): (UNROLLED, True),
+    # all channels in parallel, inputs in 3 chunks: children whose |D| fits a chunk reuse their parent
+    ("conv_strided", "chunked"): ({0: {"pe": 12, "simd": 9}, 1: {"pe": 2, "simd": 24}}, True),
+    ("conv_strided", "auto"): (None, False),
+    ("conv_mixed", "unrolled"): (UNROLLED, False),
+    ("conv_mixed", "folded"): ({0: {"pe": 3, "simd": 4}, 1: {"pe": 5, "simd": 18}, 2: {"pe": 2, "simd": 5}}, True),
+    ("conv_mixed", "auto"): (None, True),
 }
 
 
@@ -150,6 +215,88 @@ def random_inputs(graph, n, seed=1):
     return x
 
 
+def with_reuse(graph, reuse: bool):
+    return run_pipeline(graph, parse_pipeline("channel-reuse"))[0] if reuse else graph
+
+
+# ---- exported models: (builder, cases); a case is (folding, channel reuse) with folding
+# "auto", "folded" (about a third of the parallelism) or "chunked" (PE = C, SIMD ~ K/3)
+
+EXPORTED = {
+    **{f"conv-{name}": (build, [("auto", True)]) for name, build in CONV_PRODUCERS.items()},
+    "conv-pad0-conv-after": (lambda p: conv_model(p, 0.0, "conv", "after"), [("auto", True), ("folded", False)]),
+    "conv-pad0-pad-before": (lambda p: conv_model(p, 0.0, "pad", "before"), [("auto", True)]),
+    "conv-pad+1-after": (lambda p: conv_model(p, 1.0, "pad", "after"), [("auto", True)]),
+    "conv-pad+1-before": (lambda p: conv_model(p, 1.0, "pad", "before"), [("auto", False)]),
+    "conv-pad-1-after": (lambda p: conv_model(p, -1.0, "pad", "after"), [("chunked", True)]),
+    "conv-pad-1-before": (lambda p: conv_model(p, -1.0, "pad", "before"), [("auto", False)]),
+    "mlp-brevitas": (lambda p: ex.brevitas_mlp(p, sizes=(24, 16, 10), in_features=32), [("auto", True), ("folded", False)]),
+    "mlp-torch-sign": (lambda p: ex.torch_sign_mlp(p, sizes=(24, 16, 10), in_features=32), [("auto", True)]),
+    "mlp-torch-ste-bias": (lambda p: ex.torch_sign_mlp(p, sizes=(24, 16, 10), in_features=32, ste="ste_add", bias=True,
+                                                       final_bn=True), [("folded", False)]),
+    "mlp-torch-where-pm1": (lambda p: ex.torch_sign_mlp(p, sizes=(24, 16, 10), in_features=32, ste="where",
+                                                        weights="pm1"), [("chunked", True)]),
+    "mlp-finn-1bit": (lambda p: ex.finn_multithreshold_mlp(p, sizes=(24, 16, 10), in_features=32), [("auto", True)]),
+    "mlp-finn-8bit": (lambda p: ex.finn_multithreshold_mlp(p, sizes=(24, 16, 10), in_features=32, input_bits=8),
+                      [("folded", False)]),
+}
+# The rest of every conv producer's matrix: big enough to be slow.
+SLOW_EXPORTED = [(f"conv-{name}", style, reuse) for name in CONV_PRODUCERS
+                 for style, reuse in (("auto", False), ("folded", False), ("folded", True), ("chunked", True))]
+
+
+def _largest_divisor(n, at_most):
+    return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(1, at_most))
+
+
+def folding(design, style):
+    if style == "auto":
+        return None
+    if style == "slow-second-layer":  # auto, but layer 1 (a conv) at half its channels in parallel
+        fold = {layer.index: {"pe": layer.pe, "simd": layer.simd} for layer in design.layers if isinstance(layer, Layer)}
+        fold[1]["pe"] //= 2
+        return fold
+    fold = {}
+    for layer in design.layers:
+        if isinstance(layer, Layer):
+            c, k = layer.out_count, layer.in_count
+            pe = c if style == "chunked" else _largest_divisor(c, c // 3)
+            fold[layer.index] = {"pe": pe, "simd": _largest_divisor(k, k // 3)}
+    return fold
+
+
+_MODELS = {}
+
+
+def exported(name, tmp_path_factory):
+    if name not in _MODELS:
+        _MODELS[name] = import_onnx(EXPORTED[name][0](tmp_path_factory.mktemp("onnx") / "m.onnx"))
+    return _MODELS[name]
+
+
+def run_exported(name, style, reuse, tmp_path_factory):
+    graph = exported(name, tmp_path_factory)
+    folded, _ = run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE + (",channel-reuse" if reuse else "")))
+    design = lower(folded, folding(lower(folded), style))
+    rtl = tmp_path_factory.mktemp("rtl")
+    emit(design, rtl)
+    assert lint(rtl) == []
+    x = sample_inputs(graph, VECTORS)
+    env = interp.run(folded, {graph.inputs[0][0]: x}, trace=True)
+    last = [op for op in folded.ops if not folded.on_host(op)][-1].out
+    expected = env[last].reshape(VECTORS, -1)
+    result = simulate(rtl, design.serialize(env[device_input(folded)]), design, expected, seed=3)
+    return design, result, expected
+
+
+def check_run(design, result, expected):
+    np.testing.assert_array_equal(result.outputs, expected)
+    manifest = design_manifest(design)
+    # The timing model is exact: no hidden overhead per frame or per layer.
+    assert result.cycles_per_frame_measured == manifest["cycles_per_frame"]
+    assert result.latency_measured == manifest["latency_cycles"]
+
+
 # ---- one emitted + simulated design per case, shared by the tests below
 
 _CACHE = {}
@@ -158,7 +305,8 @@ _CACHE = {}
 def build(case, tmp_path_factory, auto_budget=None):
     key = case if auto_budget is None else case + (auto_budget,)
     if key not in _CACHE:
-        graph = graph_of(case[0])
+        fold, reuse = FOLDINGS.get(case, (None, False))
+        graph = with_reuse(graph_of(case[0]), reuse)
         if auto_budget is not None:
             saved, hardware.AUTO_MAX_PARALLEL = hardware.AUTO_MAX_PARALLEL, auto_budget
             try:
@@ -166,7 +314,7 @@ def build(case, tmp_path_factory, auto_budget=None):
             finally:
                 hardware.AUTO_MAX_PARALLEL = saved
         else:
-            design = lower(graph, FOLDINGS[case])
+            design = lower(graph, fold)
         rtl = tmp_path_factory.mktemp("rtl")
         emit(design, rtl)
         _CACHE[key] = graph, design, rtl
@@ -177,26 +325,16 @@ def run_case(case, tmp_path_factory, simulator="verilator", auto_budget=None):
     graph, design, rtl = build(case, tmp_path_factory, auto_budget)
     x = random_inputs(graph, VECTORS)
     expected = interp.run(graph, {"x": x})[graph.outputs[0]].reshape(VECTORS, -1)
-    result = simulate(rtl, x.reshape(VECTORS, -1), design, expected, simulator=simulator, seed=7)
+    result = simulate(rtl, design.serialize(x), design, expected, simulator=simulator, seed=7)
     return design, result, expected
 
 
 @pytest.mark.parametrize("case", sorted(FOLDINGS), ids=lambda c: "-".join(c))
 def test_rtl_matches_interpreter(case, tmp_path_factory):
     design, result, expected = run_case(case, tmp_path_factory)
-    np.testing.assert_array_equal(result.outputs, expected)
-    manifest = design_manifest(design)
-    # The timing model is exact: no hidden overhead per frame or per layer.
-    assert result.cycles_per_frame_measured == manifest["cycles_per_frame"]
-    assert result.latency_measured == manifest["latency_cycles"]
-
-
-def test_auto_folding_balances_the_pipeline(tmp_path_factory):
-    # A small parallelism budget makes auto folding fold these small layers.
-    design, result, expected = run_case(("mlp_u8", "auto"), tmp_path_factory, auto_budget=8)
-    assert [layer.pe * layer.simd for layer in design.layers] != [8 * 16, 6 * 8, 4 * 6]
-    np.testing.assert_array_equal(result.outputs, expected)
-    assert result.cycles_per_frame_measured == design.cycles_per_frame == max(l.cycles for l in design.layers)
+    check_run(design, result, expected)
+    if FOLDINGS[case][1]:
+        assert any(reuse_plan(layer)[0] for layer in design.layers if isinstance(layer, Layer))
 
 
 @pytest.mark.parametrize("case", sorted(FOLDINGS), ids=lambda c: "-".join(c))
@@ -205,34 +343,90 @@ def test_lint_clean(case, tmp_path_factory):
     assert lint(rtl) == []
 
 
+@pytest.mark.parametrize("name, style, reuse", [(n, s, r) for n, (_, cases) in EXPORTED.items() for s, r in cases],
+                         ids=lambda v: {True: "reuse", False: "no-reuse"}.get(v, v) if isinstance(v, bool) else v)
+def test_exported_model(name, style, reuse, tmp_path_factory):
+    check_run(*run_exported(name, style, reuse, tmp_path_factory))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, style, reuse", SLOW_EXPORTED)
+def test_exported_conv_matrix(name, style, reuse, tmp_path_factory):
+    check_run(*run_exported(name, style, reuse, tmp_path_factory))
+
+
+def test_exported_conv_folded_no_reuse(tmp_path_factory):
+    """A folded conv net without reuse whose first conv outpaces the second in bursts: a FIFO
+    between them (where the first may simply wait, the model leaves the FIFO out)."""
+    design, result, expected = run_exported("conv-brevitas-unpadded", "slow-second-layer", False, tmp_path_factory)
+    check_run(design, result, expected)
+    assert any(timing(design).fifo_depths)
+
+
+def test_auto_folding_balances_the_pipeline(tmp_path_factory):
+    # A small parallelism budget makes auto folding fold these small layers.
+    design, result, expected = run_case(("mlp_u8", "auto"), tmp_path_factory, auto_budget=8)
+    assert [layer.pe * layer.simd for layer in design.layers] != [8 * 16, 6 * 8, 4 * 6]
+    check_run(design, result, expected)
+    assert result.cycles_per_frame_measured == max(l.cycles for l in design.layers)
+
+
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 def test_icarus(tmp_path_factory):
-    design, result, expected = run_case(("mlp_u8", "folded"), tmp_path_factory, simulator="icarus")
-    np.testing.assert_array_equal(result.outputs, expected)
-    assert result.cycles_per_frame_measured == design_manifest(design)["cycles_per_frame"]
+    design, result, expected = run_case(("conv_mixed", "folded"), tmp_path_factory, simulator="icarus")
+    check_run(design, result, expected)
+
+
+def _yosys(rtl, top, tmp_path, flatten=False):
+    files = " ".join(str(rtl / name) for name in (rtl / "filelist.f").read_text().split())
+    stat = tmp_path / f"{top}.stat"
+    proc = subprocess.run(["yosys", "-q", "-p", f"read_verilog {files}; synth_xilinx {'-flatten ' if flatten else ''}"
+                           f"-top {top}; select -assert-none t:$dlatch t:LD*; tee -q -o {stat} stat"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = stat.read_text().split("=== design hierarchy ===")[-1]
+    return sum(int(n) for n in re.findall(r"LUT\d\s+(\d+)", text))
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
 def test_yosys_synth_xilinx(tmp_path_factory, tmp_path):
-    _, _, rtl = build(("mlp_u8", "folded"), tmp_path_factory)
-    files = " ".join(str(rtl / name) for name in (rtl / "filelist.f").read_text().split())
-    proc = subprocess.run(["yosys", "-q", "-p", f"read_verilog {files}; synth_xilinx -top bnnc_top; "
-                           f"select -assert-none t:$dlatch t:LD*; tee -o {tmp_path / 'stat.txt'} stat"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "LUT" in (tmp_path / "stat.txt").read_text()
+    _, _, rtl = build(("conv_mixed", "folded"), tmp_path_factory)  # windows (both paddings), pool, FIFO-less chain
+    assert _yosys(rtl, "bnnc_top", tmp_path) > 0
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+def test_channel_reuse_saves_luts(tmp_path):
+    """A fully parallel layer whose 12 rows are noisy copies of 3 prototypes (2 of 24 bits
+    flipped): a child costs a popcount over the <= 4 inputs where it differs from its parent plus
+    two adds, instead of a 24-input popcount, and Yosys agrees (564 -> 159 LUTs when written)."""
+    rng = np.random.default_rng(0)
+    protos = rng.choice([-1, 1], size=(3, 24))
+    rows = protos[np.arange(12) % 3].copy()
+    for row in rows:
+        row[rng.choice(24, 2, replace=False)] *= -1
+    ops = (Dense("d", ("x",), weights=rows.astype(np.int8)),
+           Threshold("a", ("d",), thresholds=rng.integers(-4, 5, size=(12, 1)), values=np.tile([[-1, 1]], (12, 1))))
+    graph = Graph("reuse_demo", (("x", TensorType(Bipolar(), (24,))),), ops, ("a",))
+    luts = {}
+    for reuse in (False, True):
+        design = lower(with_reuse(graph, reuse), UNROLLED)
+        emit(design, tmp_path / str(reuse))
+        luts[reuse] = _yosys(tmp_path / str(reuse), "bnnc_layer0", tmp_path, flatten=True)
+    assert len(reuse_plan(design.layers[0])[0]) >= 8
+    assert luts[True] < 0.6 * luts[False], luts
 
 
 def test_emit_is_deterministic_and_stays_in_out_dir(tmp_path):
-    graph = graph_of("mlp_u8")
-    first = emit(lower(graph, FOLDINGS[("mlp_u8", "folded")]), tmp_path / "a" / "rtl")
-    second = emit(lower(graph_of("mlp_u8"), FOLDINGS[("mlp_u8", "folded")]), tmp_path / "b" / "rtl")
-    assert [p.name for p in first] == [p.name for p in second]
-    for a, b in zip(first, second):
-        assert a.read_bytes() == b.read_bytes(), a.name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
-    assert [p.name for p in (tmp_path / "a").iterdir()] == ["rtl"]
-    assert sorted(p.name for p in (tmp_path / "a" / "rtl").iterdir()) == sorted(p.name for p in first)
+    for name, case in (("mlp_u8", ("mlp_u8", "folded")), ("conv_mixed", ("conv_mixed", "folded"))):
+        fold, reuse = FOLDINGS[case]
+        first = emit(lower(with_reuse(graph_of(name), reuse), fold), tmp_path / name / "a" / "rtl")
+        second = emit(lower(with_reuse(graph_of(name), reuse), fold), tmp_path / name / "b" / "rtl")
+        assert [p.name for p in first] == [p.name for p in second]
+        for a, b in zip(first, second):
+            assert a.read_bytes() == b.read_bytes(), a.name
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["a", "b"]
+        assert [p.name for p in (tmp_path / name / "a").iterdir()] == ["rtl"]
+        assert sorted(p.name for p in (tmp_path / name / "a" / "rtl").iterdir()) == sorted(p.name for p in first)
 
 
 def test_design_name_only_in_a_sanitised_comment(tmp_path):
@@ -250,18 +444,31 @@ def test_popcount_threshold_is_exact():
     for k in (1, 2, 7, 8):
         for t in range(-k - 3, k + 4):
             p_min = popcount_threshold(t, k)
-            for p in range(0, k + 1):
+            for p in range(k + 1):
                 assert (2 * p - k >= t) == (p >= p_min), (k, t, p)
 
 
+def test_window_geometry():
+    """A same-padded stride-1 conv slides one pixel per output pixel, shifts W + 1 padding
+    positions after a frame's last pixel and needs W + 2 pixels of the next frame for its first
+    window; an unpadded one jumps at row ends and across frames."""
+    same = hardware.Window((4, 6, 5), (3, 3), (1, 1), (1, 1, 1, 1), 0, (6, 5))
+    assert window_tail(same) == 5 + 1
+    assert slides(same).tolist() == [5 + 2] + [1] * 29  # 6 * 5 pixels + 6 padding shifts per frame
+    valid = hardware.Window((4, 6, 5), (3, 3), (1, 1), (0, 0, 0, 0), 0, (4, 3))
+    assert window_tail(valid) == 0
+    assert slides(valid).tolist() == [2 * 5 + 3, 1, 1, 3, 1, 1, 3, 1, 1, 3, 1, 1]
+    assert slides(valid).sum() == 6 * 5  # every input pixel shifts in once per frame
+
+
 def test_manifest(tmp_path):
-    design = lower(graph_of("mlp_u8"), FOLDINGS[("mlp_u8", "folded")])
+    fold, _ = FOLDINGS[("mlp_u8", "folded")]
+    design = lower(graph_of("mlp_u8"), fold)
     manifest = design_manifest(design)
     assert json.loads(json.dumps(manifest)) == manifest
-    assert json.dumps(manifest) == json.dumps(design_manifest(lower(graph_of("mlp_u8"),
-                                                                    FOLDINGS[("mlp_u8", "folded")])))
+    assert json.dumps(manifest) == json.dumps(design_manifest(lower(graph_of("mlp_u8"), fold)))
     assert manifest["input"]["element"]["kind"] == "int" and manifest["input"]["shape"] == [16]  # the reshape runs on the host
-    assert manifest["input"]["width_bits"] == 128
+    assert manifest["input"]["width_bits"] == 128 and manifest["input"]["transfers_per_frame"] == 1
     assert [(l["pe"], l["simd"], l["cycles"]) for l in manifest["layers"]] == [(2, 4, 16), (3, 2, 8), (2, 3, 4)]
     assert manifest["cycles_per_frame"] == 16
     assert manifest["latency_cycles"] == (16 + 1) + (8 + 1) + (4 + 1) + 1
@@ -269,21 +476,33 @@ def test_manifest(tmp_path):
     assert manifest["resources"]["add_sub_terms"] == 2 * 4 + 2 * 3
 
 
-def test_conv_designs_are_refused_clearly(tmp_path):
+def test_manifest_of_a_conv_net():
+    fold, reuse = FOLDINGS[("conv_strided", "chunked")]
+    design = lower(with_reuse(graph_of("conv_strided"), reuse), fold)
+    manifest = design_manifest(design)
+    json.dumps(manifest)
+    stream = manifest["input"]
+    assert stream["order"] == "hwc" and stream["transfers_per_frame"] == 9 * 7 and stream["width_bits"] == 3
+    conv, pool, dense = manifest["layers"]
+    assert conv["kind"] == "conv" and conv["window"]["vectors"] == 20 and conv["window"]["padding"].startswith("zero pads")
+    assert conv["reuse"]["children_in_hardware"] > 0 and conv["resources"]["xnors"] < 12 * 27
+    assert pool["kind"] == "pool" and dense["gathers_map"]
+    assert manifest["cycles_per_frame"] == max(conv["unit_cycles"], pool["unit_cycles"], dense["unit_cycles"])
+    assert manifest["rtl"]["supported"] and manifest["latency_cycles"] > manifest["cycles_per_frame"]
+
+
+def test_designs_ending_in_a_map_are_refused_clearly(tmp_path):
     rng = np.random.default_rng(5)
     t, v = _binary(rng, 4, -3, 3)
     ops = (
         Conv("c1", ("x",), weights=rng.choice([-1, 1], size=(4, 2, 3, 3)).astype(np.int8), stride=(1, 1),
              pads=(0, 0, 0, 0), pad_value=0, origin="conv_1"),
         Threshold("a1", ("c1",), thresholds=t, values=v),
-        Reshape("flat", ("a1",), shape=(16,)),
-        Dense("d1", ("flat",), weights=_weights(rng, 3, 16)),
     )
-    design = lower(Graph("conv", (("x", TensorType(Bipolar(), (2, 4, 4))),), ops, ("d1",)), UNROLLED)
-    with pytest.raises(BnncError, match="'conv_1'.*convolution"):
+    design = lower(Graph("conv", (("x", TensorType(Bipolar(), (2, 4, 4))),), ops, ("a1",)), UNROLLED)
+    with pytest.raises(BnncError, match="'conv_1'.*feature map"):
         emit(design, tmp_path / "rtl")
     assert not (tmp_path / "rtl").exists()
     manifest = design_manifest(design)
     assert manifest["rtl"]["supported"] is False and manifest["latency_cycles"] is None
-    assert manifest["layers"][0]["kind"] == "conv" and manifest["layers"][0]["window"]["vectors"] == 4
     json.dumps(manifest)

@@ -1,0 +1,331 @@
+"""Clock-exact timing of the Verilog backend's pipeline: frame interval, latency, FIFO depths.
+
+The pipeline is a chain of units, each a few RTL modules that work as one:
+  conv   sliding window (line buffer) -> matrix-vector unit (MVU), once per output pixel
+  pool   sliding window -> max/min of the window, one output register
+  gather collect a map's pixels into one vector -> MVU (a dense layer reading a map)
+  dense  MVU on a whole vector;  argmax  one register
+Maps travel one pixel per transfer, vectors one per transfer.
+
+Every unit alone (input always there, output always taken) has a period per frame (`Unit.period`):
+  MVU: C/PE * K/SIMD steps.  Window units: the window slides by d_j input pixels between output
+  pixels j-1 and j and the MVU needs `steps` clocks per window, so the unit takes
+  sum_j max(steps, d_j) clocks per frame (a pool: steps = 1). d_j is 1 along a row of a stride-1
+  conv and larger at row ends, across frames, and for strides. The line buffer shifts one
+  pixel per clock; after a frame's last pixel it shifts `tail` padding positions (bottom pad
+  rows and right pad) so that the windows over the bottom padding complete without waiting
+  for the next frame -- that is the only fill overhead.
+  Gather + MVU: max(H*W, steps) (one pixel per clock; the MVU latches the vector, so the next
+  frame is gathered while it computes).
+
+The interval T of the whole pipeline is the largest unit period. A pacer at the input starts a
+frame at most every T clocks, so that every unit keeps up. Neighbours still differ in when they
+want their data within a frame (a pool emits only on every other row, a window unit wants
+several pixels at once at a row end, ...): if a unit had to wait for room downstream at the
+wrong moment, the pipeline would lose clocks; where that happens a FIFO goes between them.
+
+This module replays the handshake rules of the RTL on every transfer of a few frames (an event
+recursion per unit, not a clocked simulation), including units waiting for room downstream.
+It sizes each FIFO as the smallest that keeps the interval at T (starting from the depth at
+which no unit ever waits), and gives the latency of a frame. The pipeline then runs the
+replayed schedule clock for clock; the tests check that against RTL simulation.
+
+Times are rising clock edges; "offered at e" means the transfer can happen at edge e at the
+earliest (valid in the cycle before).
+"""
+from __future__ import annotations
+
+import weakref
+from bisect import bisect_left
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hardware import Design, Layer, PoolLayer, Window
+
+NEVER = -(1 << 60)  # an edge before everything
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # "conv", "pool", "gather", "dense" or "argmax"
+    layer: object  # Layer / PoolLayer (None for argmax)
+    steps: int  # MVU clocks per vector (1 for pool and argmax)
+    window: Window | None  # conv and pool
+    in_beats: int  # transfers per frame on the input
+    out_beats: int
+
+    @property
+    def positions(self) -> np.ndarray:
+        return window_positions(self.window)
+
+    @property
+    def period(self) -> int:
+        """Clocks per frame of this unit alone (see the module docstring)."""
+        if self.kind in ("conv", "pool"):
+            return int(np.maximum(self.steps, slides(self.window)).sum())
+        if self.kind == "gather":
+            return max(self.in_beats, self.steps)
+        return self.steps
+
+
+def window_positions(win: Window) -> np.ndarray:
+    """For each output pixel (raster order), the raster position of its window's newest input
+    pixel: the window is complete once that pixel is in the line buffer. Positions past the
+    frame's last pixel (H*W - 1) lie in the bottom/right padding."""
+    w = win.in_shape[2]
+    rows = np.arange(win.out_hw[0]) * win.stride[0] - win.pads[0] + win.kernel[0] - 1
+    cols = np.arange(win.out_hw[1]) * win.stride[1] - win.pads[1] + win.kernel[1] - 1
+    return (rows[:, None] * w + cols[None, :]).ravel()
+
+
+def window_tail(win: Window) -> int:
+    """Padding positions shifted after the frame's last pixel (0 without bottom/right padding)."""
+    h, w = win.in_shape[1:]
+    return max(0, int(window_positions(win)[-1]) - (h * w - 1))
+
+
+def slides(win: Window) -> np.ndarray:
+    """d_j: line-buffer shifts from the previous window to window j, frames back to back."""
+    n = window_positions(win)
+    h, w = win.in_shape[1:]
+    shifts_per_frame = h * w + window_tail(win)
+    first = n[0] + shifts_per_frame - n[-1]
+    return np.concatenate([[first], np.diff(n)])
+
+
+def _is_map(layer) -> bool:
+    return isinstance(layer, PoolLayer) or (isinstance(layer, Layer) and layer.window is not None)
+
+
+def units(design: Design) -> list[Unit]:
+    """The design's layers as pipeline units (a dense layer after a map gathers it first)."""
+    out = []
+    map_in = design.in_order == "hwc"
+    for layer in design.layers:
+        if isinstance(layer, PoolLayer):
+            h, w = layer.in_shape[1:]
+            oh, ow = layer.out_shape[1:]
+            win = Window(layer.in_shape, layer.kernel, layer.stride, (0, 0, 0, 0), 0, (oh, ow))
+            out.append(Unit("pool", layer, 1, win, h * w, oh * ow))
+        else:
+            steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
+            if layer.window is not None:
+                h, w = layer.window.in_shape[1:]
+                out.append(Unit("conv", layer, steps, layer.window, h * w, layer.vectors))
+            elif map_in:
+                pixels = out[-1].out_beats if out else design.in_count // design.in_shape[0]
+                out.append(Unit("gather", layer, steps, None, pixels, 1))
+            else:
+                out.append(Unit("dense", layer, steps, None, 1, 1))
+        map_in = _is_map(layer)
+    if design.argmax:
+        out.append(Unit("argmax", None, 1, None, 1, 1))
+    return out
+
+
+# ---- the event recursion. Each unit is a generator that maps the edges its inputs are offered
+# at (`offer(t)`) and the edges its output register may take output t at (`room(t)`: output t-1
+# has left) to the edges it takes its inputs (`takes`) and offers its outputs (`outs`). Either
+# function returns None while the other unit has not got that far; the unit then yields.
+
+def _wait(get, t):
+    value = get(t)
+    while value is None:
+        yield
+        value = get(t)
+    return value
+
+
+def _window_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
+    """Line buffer + MVU (or + pool register). Mirrors templates/verilog/window.v.j2: a window
+    is offered the clock after the shift that completes it; the buffer shifts again at the edge
+    the window is taken at the earliest; after the frame's last pixel it shifts padding."""
+    n = [int(p) for p in unit.positions]
+    hw = unit.in_beats
+    shifted = taken = free = NEVER  # last shift, last window taken, compute unit ready from
+    pos, j, frame, t = -1, 0, 0, 0  # newest position in the buffer, next window, its frame, next input
+    while frame < frames or t < frames * hw:
+        if frame < frames and pos == n[j]:
+            if unit.kind == "conv":
+                take = max(shifted + 1, free)
+                done = max(take + unit.steps, (yield from _wait(room, len(outs))))  # the last step waits for the register
+                outs.append(done + 1)
+                free = done
+            else:  # the pool register takes a window once its previous output is leaving
+                take = max(shifted + 1, free, (yield from _wait(room, len(outs))))
+                outs.append(take + 1)
+                free = take + 1
+            taken = take
+            j += 1
+            if j == len(n):
+                j, frame = 0, frame + 1
+                pos = -1 if pos >= hw - 1 else pos - hw
+            continue
+        edge = max(shifted + 1, taken)
+        if frame < frames and pos >= hw - 1:  # padding after the frame's last pixel
+            shifted, pos = edge, pos + 1
+            continue
+        shifted = max(edge, (yield from _wait(offer, t)))
+        takes.append(shifted)
+        t, pos = t + 1, pos + 1
+
+
+def _gather_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
+    """Pixels in one per clock; the full vector waits in the gather register until the MVU
+    takes it, and the next frame's first pixel enters at that edge at the earliest."""
+    last = handed = free = NEVER
+    for f in range(frames):
+        for p in range(unit.in_beats):
+            last = max((yield from _wait(offer, len(takes))), last + 1, handed if p == 0 else NEVER)
+            takes.append(last)
+        handed = max(last + 1, free)
+        free = max(handed + unit.steps, (yield from _wait(room, f)))
+        outs.append(free + 1)
+
+
+def _vector_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
+    """MVU: takes a vector when idle or in its last step; output offered after `steps` clocks.
+    Argmax: one register, takes a vector every clock."""
+    free = NEVER
+    for f in range(frames):
+        if unit.kind == "argmax":
+            take = max((yield from _wait(offer, f)), free, (yield from _wait(room, f)))
+            free = take + 1
+            outs.append(take + 1)
+        else:
+            take = max((yield from _wait(offer, f)), free)
+            free = max(take + unit.steps, (yield from _wait(room, f)))
+            outs.append(free + 1)
+        takes.append(take)
+
+
+_SIMULATE = {"conv": _window_unit, "pool": _window_unit, "gather": _gather_unit,
+             "dense": _vector_unit, "argmax": _vector_unit}
+
+
+def _fifo_depth(offered: list[int], taken: list[int]) -> int:
+    """Entries a link needs so that its upstream never waits: 0 if each output leaves the
+    upstream's register before the next one is written; else the most outputs waiting at once
+    behind the register (a fall-through FIFO adds no clock when it is empty)."""
+    if all(r < o for r, o in zip(taken, offered[1:])):
+        return 0
+    return max(t - bisect_left(taken, o) for t, o in enumerate(offered)) + 1
+
+
+@dataclass(frozen=True)
+class Timing:
+    units: tuple
+    interval: int  # clocks between frame starts, in steady state (the pacer's interval)
+    latency: int  # edges from a frame's first input transfer to its last output transfer, idle pipeline
+    fifo_depths: tuple  # per link between consecutive units
+    in_beats: int
+
+    @property
+    def paced(self) -> bool:
+        """The pacer only matters when a frame could otherwise start sooner than `interval`."""
+        return self.interval > self.in_beats
+
+
+def _replay(chain: list[Unit], interval: int, frames: int, depths=None):
+    """Every transfer of `frames` frames: (first input edge, each frame's last output edge,
+    per link (outputs offered, inputs taken)). depths None: FIFOs never fill (no unit waits for
+    room); else a link holds depths[i] words besides its unit's output register."""
+    beats = chain[0].in_beats
+    n = len(chain)
+    takes = [[] for _ in chain]
+    outs = [[] for _ in chain]
+
+    def leaves(i, s):  # the edge output s of unit i leaves its register (None: not known yet)
+        if s >= len(outs[i]):
+            return None
+        if depths is None:
+            return outs[i][s]
+        if depths[i] == 0:
+            return takes[i + 1][s] if s < len(takes[i + 1]) else None
+        if s < depths[i]:
+            return outs[i][s]
+        return max(outs[i][s], takes[i + 1][s - depths[i]] + 1) if s - depths[i] < len(takes[i + 1]) else None
+
+    def source(t):  # the host offers the next beat once one is taken; frames start every interval
+        if t == 0:
+            return 0
+        edge = takes[0][t - 1] + 1
+        if t % beats == 0:
+            edge = max(edge, takes[0][t - beats] + interval)
+        return edge
+
+    def offer(i):
+        if i == 0:
+            return source
+        if depths is not None and depths[i - 1] == 0:  # straight from the register
+            return lambda t: outs[i - 1][t] if t < len(outs[i - 1]) else None
+        return lambda t: leaves(i - 1, t)  # a FIFO passes a word on when it leaves the register
+
+    def room(i):
+        if i == n - 1:
+            return lambda t: NEVER  # the host always takes the output
+        return lambda t: NEVER if t == 0 else leaves(i, t - 1)
+
+    units = [_SIMULATE[u.kind](u, offer(i), room(i), frames, takes[i], outs[i]) for i, u in enumerate(chain)]
+    running = list(range(n))
+    while running:
+        progress = False
+        for i in list(running):
+            before = len(takes[i]) + len(outs[i])
+            try:
+                next(units[i])
+            except StopIteration:
+                running.remove(i)
+                progress = True
+            progress = progress or len(takes[i]) + len(outs[i]) != before
+        if not progress:
+            raise RuntimeError("timing model: the units wait for each other")
+    ends = outs[-1][chain[-1].out_beats - 1::chain[-1].out_beats]  # last output transfer of each frame
+    return takes[0][0], ends, [(outs[i], takes[i + 1]) for i in range(n - 1)]
+
+
+def _settled(chain, interval, depths, frames=4, most=64):
+    """The replay over enough frames (from `frames`, doubling up to `most`) that the last ones
+    are `interval` apart, with the number of frames it took; or None."""
+    while frames <= most:
+        first_in, ends, links = _replay(chain, interval, frames, depths)
+        if len(ends) >= 3 and (np.diff(ends[-3:]) == interval).all():
+            return (first_in, ends, links), frames
+        frames *= 2
+    return None
+
+
+_TIMINGS: weakref.WeakKeyDictionary[Design, Timing] = weakref.WeakKeyDictionary()
+
+
+def timing(design: Design) -> Timing:
+    """The pipeline's timing and FIFO depths (computed once per design)."""
+    if design not in _TIMINGS:
+        _TIMINGS[design] = _timing(design)
+    return _TIMINGS[design]
+
+
+def _timing(design: Design) -> Timing:
+    chain = units(design)
+    interval = max(u.period for u in chain)
+    settled = _settled(chain, interval, None)
+    if settled is None:
+        raise RuntimeError(f"timing model: design '{design.name}' does not settle to one frame every {interval} clocks")
+    (_, _, links), frames = settled
+    # FIFOs deep enough that no unit ever waits for room; then each as shallow as the interval
+    # allows (a unit upstream of a slower one may as well wait: that costs nothing).
+    depths = [_fifo_depth(o, r) for o, r in links]
+    frames = max(8, 2 * frames)
+    for i in range(len(depths)):
+        lo, hi = 0, depths[i]
+        while lo < hi:
+            mid = lo if lo == 0 else (lo + hi) // 2  # most links need none: try that first
+            if _settled(chain, interval, depths[:i] + [mid] + depths[i + 1:], frames, frames) is not None:
+                hi = mid
+            else:
+                lo = mid + 1
+        depths[i] = lo
+    (first_in, ends, _), _ = _settled(chain, interval, depths, frames, frames)
+    return Timing(units=tuple(chain), interval=interval, latency=ends[0] - first_in, fifo_depths=tuple(depths),
+                  in_beats=chain[0].in_beats)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import driver
+from .backends.manifest import design_manifest
 from .diagnostics import BnncError
 from .ir.printer import print_graph
 from .passes import DEFAULT_PIPELINE
@@ -72,6 +73,17 @@ def _samples(args, graph) -> np.ndarray:
     return driver.load_inputs(args.inputs, graph) if args.inputs else driver.sample_inputs(graph)
 
 
+def _layer_summary(layer: dict) -> str:
+    """One line per manifest layer: its shape, folding and clocks per frame on its own."""
+    cycles = layer["unit_cycles"] if layer["unit_cycles"] is not None else layer["cycles"]
+    if layer["kind"] == "pool":
+        shape = "x".join(map(str, layer["in_shape"])) + " -> " + "x".join(map(str, layer["out_shape"]))
+        return f"layer {layer['index']}: pool {layer['kernel'][0]}x{layer['kernel'][1]}, {shape}, {cycles} cycles/frame"
+    what = "conv" if "window" in layer else "dense"
+    return (f"layer {layer['index']}: {what} {layer['in_count']} -> {layer['out_count']} ({layer['post']['kind']}), "
+            f"pe={layer['pe']} simd={layer['simd']}, {cycles} cycles/frame")
+
+
 def cmd_compile(args) -> int:
     start = time.perf_counter()
     targets = ("verilog", "hls") if args.target == "all" else (args.target,)
@@ -84,11 +96,11 @@ def cmd_compile(args) -> int:
     written = driver.write_build(compiled, Path(args.output), Path(args.model))
     design = compiled.design
     print(f"compiled {args.model} -> {args.output}/ in {time.perf_counter() - start:.2f} s")
-    for layer in design.layers:
-        print(f"  layer {layer.index}: {layer.in_count} -> {layer.out_count} ({layer.post}), "
-              f"pe={layer.pe} simd={layer.simd}, {layer.cycles} cycles/frame")
-    print(f"  pipeline interval {design.cycles_per_frame} cycles/frame; output error bound "
-          f"{driver.error_bound(compiled.graph):.3g}")
+    manifest = design_manifest(design)
+    for layer in manifest["layers"]:
+        print("  " + _layer_summary(layer))
+    print(f"  pipeline interval {manifest['cycles_per_frame']} cycles/frame, latency "
+          f"{manifest['latency_cycles']} cycles; output error bound {driver.error_bound(compiled.graph):.3g}")
     if args.verify:
         for name, _, record in compiled.stages:
             print(f"  {name}: {record.verified}")

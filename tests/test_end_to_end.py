@@ -1,5 +1,10 @@
-"""Real exports through the whole flow: simulated RTL equals the interpreter on every one of
-200 vectors (checked inside the testbench), and the outputs match the original ONNX model."""
+"""Real exports through the whole flow, with and without `channel-reuse`: the simulated RTL
+equals the interpreter on every one of 200 vectors (checked inside the testbench), both
+variants give identical outputs, and they match the original ONNX model.
+
+Models: TFC/SFC-sized Brevitas MLPs, a torch Sign MLP, a FINN MultiThreshold MLP, and the conv
+producers of test_conv (Brevitas CNV-style unpadded and padded, torch Sign + Pad, Larq-style
+NHWC with negative-gamma channels and a max pool in front of its batch norm)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +13,9 @@ import pytest
 
 from compiler import driver
 from compiler.original import run_original
+from compiler.passes import DEFAULT_PIPELINE
 from tests.models import exporters as ex
+from tests.test_conv import CONV_PRODUCERS
 
 VECTORS = 200
 
@@ -19,23 +26,34 @@ MODELS = {
     "brevitas-sfc-784-256-256-256-10": lambda p: ex.brevitas_mlp(p, sizes=(256, 256, 256, 10), in_features=784, ties=False),
     "torch-sign-ternary-input": lambda p: ex.torch_sign_mlp(p, sizes=(64, 64, 10), ste="sign"),
     "finn-multithreshold": lambda p: ex.finn_multithreshold_mlp(p, sizes=(64, 64, 10), input_bits=8),
+    **{f"conv-{name}": build for name, build in CONV_PRODUCERS.items()},
 }
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_rtl_equals_interpreter_and_original(tmp_path, model):
-    path = MODELS[model](tmp_path / "m.onnx")
-    compiled = driver.compile_model(path, driver.Options())
-    rng = np.random.default_rng(7)
+def samples(compiled, n):
+    """Half over the input quantizer's range (its extremes included), half uniform floats."""
     shape = compiled.source.inputs[0][1].shape
-    x = np.concatenate([driver.sample_inputs(compiled.source, VECTORS // 2),
-                        rng.random((VECTORS // 2,) + shape).astype(np.float32)])
+    rng = np.random.default_rng(7)
+    return np.concatenate([driver.sample_inputs(compiled.source, n // 2),
+                           rng.random((n - n // 2,) + shape).astype(np.float32)])
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_rtl_equals_interpreter_and_original_with_and_without_reuse(tmp_path, model):
+    path = MODELS[model](tmp_path / "m.onnx")
+    plain = driver.compile_model(path, driver.Options())
+    reused = driver.compile_model(path, driver.Options(pipeline=DEFAULT_PIPELINE + ",channel-reuse"))
+    assert any(layer.reuse is not None for layer in driver.hardware(reused).layers if hasattr(layer, "reuse"))
+    x = samples(plain, VECTORS)
+    reference = driver.execute(plain, x, "interp")
     # execute() hands the expected interpreter outputs to the testbench, which asserts each one
-    rtl = driver.execute(compiled, x, "rtl", tmp_path / "work")
-    reference = driver.execute(compiled, x, "interp")
-    np.testing.assert_array_equal(rtl, reference)
+    outputs = {name: driver.execute(c, x, "rtl", tmp_path / name) for name, c in (("plain", plain), ("reuse", reused))}
+    np.testing.assert_array_equal(outputs["plain"], reference)
+    np.testing.assert_array_equal(outputs["reuse"], outputs["plain"])
+
+    rtl = outputs["plain"]
     original = run_original(onnx.load(path), x).reshape(rtl.shape).astype(np.float64)
-    bound = driver.error_bound(compiled.graph)
+    bound = driver.error_bound(plain.graph)
     np.testing.assert_allclose(rtl, original, rtol=1e-5, atol=bound + 1e-6)
     top = original.max(axis=1)
     picked = original[np.arange(len(x)), rtl.argmax(axis=1)]

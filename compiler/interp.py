@@ -59,8 +59,22 @@ def _exact(x: np.ndarray) -> np.ndarray:
 
 
 def _affine(op: Affine, x):
-    x = _exact(x).astype(object)
-    return x * _channel(op.scale, x.ndim) + _channel(op.bias, x.ndim)
+    ints, den = (x, 1) if x.dtype.kind in "iu" or x.ndim < 2 else _scaled_integers(x)
+    if ints.dtype.kind not in "iu" or ints.ndim < 2:
+        x = _exact(x).astype(object)
+        return x * _channel(op.scale, x.ndim) + _channel(op.bias, x.ndim)
+    # x = ints / den. Accumulators take few distinct values per channel: compute each (channel,
+    # value) once, as Fraction arithmetic per element would dominate the run time.
+    channels = x.shape[1]
+    scale = np.broadcast_to(np.asarray(op.scale, dtype=object).reshape(-1), (channels,))
+    bias = np.broadcast_to(np.asarray(op.bias, dtype=object).reshape(-1), (channels,))
+    out = np.empty(x.shape, dtype=object)
+    for c in range(channels):
+        values, index = np.unique(ints[:, c].ravel(), return_inverse=True)
+        table = np.empty(len(values), dtype=object)
+        table[:] = [Fraction(int(v), den) * scale[c] + bias[c] for v in values.tolist()]
+        out[:, c] = table[index].reshape(x[:, c].shape)
+    return out
 
 
 def _integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -76,12 +90,31 @@ def _exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """x @ w with integer w; x integer, float32 or Fractions (scaled to integers first)."""
     if x.dtype.kind in "iu":
         return _integer_matmul(x, w)
+    ints, den = _scaled_integers(x)
+    return _unscale(_integer_matmul(ints, w), den)
+
+
+def _scaled_integers(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(ints, den) with x == ints / den exactly, den the least common denominator. Each distinct
+    value is converted once (maps hold few of them)."""
     x = _exact(x)
-    den = int(np.lcm.reduce([Fraction(v).denominator for v in x.ravel()] or [1]))
-    ints = np.vectorize(lambda v: int(v * den), otypes=[object])(x)
-    if max((abs(v) for v in ints.ravel()), default=0) < 1 << 62:
-        ints = ints.astype(np.int64)
-    return _integer_matmul(ints, w).astype(object) * Fraction(1, den)
+    flat = x.ravel().tolist()
+    distinct = set(flat)
+    den = int(np.lcm.reduce([Fraction(v).denominator for v in distinct] or [1]))
+    table = {v: int(v * den) for v in distinct}
+    big = max((abs(v) for v in table.values()), default=0) >= 1 << 62
+    ints = np.array([table[v] for v in flat], dtype=object if big else np.int64).reshape(x.shape)
+    return ints, den
+
+
+def _unscale(ints: np.ndarray, den: int) -> np.ndarray:
+    """ints / den as Fractions, each distinct value converted once."""
+    if ints.dtype == object:
+        return ints * Fraction(1, den)
+    values, index = np.unique(ints.ravel(), return_inverse=True)
+    table = np.empty(len(values), dtype=object)
+    table[:] = [Fraction(int(v), den) for v in values.tolist()]
+    return table[index].reshape(ints.shape)
 
 
 def _with_reuse(reuse, weights: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -107,16 +140,23 @@ def _dense(op: Dense, x):
 
 
 def _conv(op: Conv, x):
+    if x.dtype.kind in "iu":
+        return _integer_conv(op, x, op.pad_value)
+    # Exact values: scale the map to integers once (not each of its kh*kw copies in the windows)
+    ints, den = _scaled_integers(x)
+    return _unscale(_integer_conv(op, ints, op.pad_value * den), den)
+
+
+def _integer_conv(op: Conv, x: np.ndarray, fill: int) -> np.ndarray:
     o, c, kh, kw = op.weights.shape
     top, left, bottom, right = op.pads
-    fill = op.pad_value if x.dtype.kind in "iu" else Fraction(op.pad_value)
     xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
     win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
     win = win[:, :, ::op.stride[0], ::op.stride[1]]  # (N, C, OH, OW, kh, kw)
     n, _, oh, ow = win.shape[:4]
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
     if op.reuse is not None:
-        out = _with_reuse(op.reuse, op.weights, cols if cols.dtype.kind in "iuO" else _exact(cols))
+        out = _with_reuse(op.reuse, op.weights, cols)
     else:
         out = _exact_matmul(cols, op.weights.reshape(o, -1).astype(np.int64).T)
     return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)

@@ -2,11 +2,13 @@
 
 Goals here: SFC under 1 s, CNV under 5 s. Prints the median of several in-process compiles
 (import + passes + lowering + Verilog + manifest, written to disk) and of several `bnnc compile`
-processes (adds Python start-up and imports), with the design's folding figures.
+processes (adds Python start-up and imports), with the design's figures from the manifest written
+by that compile: layers, cycles per frame and latency of the Verilog pipeline (auto folding).
 No peer runs on this machine (FINN needs Docker and Vivado), so no ratio is quoted.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -27,31 +29,42 @@ def export_models(folder: Path) -> dict[str, Path]:
     }
 
 
-def compile_once(model: Path, out: Path) -> object:
-    compiled = driver.compile_model(model, driver.Options())
+def compile_once(model: Path, out: Path) -> dict:
+    """ONNX -> Verilog + manifest on disk, as `bnnc compile` does; returns the manifest's hardware part."""
+    compiled = driver.compile_model(model, driver.Options(targets=("verilog",)))
     driver.write_build(compiled, out, model)
-    return compiled.design
+    return read_manifest(out)
+
+
+def read_manifest(out: Path) -> dict:
+    hardware = json.loads((out / "manifest.json").read_text())["hardware"]
+    if not hardware["rtl"]["supported"] or not list((out / "rtl").glob("*.v")):
+        raise SystemExit(f"{out}: no Verilog was written ({hardware['rtl']['reason']})")
+    return hardware
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models = export_models(tmp)
-        print(f"{'model':<24} {'in-process s':>12} {'bnnc compile s':>15} {'layers':>7} {'cycles/frame':>13}")
+        print(f"{'model':<24} {'in-process s':>12} {'bnnc compile s':>15} {'layers':>7} {'cycles/frame':>13} "
+              f"{'latency':>8}")
         for name, path in models.items():
-            times, design = [], None
+            times, hardware = [], None
             for i in range(RUNS):
                 start = time.perf_counter()
-                design = compile_once(path, tmp / f"out{i}")
+                hardware = compile_once(path, tmp / f"out{i}")
                 times.append(time.perf_counter() - start)
             cli = []
             for i in range(3):
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(path), "-o", str(tmp / f"cli{i}")],
-                               check=True, capture_output=True)
+                subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(path), "-o", str(tmp / f"cli{i}"),
+                                "--target", "verilog"], check=True, capture_output=True)
                 cli.append(time.perf_counter() - start)
+                if read_manifest(tmp / f"cli{i}") != hardware:
+                    raise SystemExit(f"{name}: `bnnc compile` and the in-process compile built different hardware")
             print(f"{name:<24} {statistics.median(times):>12.3f} {statistics.median(cli):>15.3f} "
-                  f"{len(design.layers):>7} {design.cycles_per_frame:>13}")
+                  f"{len(hardware['layers']):>7} {hardware['cycles_per_frame']:>13} {hardware['latency_cycles']:>8}")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ class Design:
 
     @property
     def cycles_per_frame(self) -> int:
-        """Initiation interval of the whole pipeline: its slowest layer."""
+        """The slowest layer's own clocks per frame (matrix-vector steps; a pool's pixels). A lower
+        bound on the pipeline's interval: the Verilog timing model (verilog_timing.py) adds the
+        line buffers' gaps at row ends and between frames."""
         return max(layer.cycles for layer in self.layers)
 
     def serialize(self, value: np.ndarray) -> np.ndarray:

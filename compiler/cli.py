@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")
     p.add_argument("build")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis (counts only)")
+    p.add_argument("--synth-timeout", type=float, default=1800, help="seconds per Yosys run (default: 1800)")
+    p.add_argument("--synth-layers", help="'all' or a comma list of layer indices: synthesize each layer's "
+                   "matrix-vector module alone instead of the whole design (for designs too large for Yosys)")
 
     p = sub.add_parser("verify", help="original ONNX vs reference vs RTL (vs HLS), one table")
     p.add_argument("model")
@@ -139,7 +142,13 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from .report import report
 
-    text = report(Path(args.build), synth=not args.no_synth)
+    layers = args.synth_layers
+    if layers and layers != "all":
+        try:
+            layers = [int(i) for i in layers.split(",") if i.strip()]
+        except ValueError:
+            raise BnncError(f"--synth-layers: '{layers}' is not 'all' or a comma list of layer indices") from None
+    text = report(Path(args.build), synth=not args.no_synth, timeout=args.synth_timeout, layers=layers)
     print(text, end="")
     print(f"(also written to {Path(args.build) / 'report.md'})")
     return 0

@@ -1,15 +1,24 @@
 """`bnnc report BUILD`: what channel reuse saves, per layer and in synthesized FPGA resources.
 
-The build is compiled twice, with and without `channel-reuse` (same folding), both RTL variants
-are synthesized with Yosys' `synth_xilinx`, and one markdown table compares them. Yosys comes
-from Debian (`apt-get install yosys`); without it the report says so and shows the counts only.
+The build is compiled twice, with and without `channel-reuse` (same folding). Per layer the
+report counts XNORs (popcount inputs) three ways: without reuse (C*K), with every child of the
+pass's tree computed from its parent (the tree's ideal saving), and as the Verilog backend
+builds it for this folding (`reuse_plan`: reuse needs all channels in one clock, PE = C, and
+with input chunks only children with |D| <= SIMD pay off). Both RTL variants are synthesized
+with Yosys' `synth_xilinx` (Debian's `yosys`); without Yosys the report says so and shows the
+counts only. The markdown goes to the terminal and to BUILD/report.md, a bar chart of the
+per-layer counts to BUILD/report.svg.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import driver
@@ -21,17 +30,39 @@ CELL_GROUPS = {"LUT": re.compile(r"LUT\d"), "FF": re.compile(r"FD\w*"), "CARRY":
                "MUXF": re.compile(r"MUXF\d"), "DSP": re.compile(r"DSP\w*"), "BRAM": re.compile(r"RAMB\w*")}
 
 
-def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: int = 1800) -> dict | None:
-    """Cell counts of synth_xilinx on every .v file in rtl_dir; None when Yosys is missing."""
+class SynthTimeout(BnncError):
+    pass
+
+
+def yosys_version() -> str | None:
     yosys = shutil.which("yosys")
     if yosys is None:
         return None
-    files = " ".join(str(p) for p in sorted(Path(rtl_dir).glob("*.v")))
-    stat = Path(rtl_dir).parent / "yosys_stat.txt"
+    done = subprocess.run([yosys, "-V"], capture_output=True, text=True)
+    return (done.stdout.strip().splitlines() or ["yosys"])[0]
+
+
+def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800) -> dict | None:
+    """Cell counts of synth_xilinx on an emitted design (its file list); None when Yosys is
+    missing. Raises SynthTimeout after `timeout` seconds (Yosys and its ABC are stopped)."""
+    from .backends.verilog import sources
+
+    yosys = shutil.which("yosys")
+    if yosys is None:
+        return None
+    files = " ".join(str(p) for p in sources(rtl_dir))
+    stat = Path(rtl_dir).parent / f"yosys_stat_{top}.txt"
     script = f"read_verilog {files}; synth_xilinx -flatten -noiopad -top {top}; tee -q -o {stat} stat"
-    done = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise BnncError(f"yosys failed on {rtl_dir}: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    proc = subprocess.Popen([yosys, "-q", "-p", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # own group: a timeout also stops yosys-abc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SynthTimeout(f"yosys did not finish {top} in {rtl_dir} within {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise BnncError(f"yosys failed on {rtl_dir}: {(err or out).strip().splitlines()[-1:]}")
     counts = dict.fromkeys(CELL_GROUPS, 0)
     for line in stat.read_text().splitlines():
         parts = line.split()
@@ -43,6 +74,8 @@ def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: int = 1800) -> dic
 
 
 def _variant(compiled: driver.Compiled, with_reuse: bool) -> driver.Compiled:
+    from .backends.hardware import Layer, lower
+
     passes = [p.strip() for p in compiled.options.pipeline.split(",") if p.strip()]
     base = [p for p in passes if not p.startswith(REUSE)]
     pipeline = ",".join(base + ([next((p for p in passes if p.startswith(REUSE)), REUSE)] if with_reuse else []))
@@ -50,50 +83,221 @@ def _variant(compiled: driver.Compiled, with_reuse: bool) -> driver.Compiled:
         return compiled
     other = driver.compile_model(compiled.source_path, replace(compiled.options, pipeline=pipeline))
     if compiled.design is not None:  # the same folding, so the comparison isolates reuse
-        from .backends.hardware import lower
-        other.design = lower(other.graph, {l.index: {"pe": l.pe, "simd": l.simd} for l in compiled.design.layers})
+        other.design = lower(other.graph, {l.index: {"pe": l.pe, "simd": l.simd}
+                                           for l in compiled.design.layers if isinstance(l, Layer)})
     return other
 
 
-def report(build_dir: Path, synth: bool = True) -> str:
-    from .backends.verilog import emit
+@dataclass
+class Row:
+    """One layer of the table; the counts are None for a pool."""
+    index: int
+    kind: str
+    shape: str
+    fold: str
+    cycles: int
+    vectors: int = 1
+    full: int | None = None  # XNORs per vector without reuse: C*K
+    tree: int | None = None  # ... with every tree child built
+    built: int | None = None  # ... as this folding's RTL computes them
+    tree_weight: int | None = None
+    depth: int | None = None
+    clock: tuple[int, int] | None = None  # XNORs instantiated (per clock) without, with reuse
+    note: str = ""  # why the RTL builds fewer children than the tree has
 
-    compiled = driver.open_build(build_dir)
-    variants = {"without": _variant(compiled, False), "with": _variant(compiled, True)}
-    driver.hardware(variants["without"])
-    variants["with"] = _variant(variants["without"], True)
-    designs = {k: driver.hardware(v) for k, v in variants.items()}
-    lines = [f"# bnnc report: {compiled.source.name}", "",
-             "| layer | in x out | pe x simd | cycles/frame | XNORs (popcount bits) | with reuse | saved | tree weight | depth |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    total_before = total_after = 0
-    for plain, reused in zip(designs["without"].layers, designs["with"].layers):
-        s = tree_stats(reused.weights, getattr(reused, "reuse", None))
-        total_before += s["xnor_before"]
-        total_after += s["xnor_after"]
-        lines.append(f"| {plain.index} | {plain.in_count} x {plain.out_count} | {plain.pe} x {plain.simd} | "
-                     f"{plain.cycles} | {s['xnor_before']} | {s['xnor_after']} | "
-                     f"{1 - s['xnor_after'] / s['xnor_before']:.0%} | {s['tree_weight']} | {s['depth']} |")
-    lines.append(f"| all | | | {designs['without'].cycles_per_frame} | {total_before} | {total_after} | "
-                 f"{1 - total_after / total_before:.0%} | | |")
+
+def _pool_row(layer, cycles: int) -> Row:
+    modes = {int(m) for m in layer.modes}
+    how = "max" if modes == {1} else "min" if modes == {-1} else "max/min"
+    return Row(layer.index, f"pool {layer.kernel[0]}x{layer.kernel[1]} {how}",
+               "x".join(map(str, layer.in_shape)) + " -> " + "x".join(map(str, layer.out_shape)), "-", cycles)
+
+
+def _rows(plain, reused) -> tuple[list[Row], int, str | None]:
+    """Per-layer rows, the pipeline interval and why the Verilog backend cannot build it (or None)."""
+    from .backends.hardware import PoolLayer
+    from .backends.verilog import layer_mode, reuse_plan, unsupported
+    from .backends.verilog_timing import timing
+
+    reason = unsupported(plain)
+    if reason is None:
+        plan = timing(plain)
+        period = {u.layer.index: u.period for u in plan.units if u.layer is not None}
+        interval = plan.interval
+    else:  # no RTL: the layers' own estimate, as the manifest does
+        period, interval = {l.index: l.cycles for l in plain.layers}, plain.cycles_per_frame
+    rows = []
+    for a, b in zip(plain.layers, reused.layers):
+        if isinstance(a, PoolLayer):
+            rows.append(_pool_row(a, period[a.index]))
+            continue
+        c, k = b.out_count, b.in_count
+        s = tree_stats(b.weights, b.reuse)
+        kind = "dense"
+        if b.window is not None:
+            kind = f"conv {b.window.kernel[0]}x{b.window.kernel[1]}, {b.vectors} px"
+        if layer_mode(b) == "integer":
+            kind += f", {b.in_elem} in (+-x terms)"
+        children, note = reuse_plan(b)
+        built = c * k - sum(k - len(d) for *_, d in children)
+        with_clock = (b.pe - len(children)) * b.simd + sum(len(d) for *_, d in children)
+        if reason is not None:
+            built, with_clock, note = None, None, ""
+        elif len(children) == s["children"]:
+            note = ""
+        elif b.pe == c:
+            note = f"{len(children)} of {s['children']} tree children built (the others have |D| > SIMD = {b.simd})"
+        rows.append(Row(b.index, kind, f"{k} x {c}", f"{b.pe} x {b.simd}", period[b.index], b.vectors, c * k,
+                        s["xnor_after"], built, s["tree_weight"], s["depth"],
+                        (a.pe * a.simd, with_clock) if with_clock is not None else None, note))
+    return rows, interval, reason
+
+
+def _n(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _with_saving(value, full) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,} ({(value - full) / full:+.0%})" if full and value != full else f"{value:,}"
+
+
+def _table(rows: list[Row], interval: int) -> list[str]:
+    lines = ["| layer | kind | in x out | pe x simd | cycles/frame | XNORs | MST tree | built (RTL) | tree weight "
+             "| depth | XNORs per clock (without -> with) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        clock = f"{r.clock[0]:,} -> {r.clock[1]:,}" if r.clock else "-"
+        lines.append(f"| {r.index} | {r.kind} | {r.shape} | {r.fold} | {r.cycles} | {_n(r.full)} | "
+                     f"{_with_saving(r.tree, r.full)} | {_with_saving(r.built, r.full)} | {_n(r.tree_weight)} | "
+                     f"{_n(r.depth)} | {clock} |")
+    units = [r for r in rows if r.full is not None]
+    frame = lambda attr: (None if any(getattr(r, attr) is None for r in units)
+                          else sum(getattr(r, attr) * r.vectors for r in units))
+    full = frame("full")
+    clocks = [r.clock for r in units]
+    clock = f"{sum(c[0] for c in clocks):,} -> {sum(c[1] for c in clocks):,}" if all(clocks) else "-"
+    lines.append(f"| all, per frame | | | | {interval} | {full:,} | {_with_saving(frame('tree'), full)} | "
+                 f"{_with_saving(frame('built'), full)} | | | {clock} |")
+    return lines
+
+
+LEGEND = """\
+- XNORs: popcount inputs of one output vector without reuse, C*K (+-x terms for integer inputs).
+  A conv layer computes one vector per output pixel (px); the `all` row counts per frame.
+- MST tree: every child of the `channel-reuse` tree computed from its parent over the |D| inputs
+  where they differ (the tree's ideal saving); tree weight: sum of |D|; depth: levels (1 = none).
+- built (RTL): what the Verilog of this folding computes. It reuses a parent only when all
+  channels are computed in the same clock (PE = C) and, with SIMD < K, only for |D| <= SIMD.
+- XNORs per clock: XNORs (or +-x terms) instantiated; PE*SIMD without reuse, with it
+  (PE - built children)*SIMD + their |D|.
+- cycles/frame: each unit alone (Verilog timing model); `all`: the pipeline interval."""
+
+
+def _svg(rows: list[Row], path: Path) -> None:
+    """Horizontal bars per weight layer: XNORs per vector without reuse, with the tree, built."""
+    units = [r for r in rows if r.full]
+    top = max(r.full for r in units)
+    series = (("without reuse", "full", "#bbbbbb"), ("MST tree", "tree", "#6fa8dc"), ("built (RTL)", "built", "#1c4587"))
+    bar, gap, left, width = 12, 10, 150, 420
+    height = 30 + len(units) * (3 * bar + gap)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 130}" height="{height + 10}" '
+           f'font-family="sans-serif" font-size="11">', '<text x="4" y="13">XNORs per output vector</text>']
+    for i, (name, _, colour) in enumerate(series):
+        out.append(f'<rect x="{left + 140 * i}" y="4" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{left + 140 * i + 14}" y="13">{name}</text>')
+    y = 26
+    for r in units:
+        out.append(f'<text x="4" y="{y + 2 * bar}">layer {r.index} ({r.shape})</text>')
+        for _, attr, colour in series:
+            value = getattr(r, attr)
+            if value is not None:
+                w = max(1, round(width * value / top))
+                out.append(f'<rect x="{left}" y="{y}" width="{w}" height="{bar - 2}" fill="{colour}"/>'
+                           f'<text x="{left + w + 4}" y="{y + bar - 3}">{value:,}</text>')
+            y += bar
+        y += gap
+    path.write_text("\n".join(out + ["</svg>"]) + "\n")
+
+
+def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int] | None) -> list[str]:
+    """Yosys on the whole design (layers None) or on each listed layer's MVU module alone; a
+    module whose RTL is the same with and without reuse is synthesized once."""
+    from .backends.verilog import TOP, emit, render
+
+    version = yosys_version()
+    if version is None:
+        return ["Yosys is not installed (`apt-get install yosys`): no synthesized resources."]
+    texts = {name: render(design) for name, design in designs.items()}
+    if layers is None:
+        targets = [(TOP, "whole design", texts["without"] == texts["with"])]
+    else:
+        targets = [(f"bnnc_layer{i}", f"layer {i}", texts["without"][f"bnnc_layer{i}.v"] == texts["with"][f"bnnc_layer{i}.v"])
+                   for i in layers]
+    what = f"`-top {TOP}`, the whole design" if layers is None else "`-top bnnc_layerN`, each layer's matrix-vector unit alone"
+    lines = [f"Synthesized with {version}: `synth_xilinx -flatten -noiopad`, {what}.", "",
+             "| RTL | " + " | ".join(CELL_GROUPS) + " | yosys time |", "|---|" + "---|" * (len(CELL_GROUPS) + 1)]
+    rtl = {}
+    for name, design in designs.items():
+        rtl[name] = build_dir / "report" / f"{name}_reuse" / "rtl"
+        shutil.rmtree(rtl[name], ignore_errors=True)
+        emit(design, rtl[name])
+    summary = []
+    for top, label, same in targets:
+        counts = {}
+        for name in ("without",) if same else ("without", "with"):
+            row = f"{label}, {'same RTL with and without' if same else name} reuse"
+            driver.progress(f"yosys synth_xilinx: {row} (timeout {timeout:g} s)...")
+            start = time.perf_counter()
+            try:
+                counts[name] = synthesize(rtl[name], top, timeout)
+            except SynthTimeout:
+                lines.append(f"| {row} | did not finish within {timeout:g} s |" + " |" * len(CELL_GROUPS))
+                continue
+            lines.append(f"| {row} | " + " | ".join(f"{counts[name][g]:,}" for g in CELL_GROUPS)
+                         + f" | {time.perf_counter() - start:.0f} s |")
+        if not same and len(counts) == 2 and counts["without"]["LUT"]:
+            lut0, lut1 = counts["without"]["LUT"], counts["with"]["LUT"]
+            summary.append(f"{label}: {lut1:,} LUTs with reuse, {lut0:,} without ({(lut1 - lut0) / lut0:+.0%})")
     lines.append("")
-    if synth:
-        rows = {}
-        for name, design in designs.items():
-            rtl = Path(build_dir) / "report" / f"{name}_reuse" / "rtl"
-            shutil.rmtree(rtl, ignore_errors=True)
-            emit(design, rtl)
-            driver.progress(f"synthesizing the RTL {name} reuse with yosys synth_xilinx...")
-            rows[name] = synthesize(rtl)
-        if rows["without"] is None:
-            lines.append("Yosys is not installed (`apt-get install yosys`): no synthesized resources.")
-        else:
-            lines += ["| synth_xilinx (Yosys) | " + " | ".join(CELL_GROUPS) + " |", "|---|" + "---|" * len(CELL_GROUPS)]
-            for name in ("without", "with"):
-                lines.append(f"| {name} reuse | " + " | ".join(str(rows[name][g]) for g in CELL_GROUPS) + " |")
-            lut0, lut1 = rows["without"]["LUT"], rows["with"]["LUT"]
-            if lut0:
-                lines += ["", f"LUTs with reuse: {lut1} of {lut0} ({lut1 / lut0:.0%})."]
-    text = "\n".join(lines) + "\n"
-    (Path(build_dir) / "report.md").write_text(text)
+    if summary:
+        lines += ["; ".join(summary) + ".", ""]
+    if any(same for *_, same in targets):
+        lines.append("Same RTL: this folding builds no reuse child there, so it was synthesized once.")
+    return lines
+
+
+def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: list[int] | str | None = None) -> str:
+    """The report's markdown (also written to BUILD/report.md). `layers` ("all" or indices):
+    synthesize these layers' matrix-vector modules alone instead of the whole design."""
+    build_dir = Path(build_dir)
+    compiled = driver.open_build(build_dir)
+    plain = _variant(compiled, False)
+    designs = {"without": driver.hardware(plain), "with": driver.hardware(_variant(plain, True))}
+    rows, interval, reason = _rows(designs["without"], designs["with"])
+    weight_layers = [r.index for r in rows if r.full is not None]
+    layers = weight_layers if layers == "all" else layers or None
+    if layers is not None and not set(layers) <= set(weight_layers):
+        raise BnncError(f"--synth-layers: the weight layers are {weight_layers}, not {sorted(set(layers) - set(weight_layers))}")
+    fold = compiled.options.fold if isinstance(compiled.options.fold, str) else "the build's folding file"
+    try:
+        name = json.loads((build_dir / "manifest.json").read_text())["model"]
+    except (OSError, ValueError, KeyError):
+        name = build_dir.name
+    lines = [f"# bnnc report: {name} ({build_dir})", "",
+             f"Folding: {fold}. Pipeline interval {interval} cycles/frame"
+             + (" (Verilog timing model)." if reason is None else " (the layers' own estimate)."), ""]
+    lines += _table(rows, interval)
+    lines += ["", LEGEND, ""]
+    notes = [f"layer {r.index}: {r.note}" for r in rows if r.note]
+    if notes:
+        lines += ["Reuse in the tree that this folding's RTL does not build:"] + [f"- {n}" for n in notes] + [""]
+    if reason is not None:
+        lines += [f"The Verilog backend cannot build this design ({reason}): no RTL counts, no synthesis.", ""]
+    elif synth:
+        lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + _synth_rows(build_dir, designs, timeout, layers) + [""]
+    _svg(rows, build_dir / "report.svg")
+    lines += ["![XNORs per layer](report.svg)", ""]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    (build_dir / "report.md").write_text(text)
     return text

@@ -110,7 +110,7 @@ def _reuse_groups(graph: Graph, fold: str) -> tuple:
     consecutive): reuse stays inside those groups. 0 = fully parallel, the whole layer."""
     from .backends.hardware import Layer, lower as lower_hw
 
-    design = lower_hw(graph, folding_spec(fold))
+    design = lower_hw(graph, folding_spec(fold), reuse=True)
     return tuple(0 if layer.pe == layer.out_count else layer.pe for layer in design.layers if isinstance(layer, Layer))
 
 

@@ -74,18 +74,17 @@ def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800) -> d
 
 
 def _variant(compiled: driver.Compiled, with_reuse: bool) -> driver.Compiled:
-    from .backends.hardware import Layer, lower
+    """The build compiled with or without channel-reuse at the build's folding, so that the
+    comparison isolates reuse (and the tree keeps to that folding's channel groups)."""
+    from .backends.hardware import Layer
 
     passes = [p.strip() for p in compiled.options.pipeline.split(",") if p.strip()]
     base = [p for p in passes if not p.startswith(REUSE)]
     pipeline = ",".join(base + ([next((p for p in passes if p.startswith(REUSE)), REUSE)] if with_reuse else []))
     if pipeline == compiled.options.pipeline:
         return compiled
-    other = driver.compile_model(compiled.source_path, replace(compiled.options, pipeline=pipeline))
-    if compiled.design is not None:  # the same folding, so the comparison isolates reuse
-        other.design = lower(other.graph, {l.index: {"pe": l.pe, "simd": l.simd}
-                                           for l in compiled.design.layers if isinstance(l, Layer)})
-    return other
+    fold = {l.index: {"pe": l.pe, "simd": l.simd} for l in driver.hardware(compiled).layers if isinstance(l, Layer)}
+    return driver.compile_model(compiled.source_path, replace(compiled.options, pipeline=pipeline, fold=fold))
 
 
 @dataclass

@@ -182,8 +182,9 @@ def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, 
                  acc_elem=graph.types[op.out].elem, reuse=op.reuse, **kwargs)
 
 
-def lower(graph: Graph, fold: dict | None = None) -> Design:
-    """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}."""
+def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
+    """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
+    (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
     device = [op for op in graph.ops if not graph.on_host(op)]
     if len(graph.outputs) != 1:
         raise IRError("hardware needs exactly one graph output")
@@ -226,7 +227,7 @@ def lower(graph: Graph, fold: dict | None = None) -> Design:
     if not any(isinstance(layer, Layer) for layer in layers):
         raise IRError("the graph has no binary layer to build hardware for")
     out_type = graph.types[device[-1].out]
-    layers = _apply_folding(layers, fold)
+    layers = _apply_folding(layers, fold, reuse)
     return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
                   layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
                   in_order="hwc" if hwc else "flat")
@@ -236,21 +237,25 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _smallest_unit(layer: Layer, max_cycles: int) -> tuple[int, int]:
-    """(pe, simd) with the fewest parallel XNORs that still meets max_cycles."""
+def _smallest_unit(layer: Layer, max_cycles: int, all_channels_first: bool) -> tuple[int, int]:
+    """(pe, simd) with the fewest parallel XNORs that still meets max_cycles. Among equals, wide
+    SIMD beats wide PE (fewer accumulators) -- unless `all_channels_first`: then PE = C wins, the
+    one folding where channel reuse becomes hardware at the same throughput."""
     c, k = layer.out_count, layer.in_count
     best = None
     for pe in _divisors(c):
         for simd in _divisors(k):
             if (c // pe) * (k // simd) <= max_cycles:
-                key = (pe * simd, -simd)  # fewer XNORs first; wide SIMD beats wide PE (fewer accumulators)
+                key = (pe * simd, all_channels_first and pe != c, -simd)
                 if best is None or key < best[0]:
                     best = (key, (pe, simd))
     return best[1]
 
 
-def auto_folding(layers: list) -> dict[int, dict]:
-    """Balance the pipeline: the slowest layer sets the interval, the others fold down to it."""
+def auto_folding(layers: list, reuse: bool = False) -> dict[int, dict]:
+    """Balance the pipeline: the slowest layer sets the interval, the others fold down to it.
+    Layers with a reuse tree (or all, when `reuse`: the tree is still to be built) prefer all
+    channels in parallel among the equally small units."""
     units = [layer for layer in layers if isinstance(layer, Layer)]
 
     def fastest_cycles(layer):
@@ -259,12 +264,13 @@ def auto_folding(layers: list) -> dict[int, dict]:
                                    if pe * simd <= AUTO_MAX_PARALLEL)
     interval = max([fastest_cycles(layer) for layer in units] +
                    [layer.cycles for layer in layers if isinstance(layer, PoolLayer)])
-    return {layer.index: dict(zip(("pe", "simd"), _smallest_unit(layer, interval // layer.vectors)))
+    return {layer.index: dict(zip(("pe", "simd"), _smallest_unit(layer, interval // layer.vectors,
+                                                                 reuse or layer.reuse is not None)))
             for layer in units}
 
 
-def _apply_folding(layers: list[Layer], fold: dict | None) -> list[Layer]:
-    fold = auto_folding(layers) if fold is None else {int(k): v for k, v in fold.items()}
+def _apply_folding(layers: list[Layer], fold: dict | None, reuse: bool) -> list[Layer]:
+    fold = auto_folding(layers, reuse) if fold is None else {int(k): v for k, v in fold.items()}
     out = []
     for layer in layers:
         if isinstance(layer, PoolLayer):

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits_cnv"
 MODEL, X, Y = EXAMPLE / "digits_cnv.onnx", EXAMPLE / "test_x.npy", EXAMPLE / "test_y.npy"
 
-# Measured with the committed files: the compiled reference classifies 196 of the 200 images
-# correctly (98.0%; the float Brevitas model and the exported ONNX agree). A few points of slack.
+# Measured with the committed files: the compiled reference classifies 195 of the 200 images
+# correctly (97.5%; the float Brevitas model and the exported ONNX agree). A few points of slack.
 ACCURACY_FLOOR = 0.95
 
 

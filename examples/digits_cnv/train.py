@@ -32,6 +32,7 @@ at every sign.
 """
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -45,32 +46,13 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # the repository root: compiler/ and tests/models/
+from tests.models.exporters import TensorNorm  # noqa: E402  (FINN's scalar BatchNorm)
+
 SEED = 0
 EPOCHS = 40
 BATCH = 32
 N_TEST_SAVED = 200
-
-
-class TensorNorm(nn.Module):
-    """FINN's TensorNorm: BatchNorm with a single scalar mean/var/weight/bias for the whole tensor."""
-
-    def __init__(self, eps=1e-4, momentum=0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = nn.Parameter(torch.ones(1))
-        self.bias = nn.Parameter(torch.zeros(1))
-        self.register_buffer("running_mean", torch.zeros(1))
-        self.register_buffer("running_var", torch.ones(1))
-
-    def forward(self, x):
-        if self.training:
-            mean, var = x.mean(), x.var(unbiased=False)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.reshape(1), self.momentum)
-                self.running_var.lerp_(x.var(unbiased=True).reshape(1), self.momentum)
-        else:
-            mean, var = self.running_mean, self.running_var
-        return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
 
 
 def conv(c_in, c_out, padding):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary
 from .hardware import Design, Layer, PoolLayer
 from .verilog import TOP, layer_view, reuse_plan, unsupported
-from .verilog_timing import timing, window_tail
+from .verilog_timing import line_pixels, timing, window_tail
 
 TIMING_MODEL = (
     "cycles_per_frame = the largest unit period. A dense layer: (C/PE)*(K/SIMD) clocks. A conv layer: "
@@ -64,7 +64,7 @@ def _pool(layer: PoolLayer, unit_cycles) -> dict:
             "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape), "kernel": list(layer.kernel),
             "stride": list(layer.stride), "modes": [int(m) for m in layer.modes], "cycles": layer.cycles,
             "unit_cycles": unit_cycles,
-            "resources": {"line_buffer_bits": ((layer.kernel[0] - 1) * layer.in_shape[2] + layer.kernel[1])
+            "resources": {"line_buffer_bits": line_pixels(layer.kernel, layer.in_shape[2])
                           * layer.in_shape[0] * layer.elem.bits}}
 
 
@@ -91,7 +91,7 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     line_buffer = 0
     if layer.window is not None:
         w = layer.window
-        line_buffer = ((w.kernel[0] - 1) * w.in_shape[2] + w.kernel[1]) * w.in_shape[0] * layer.in_elem.bits
+        line_buffer = line_pixels(w.kernel, w.in_shape[2]) * w.in_shape[0] * layer.in_elem.bits
         out["window"] = {"in_shape": list(w.in_shape), "kernel": list(w.kernel), "stride": list(w.stride),
                          "pads": list(w.pads), "pad_value": w.pad_value, "out_hw": list(w.out_hw),
                          "vectors": layer.vectors, "padding": {"masked": "zero pads add nothing (an in-map bit per input)",

@@ -31,7 +31,7 @@ from ..diagnostics import BnncError, quote
 from ..ir.types import Bipolar, Element, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer, encode
-from .verilog_timing import Timing, Unit, timing, window_positions, window_tail
+from .verilog_timing import Timing, Unit, line_pixels, timing, window_positions, window_tail
 
 TOP = "bnnc_top"
 FILELIST = "filelist.f"  # the sources in compile order, so tools never glob stale files
@@ -641,7 +641,7 @@ def window_view(unit: Unit) -> WindowView:
     n = window_positions(win)
     tail = window_tail(win)
     pos_bits = (3 * hw).bit_length()  # positions + H*W lie in [0, 3 H*W)
-    line = (kh - 1) * w + kw
+    line = line_pixels(win.kernel, w)
     wx_bits, wy_bits = _counter_bits(ow), _counter_bits(oh)
     rows = np.arange(oh) * sy - top
     cols = np.arange(ow) * sx - left

@@ -85,6 +85,11 @@ def window_tail(win: Window) -> int:
     return max(0, int(window_positions(win)[-1]) - (h * w - 1))
 
 
+def line_pixels(kernel: tuple[int, int], width: int) -> int:
+    """Pixels a sliding window's line buffer holds: KH - 1 rows of the map plus KW."""
+    return (kernel[0] - 1) * width + kernel[1]
+
+
 def slides(win: Window) -> np.ndarray:
     """d_j: line-buffer shifts from the previous window to window j, frames back to back."""
     n = window_positions(win)

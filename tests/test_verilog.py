@@ -29,6 +29,7 @@ from compiler.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Thr
 from compiler.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
 from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from sim import simulate
+from sim.runner import SimulationError
 from sim.lint import lint
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS, conv_model
@@ -369,6 +370,16 @@ def test_auto_folding_balances_the_pipeline(tmp_path_factory):
     assert [layer.pe * layer.simd for layer in design.layers] != [8 * 16, 6 * 8, 4 * 6]
     check_run(design, result, expected)
     assert result.cycles_per_frame_measured == max(l.cycles for l in design.layers)
+
+
+def test_bench_reports_a_wrong_output(tmp_path_factory):
+    """The bench's own check (what `bnnc run` and `verify` rely on) names the first bad transfer."""
+    graph, design, rtl = build(("conv_mixed", "folded"), tmp_path_factory)
+    x = random_inputs(graph, 8)
+    expected = interp.run(graph, {"x": x})[graph.outputs[0]].reshape(8, -1).copy()
+    expected[5, 2] += 1
+    with pytest.raises(SimulationError, match=r"output mismatch at transfer 5, element 2.*1 transfer\(s\) differ"):
+        simulate(rtl, design.serialize(x), design, expected, seed=7)
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")

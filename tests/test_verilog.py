@@ -517,3 +517,59 @@ def test_designs_ending_in_a_map_are_refused_clearly(tmp_path):
     manifest = design_manifest(design)
     assert manifest["rtl"]["supported"] is False and manifest["latency_cycles"] is None
     json.dumps(manifest)
+
+
+# (N, W_IN, W_OUT, BIPOLAR, MASKED, SIGNED): widths below the group count's 3 bits, group
+# remainders, padding with MASKED, signed and unsigned integers, and a sum that wraps.
+DOT_CASES = [(1, 1, 2, 1, 0, 0), (3, 1, 2, 1, 0, 0), (7, 1, 3, 1, 0, 0), (13, 1, 4, 1, 0, 0), (64, 1, 7, 1, 0, 0),
+             (11, 2, 4, 1, 1, 0), (5, 4, 7, 0, 0, 1), (9, 3, 8, 0, 0, 0), (6, 8, 8, 0, 0, 1)]
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+@pytest.mark.parametrize("n,w_in,w_out,bipolar,masked,signed", DOT_CASES)
+def test_dot_primitive_matches_numpy(tmp_path, n, w_in, w_out, bipolar, masked, signed):
+    """bnnc_dot alone, on random inputs and weights, against its definition modulo 2^W_OUT."""
+    from compiler.resources import resource_dir
+
+    rng = np.random.default_rng(n * 100 + w_out)
+    count = 200
+    x = rng.integers(0, 2, (count, n, w_in))  # bit b of element i
+    w = rng.integers(0, 2, (count, n))
+    if bipolar:
+        agree = x[..., 0] == w
+        terms = agree & (x[..., 1] == 1) if masked else agree
+    else:
+        value = (x * (1 << np.arange(w_in))).sum(-1)
+        if signed:
+            value = np.where(value >= 1 << (w_in - 1), value - (1 << w_in), value)
+        terms = np.where(w == 1, value, -value)
+    expected = terms.sum(-1) % (1 << w_out)
+
+    def hex_word(bits):
+        return format(int("".join(str(int(b)) for b in bits[::-1]), 2), "x")
+
+    (tmp_path / "x.hex").write_text("\n".join(hex_word(v.reshape(-1)) for v in x) + "\n")
+    (tmp_path / "w.hex").write_text("\n".join(hex_word(v) for v in w) + "\n")
+    (tmp_path / "tb.v").write_text(f"""module tb;
+    reg [{n * w_in - 1}:0] x [0:{count - 1}];
+    reg [{n - 1}:0] w [0:{count - 1}];
+    reg [{n * w_in - 1}:0] xi;
+    reg [{n - 1}:0] wi;
+    wire [{w_out - 1}:0] sum;
+    integer t;
+    bnnc_dot #(.N({n}), .W_IN({w_in}), .W_OUT({w_out}), .BIPOLAR({bipolar}), .MASKED({masked}), .SIGNED({signed}))
+        dut (.x(xi), .w(wi), .sum(sum));
+    initial begin
+        $readmemh("{tmp_path / 'x.hex'}", x);
+        $readmemh("{tmp_path / 'w.hex'}", w);
+        for (t = 0; t < {count}; t = t + 1) begin
+            xi = x[t]; wi = w[t]; #1 $display("%0d", sum);
+        end
+    end
+endmodule
+""")
+    sim = tmp_path / "tb.vvp"
+    dot = resource_dir("templates") / "verilog" / "bnnc_dot.v"
+    subprocess.run(["iverilog", "-g2005", "-o", str(sim), str(dot), str(tmp_path / "tb.v")], check=True)
+    out = subprocess.run(["vvp", "-n", str(sim)], capture_output=True, text=True, check=True).stdout.split()
+    assert [int(v) for v in out] == expected.tolist()

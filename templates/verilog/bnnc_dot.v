@@ -13,9 +13,12 @@
 // synth_xilinx on a 256-input popcount with constant weights: 403 LUTs + 67 CARRY4, against 668
 // LUTs + 214 MUXF7/8 for a tree of pairs from the leaves; on a 32-input lane with variable
 // weights: 46 LUTs + 11 CARRY4 against 114 LUTs + 37 MUXF7/8.
-// Integer terms are W_IN bits wide already and go into the tree one per leaf. A term of weight
-// -1 enters as ~x and the +1s that make it -x are summed apart, so the leaves need no negation
-// adders: a 56-term lane of u8 inputs with variable weights takes 1,229 LUTs instead of 2,263.
+// Integer terms are W_IN bits wide already and go into the tree one per leaf, as W_IN-bit
+// unsigned numbers u (x itself, or x + 2^(W_IN-1) when SIGNED: its sign bit flipped): u for
+// weight +1, ~u = 2^W_IN - 1 - u for weight -1. The constants this leaves out are added once at
+// the root, so the leaves need no negation adders and the tree only as many bits as its values:
+// a 56-term lane of u8 inputs with variable weights and a 19-bit sum takes 1,051 LUTs instead of
+// 2,263 when each leaf was w ? x : -x at full width.
 // The tree is a heap inside one always block, balanced for any N without recursive modules,
 // and simulators keep it a loop instead of unrolling it per term; synthesis trims the constant
 // upper bits of the narrow subtrees.
@@ -37,13 +40,16 @@ module bnnc_dot #(
     localparam COUNT_W = W_OUT < 3 ? W_OUT : 3;  // a group's count (at most 6), modulo 2^W_OUT like the sum
 
     reg [W_OUT-1:0] node [1:2*LEAVES-1];  // node i = node 2i + node 2i+1; leaf j is node LEAVES+j
-    reg [W_OUT-1:0] value;
+    reg [W_IN-1:0]  value;    // an integer term as unsigned (offset binary when SIGNED)
     reg [W_OUT-1:0] agree;    // a group's 1-bit terms that are 1, in its low COUNT_W bits
-    reg [W_OUT-1:0] negated;  // integer terms with weight -1: each -x is ~x + 1, the +1s added once
+    reg [W_OUT-1:0] negated;  // integer terms of weight -1: each leaf ~u leaves out 1 - 2^W_IN
+    reg [W_OUT-1:0] terms;    // N as a W_OUT-bit value. SIGNED: w*x = w*u - w*2^(W_IN-1), which with
+                              // the -1 terms' 1 - 2^W_IN leaves out negated - N*2^(W_IN-1) in all
     reg [W_OUT-1:0] total;
     integer i, j;
     always @* begin
-        value = {W_OUT{1'b0}};
+        value = {W_IN{1'b0}};
+        terms = {W_OUT{1'b0}};
         agree = {W_OUT{1'b0}};
         negated = {W_OUT{1'b0}};
         for (i = 0; i < LEAVES; i = i + 1) begin
@@ -58,14 +64,22 @@ module bnnc_dot #(
             end else if (i >= N)
                 node[LEAVES + i] = {W_OUT{1'b0}};
             else begin
-                value = { {(W_OUT-W_IN){SIGNED != 0 && x[i*W_IN + W_IN - 1]}}, x[i*W_IN +: W_IN] };
-                node[LEAVES + i] = w[i] ? value : ~value;
+                value = x[i*W_IN +: W_IN];
+                if (SIGNED != 0)
+                    value[W_IN-1] = ~value[W_IN-1];
+                node[LEAVES + i] = { {(W_OUT-W_IN){1'b0}}, value ^ {W_IN{~w[i]}} };
                 negated = negated + { {(W_OUT-1){1'b0}}, ~w[i] };
+                terms = terms + { {(W_OUT-1){1'b0}}, 1'b1 };
             end
         end
         for (i = LEAVES - 1; i >= 1; i = i - 1)
             node[i] = node[2*i] + node[2*i + 1];
-        total = node[1] + negated;
+        if (BIPOLAR != 0)
+            total = node[1];
+        else if (SIGNED != 0)
+            total = node[1] + negated - (terms << (W_IN - 1));
+        else
+            total = node[1] + negated - (negated << W_IN);
     end
     assign sum = total;
 endmodule

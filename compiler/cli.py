@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("build")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis (counts only)")
     p.add_argument("--synth-timeout", type=float, default=1800, help="seconds per Yosys run (default: 1800)")
+    p.add_argument("--synth-jobs", type=int, default=2, help="Yosys runs at a time, one process each (default: 2; "
+                   "a whole SFC-sized design takes up to 6 GB per run)")
     p.add_argument("--synth-layers", help="'all' or a comma list of layer indices: synthesize each layer's "
                    "matrix-vector module alone instead of the whole design (for designs too large for Yosys)")
 
@@ -148,7 +150,10 @@ def cmd_report(args) -> int:
             layers = [int(i) for i in layers.split(",") if i.strip()]
         except ValueError:
             raise BnncError(f"--synth-layers: '{layers}' is not 'all' or a comma list of layer indices") from None
-    text = report(Path(args.build), synth=not args.no_synth, timeout=args.synth_timeout, layers=layers)
+    if args.synth_jobs < 1:
+        raise BnncError(f"--synth-jobs: {args.synth_jobs} is not a positive number of Yosys runs")
+    text = report(Path(args.build), synth=not args.no_synth, timeout=args.synth_timeout, layers=layers,
+                  jobs=args.synth_jobs)
     print(text, end="")
     print(f"(also written to {Path(args.build) / 'report.md'})")
     return 0

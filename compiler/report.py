@@ -5,7 +5,8 @@ report counts XNORs (popcount inputs) three ways: without reuse (C*K), with ever
 pass's tree computed from its parent (the tree's ideal saving), and as the Verilog backend
 builds it for this folding (`reuse_plan`: reuse needs all channels in one clock, PE = C, and
 with input chunks only children with |D| <= SIMD pay off). Both RTL variants are synthesized
-with Yosys' `synth_xilinx` (Debian's `yosys`); without Yosys the report says so and shows the
+with Yosys' `synth_xilinx` (Debian's `yosys`), two runs at a time by default, the lanes of folded
+layers as one module each (`shared_cells`); without Yosys the report says so and shows the
 counts only. The markdown goes to the terminal and to BUILD/report.md, a bar chart of the
 per-layer counts to BUILD/report.svg.
 """
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,9 +44,11 @@ def yosys_version() -> str | None:
     return (done.stdout.strip().splitlines() or ["yosys"])[0]
 
 
-def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800) -> dict | None:
+def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800, shared: tuple[str, ...] = ()) -> dict | None:
     """Cell counts of synth_xilinx on an emitted design (its file list); None when Yosys is
-    missing. Raises SynthTimeout after `timeout` seconds (Yosys and its ABC are stopped)."""
+    missing. Raises SynthTimeout after `timeout` seconds (Yosys and its ABC are stopped).
+    `shared`: Yosys selections of cells kept out of flattening, so that their module is
+    synthesized once per parameter set and counted once per instance (see `shared_cells`)."""
     from .backends.verilog import sources
 
     yosys = shutil.which("yosys")
@@ -52,7 +56,9 @@ def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800) -> d
         return None
     files = " ".join(str(p) for p in sources(rtl_dir))
     stat = Path(rtl_dir).parent / f"yosys_stat_{top}.txt"
-    script = f"read_verilog {files}; synth_xilinx -flatten -noiopad -top {top}; tee -q -o {stat} stat"
+    keep = "".join(f"setattr -set keep_hierarchy 1 {cells}; " for cells in shared)
+    script = (f"read_verilog {files}; hierarchy -top {top}; {keep}"
+              f"synth_xilinx -flatten -noiopad -top {top}; tee -q -o {stat} stat -top {top}")
     proc = subprocess.Popen([yosys, "-q", "-p", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # own group: a timeout also stops yosys-abc
     try:
@@ -64,13 +70,28 @@ def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800) -> d
     if proc.returncode != 0:
         raise BnncError(f"yosys failed on {rtl_dir}: {(err or out).strip().splitlines()[-1:]}")
     counts = dict.fromkeys(CELL_GROUPS, 0)
-    for line in stat.read_text().splitlines():
+    totals = stat.read_text().split("=== design hierarchy ===")[-1]  # kept modules times their instances
+    for line in totals.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             for group, pattern in CELL_GROUPS.items():
                 if pattern.fullmatch(parts[0]):
                     counts[group] += int(parts[1])
     return counts
+
+
+def shared_cells(design, top: str) -> tuple[str, ...]:
+    """The dot-product lanes of folded layers (more than one step per vector) inside `top`.
+    Their weights come from a ROM indexed by the step, so every lane of a layer is the same
+    circuit: Yosys synthesizes it once instead of once per lane, which is what makes the
+    folded SFC's 256 lanes per layer tractable (and ABC does no worse on one lane alone).
+    A fully unrolled layer's lanes have constant weights and are flattened as usual, so that
+    the XNORs with constants fold into the popcount's LUTs."""
+    from .backends.hardware import Layer
+    from .backends.verilog import TOP
+
+    return tuple(f"bnnc_layer{l.index}/lane*dot" for l in design.layers
+                 if isinstance(l, Layer) and l.cycles > l.vectors and top in (TOP, f"bnnc_layer{l.index}"))
 
 
 def _variant(compiled: driver.Compiled, with_reuse: bool) -> driver.Compiled:
@@ -219,9 +240,9 @@ def _svg(rows: list[Row], path: Path) -> None:
     path.write_text("\n".join(out + ["</svg>"]) + "\n")
 
 
-def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int] | None) -> list[str]:
-    """Yosys on the whole design (layers None) or on each listed layer's MVU module alone; a
-    module whose RTL is the same with and without reuse is synthesized once."""
+def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int] | None, jobs: int) -> list[str]:
+    """Yosys on the whole design (layers None) or on each listed layer's MVU module alone, `jobs`
+    runs at a time; a module whose RTL is the same with and without reuse is synthesized once."""
     from .backends.verilog import TOP, emit, render
 
     version = yosys_version()
@@ -234,29 +255,38 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
         targets = [(f"bnnc_layer{i}", f"layer {i}", texts["without"][f"bnnc_layer{i}.v"] == texts["with"][f"bnnc_layer{i}.v"])
                    for i in layers]
     what = f"`-top {TOP}`, the whole design" if layers is None else "`-top bnnc_layerN`, each layer's matrix-vector unit alone"
-    lines = [f"Synthesized with {version}: `synth_xilinx -flatten -noiopad`, {what}.", "",
+    lines = [f"Synthesized with {version}: `synth_xilinx -flatten -noiopad`, {what}; the lanes of folded "
+             "layers (weights from a ROM, so all lanes alike) are kept as one module, synthesized once and "
+             "counted per lane.", "",
              "| RTL | " + " | ".join(CELL_GROUPS) + " | yosys time |", "|---|" + "---|" * (len(CELL_GROUPS) + 1)]
     rtl = {}
     for name, design in designs.items():
         rtl[name] = build_dir / "report" / f"{name}_reuse" / "rtl"
         shutil.rmtree(rtl[name], ignore_errors=True)
         emit(design, rtl[name])
+    runs = [(top, label, name) for top, label, same in targets for name in (("without",) if same else ("without", "with"))]
+    row = {(top, name): f"{label}, {'same RTL with and without' if same else name} reuse"
+           for top, label, same in targets for name in ("without", "with")}
+
+    def run(top: str, name: str) -> tuple[dict | None, float]:
+        driver.progress(f"yosys synth_xilinx: {row[top, name]} (timeout {timeout:g} s)...")
+        start = time.perf_counter()
+        try:
+            return synthesize(rtl[name], top, timeout, shared_cells(designs[name], top)), time.perf_counter() - start
+        except SynthTimeout:
+            return None, time.perf_counter() - start
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each run is its own Yosys process
+        results = dict(zip(((top, name) for top, _, name in runs), pool.map(lambda r: run(r[0], r[2]), runs)))
     summary = []
-    for top, label, same in targets:
-        counts = {}
-        for name in ("without",) if same else ("without", "with"):
-            row = f"{label}, {'same RTL with and without' if same else name} reuse"
-            driver.progress(f"yosys synth_xilinx: {row} (timeout {timeout:g} s)...")
-            start = time.perf_counter()
-            try:
-                counts[name] = synthesize(rtl[name], top, timeout)
-            except SynthTimeout:
-                lines.append(f"| {row} | did not finish within {timeout:g} s |" + " |" * len(CELL_GROUPS))
-                continue
-            lines.append(f"| {row} | " + " | ".join(f"{counts[name][g]:,}" for g in CELL_GROUPS)
-                         + f" | {time.perf_counter() - start:.0f} s |")
-        if not same and len(counts) == 2 and counts["without"]["LUT"]:
-            lut0, lut1 = counts["without"]["LUT"], counts["with"]["LUT"]
+    for top, label, name in runs:
+        counts, seconds = results[top, name]
+        if counts is None:
+            lines.append(f"| {row[top, name]} | did not finish within {timeout:g} s |" + " |" * len(CELL_GROUPS))
+        else:
+            lines.append(f"| {row[top, name]} | " + " | ".join(f"{counts[g]:,}" for g in CELL_GROUPS) + f" | {seconds:.0f} s |")
+        if name == "with" and results[top, "without"][0] and counts:
+            lut0, lut1 = results[top, "without"][0]["LUT"], counts["LUT"]
             summary.append(f"{label}: {lut1:,} LUTs with reuse, {lut0:,} without ({(lut1 - lut0) / lut0:+.0%})")
     lines.append("")
     if summary:
@@ -266,7 +296,8 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
     return lines
 
 
-def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: list[int] | str | None = None) -> str:
+def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: list[int] | str | None = None,
+           jobs: int = 2) -> str:
     """The report's markdown (also written to BUILD/report.md). `layers` ("all" or indices):
     synthesize these layers' matrix-vector modules alone instead of the whole design."""
     build_dir = Path(build_dir)
@@ -294,7 +325,7 @@ def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: l
     if reason is not None:
         lines += [f"The Verilog backend cannot build this design ({reason}): no RTL counts, no synthesis.", ""]
     elif synth:
-        lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + _synth_rows(build_dir, designs, timeout, layers) + [""]
+        lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + _synth_rows(build_dir, designs, timeout, layers, jobs) + [""]
     _svg(rows, build_dir / "report.svg")
     lines += ["![XNORs per layer](report.svg)", ""]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -76,6 +77,9 @@ def test_conv_net_counts_without_synthesis(conv_build):
 def test_report_refuses_a_pool_as_synthesis_layer(conv_build):
     done = bnnc("report", conv_build, "--synth-layers", "2")
     assert done.returncode == 2 and "--synth-layers" in done.stderr
+    done = bnnc("report", conv_build, "--synth-jobs", "0")
+    assert done.returncode == 2 and "--synth-jobs: 0 is not a positive number" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def structured_mlp(path, k=24, c=12, seed=0):
@@ -118,3 +122,34 @@ def test_yosys_luts_with_and_without_reuse(tmp_path):
     assert done.returncode == 0, done.stderr
     text = (out / "report.md").read_text()
     assert "| layer 1, same RTL with and without reuse |" in text and "| whole design" not in text
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+def test_folded_lanes_are_synthesized_once_and_counted_per_lane(tmp_path):
+    """A folded layer's lanes are one module in Yosys, counted once per lane in the totals; ABC
+    maps that lane alone no worse than inside the flattened layer."""
+    from compiler import driver
+    from compiler.backends.verilog import emit
+    from compiler.report import shared_cells, synthesize
+
+    model = structured_mlp(tmp_path / "m.onnx")
+    fold = tmp_path / "fold.json"  # layer 0: 4 lanes, 3 channel groups x 4 input chunks
+    fold.write_text(json.dumps({"layers": {"0": {"pe": 4, "simd": 6}, "1": {"pe": 2, "simd": 12}}}))
+    out = tmp_path / "build"
+    assert bnnc("compile", model, "-o", out, "--fold", fold).returncode == 0
+    design = driver.hardware(driver.open_build(out))
+    rtl = tmp_path / "rtl"
+    emit(design, rtl)
+    assert shared_cells(design, "bnnc_layer0") == ("bnnc_layer0/lane*dot",)
+    shared = synthesize(rtl, "bnnc_layer0", 300, shared_cells(design, "bnnc_layer0"))
+    stat = (tmp_path / "yosys_stat_bnnc_layer0.txt").read_text()
+    sections = dict(re.findall(r"=== (.+?) ===\n(.*?)(?====|\Z)", stat, re.S))
+
+    def luts(text):
+        return sum(int(n) for n in re.findall(r"LUT\d\s+(\d+)", text))
+
+    lane = next(name for name in sections if name.endswith("bnnc_dot"))
+    assert re.search(r"bnnc_dot\s+4\n", sections["design hierarchy"])  # one module, four instances
+    assert luts(sections[lane]) > 0 and shared["LUT"] == luts(sections["bnnc_layer0"]) + 4 * luts(sections[lane])
+    flat = synthesize(rtl, "bnnc_layer0", 300)
+    assert shared["LUT"] <= flat["LUT"] and shared["FF"] == flat["FF"], (shared, flat)

@@ -30,7 +30,8 @@ BUILD_INFO = "build.json"
 
 def progress(message: str) -> None:
     """Progress for anything slow goes to stderr, so stdout stays machine-readable."""
-    print(f"[bnnc] {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"[bnnc] {message}\n")  # one write, so lines from parallel jobs do not interleave
+    sys.stderr.flush()
 
 
 @dataclass

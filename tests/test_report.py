@@ -141,6 +141,7 @@ def test_folded_lanes_are_synthesized_once_and_counted_per_lane(tmp_path):
     rtl = tmp_path / "rtl"
     emit(design, rtl)
     assert shared_cells(design, "bnnc_layer0") == ("bnnc_layer0/lane*dot",)
+    assert shared_cells(design, "bnnc_top") == ("bnnc_top/stage*", "bnnc_layer0/lane*dot", "bnnc_layer1/lane*dot")
     shared = synthesize(rtl, "bnnc_layer0", 300, shared_cells(design, "bnnc_layer0"))
     stat = (tmp_path / "yosys_stat_bnnc_layer0.txt").read_text()
     sections = dict(re.findall(r"=== (.+?) ===\n(.*?)(?====|\Z)", stat, re.S))

@@ -7,8 +7,8 @@ builds it for this folding (`reuse_plan`: reuse needs all channels in one clock,
 with input chunks only children with |D| <= SIMD pay off). Both RTL variants are synthesized
 with Yosys' `synth_xilinx` (Debian's `yosys`), two runs at a time by default, each unit of the
 top and the lanes of folded layers as modules of their own (`shared_cells`); without Yosys the
-report says so and shows the counts only. The markdown goes to the terminal and to BUILD/report.md, a bar chart of the
-per-layer counts to BUILD/report.svg.
+report says so and shows the counts only. The markdown goes to the terminal and to
+BUILD/report.md, a bar chart of the per-layer counts to BUILD/report.svg.
 """
 from __future__ import annotations
 
@@ -284,6 +284,7 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each run is its own Yosys process
         results = dict(zip(((top, name) for top, _, name in runs), pool.map(lambda r: run(r[0], r[2]), runs)))
+    # Rows in the order of `runs`, whatever order the jobs finished in.
     summary = []
     for top, label, name in runs:
         counts, seconds = results[top, name]
@@ -291,8 +292,9 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
             lines.append(f"| {row[top, name]} | did not finish within {timeout:g} s |" + " |" * len(CELL_GROUPS))
         else:
             lines.append(f"| {row[top, name]} | " + " | ".join(f"{counts[g]:,}" for g in CELL_GROUPS) + f" | {seconds:.0f} s |")
-        if name == "with" and results[top, "without"][0] and counts:
-            lut0, lut1 = results[top, "without"][0]["LUT"], counts["LUT"]
+        without = results[top, "without"][0]
+        if name == "with" and counts and without and without["LUT"]:
+            lut0, lut1 = without["LUT"], counts["LUT"]
             summary.append(f"{label}: {lut1:,} LUTs with reuse, {lut0:,} without ({(lut1 - lut0) / lut0:+.0%})")
     lines.append("")
     if summary:

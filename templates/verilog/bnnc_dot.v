@@ -12,7 +12,7 @@
 // synthesis map the first level to LUT6s and the wider sums above to carry chains. Yosys'
 // synth_xilinx on a 256-input popcount with constant weights: 403 LUTs + 67 CARRY4, against 668
 // LUTs + 214 MUXF7/8 for a tree of pairs from the leaves; on a 32-input lane with variable
-// weights: 46 LUTs + 11 CARRY4 against 114 LUTs + 37 MUXF7/8.
+// weights: 52 LUTs + 10 CARRY4 against 114 LUTs + 37 MUXF7/8.
 // Integer terms are W_IN bits wide already and go into the tree one per leaf, as W_IN-bit
 // unsigned numbers u (x itself, or x + 2^(W_IN-1) when SIGNED: its sign bit flipped): u for
 // weight +1, ~u = 2^W_IN - 1 - u for weight -1. The constants this leaves out are added once at

@@ -24,6 +24,9 @@ MODELS = {
     # float32 sums are not exact, so at an exact BatchNorm tie its sign is rounding noise.
     "brevitas-tfc-784-64-64-64-10": lambda p: ex.brevitas_mlp(p, sizes=(64, 64, 64, 10), in_features=784, ties=False),
     "brevitas-sfc-784-256-256-256-10": lambda p: ex.brevitas_mlp(p, sizes=(256, 256, 256, 10), in_features=784, ties=False),
+    # FINN's bnn_pynq FC with 1-bit input: 2x - 1, then a bipolar input quantizer (pixels at 0.5)
+    "brevitas-tfc-binarized-input": lambda p: ex.brevitas_mlp(p, sizes=(64, 64, 64, 10), in_features=784,
+                                                              input_quant="bipolar-centred", ties=False),
     "torch-sign-ternary-input": lambda p: ex.torch_sign_mlp(p, sizes=(64, 64, 10), ste="sign"),
     "finn-multithreshold": lambda p: ex.finn_multithreshold_mlp(p, sizes=(64, 64, 10), input_bits=8),
     **{f"conv-{name}": build for name, build in CONV_PRODUCERS.items()},

@@ -85,20 +85,23 @@ def run_reference(model, x):
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-@pytest.mark.parametrize("input_quant", ["uint8", "int8", "bipolar"])
+@pytest.mark.parametrize("input_quant", ["uint8", "int8", "bipolar", "bipolar-centred"])
 def test_brevitas_mlp(tmp_path, dynamo, input_quant):
     sizes = (16, 12, 10)
     path = E.brevitas_mlp(tmp_path / "m.onnx", sizes=sizes, dynamo=dynamo, input_quant=input_quant)
     model = load_checked(path)
     types = [t for _, t in ops(model)]
     assert {d for d, t in ops(model) if t in ("Quant", "BipolarQuant")} == {QONNX}
-    assert types.count("BipolarQuant") == 2 * len(sizes) - 1 + (input_quant == "bipolar")
+    bipolar_in = input_quant.startswith("bipolar")
+    assert types.count("BipolarQuant") == 2 * len(sizes) - 1 + bipolar_in
     assert types.count("BatchNormalization") == len(sizes) - 1
     assert types.count("MatMul" if not dynamo else "Gemm") == len(sizes)
     # TensorNorm: TorchScript keeps Pow(var + eps, 0.5) as a node, dynamo folds it
     assert [t for t in types if t != "Pow"][-4:] == ["Sub", "Div", "Mul", "Add"]
     assert [d.dim_value for d in data_input(model).type.tensor_type.shape.dim] == [1, 64]
-    if input_quant != "bipolar":
+    if input_quant == "bipolar-centred":  # 2x - 1 in front of the input quantizer
+        assert types[:3] == ["Mul", "Sub", "BipolarQuant"]
+    if not bipolar_in:
         q = model.graph.node[0]
         assert q.op_type == "Quant"
         assert attrs(q) == {"signed": int(input_quant == "int8"), "narrow": 0, "rounding_mode": b"ROUND"}

@@ -25,7 +25,7 @@ from torch import nn
 from tests.models.exporters import (
     _Binarize,
     _PM1Linear,
-    _brevitas_input_quant,
+    brevitas_input_quant,
     _prepare,
     _quiet,
     _rng,
@@ -85,7 +85,7 @@ def build_brevitas_cnv(
     c, h, w = in_shape
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        layers = [_brevitas_input_quant(input_quant)]
+        layers = [brevitas_input_quant(input_quant)]
         for ch in channels:
             if ch == "M":
                 layers.append(nn.MaxPool2d(2))

@@ -118,6 +118,14 @@ class TensorNorm(nn.Module):
         return (x - mean) / (var + self.eps).pow(0.5) * self.weight + self.bias
 
 
+class Centre(nn.Module):
+    """x -> 2x - 1, as FINN's bnn_pynq FC.forward does before its input quantizer: [0, 1] pixels
+    become [-1, 1], so a bipolar input quantizer thresholds them at 0.5."""
+
+    def forward(self, x):
+        return 2.0 * x - 1.0
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporters' warnings, log lines and the dynamo exporter's progress prints."""
@@ -142,7 +150,7 @@ def _prepare(path) -> str:
 # 1. Brevitas (QONNX)
 
 
-def _brevitas_input_quant(kind: str):
+def brevitas_input_quant(kind: str):
     from brevitas.nn import QuantIdentity
     from brevitas.quant import (
         Int8ActPerTensorFloatMinMaxInit,
@@ -156,7 +164,9 @@ def _brevitas_input_quant(kind: str):
         return QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, min_val=-1.0, max_val=1.0)
     if kind == "bipolar":  # FINN TFC/SFC as published (IN_BIT_WIDTH = 1)
         return QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
-    raise ValueError(f"input_quant must be 'uint8', 'int8' or 'bipolar', not {kind!r}")
+    if kind == "bipolar-centred":  # the same after FC.forward's 2x - 1: Mul, Sub, BipolarQuant
+        return nn.Sequential(Centre(), QuantIdentity(act_quant=SignedBinaryActPerTensorConst))
+    raise ValueError(f"input_quant must be 'uint8', 'int8', 'bipolar' or 'bipolar-centred', not {kind!r}")
 
 
 def build_brevitas_mlp(
@@ -187,7 +197,7 @@ def build_brevitas_mlp(
     gen = _rng(seed + 1)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        layers = [_brevitas_input_quant(input_quant)]
+        layers = [brevitas_input_quant(input_quant)]
         fan_in = in_features
         for i, out in enumerate(sizes[:-1]):
             bn = nn.BatchNorm1d(out)

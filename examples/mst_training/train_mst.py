@@ -2,6 +2,7 @@
 
     python examples/mst_training/train_mst.py            # full run, a few minutes on 2 cores
     python examples/mst_training/train_mst.py --quick    # smoke test, no files written
+    python examples/mst_training/train_mst.py --input-bits 1   # binarized input pixels (sfc_in1_*)
 
 The channel-reuse pass (compiler/passes/channel_reuse.py) computes a binary layer's output
 channel from a similar one: a child costs min(d, K - d) XNORs instead of K, d the Hamming distance
@@ -29,6 +30,9 @@ XNOR counts are `tree_stats` summed over the compiled Dense layers. Writes, next
   sfc_baseline.onnx   lambda = 0, first seed
   sfc_mst.onnx        the chosen lambda (fewest XNORs within 1 point of mean accuracy), first seed
   test_x.npy          200 held-out images, float32 (200, 784) in [0, 1]
+With `--input-bits 1` the model binarizes its input pixels (sign(2x - 1), as FINN's SFC-w1a1), so
+the first layer is XNORs too and a fully unrolled design is small enough to synthesize; the two
+models are then written as sfc_in1_baseline.onnx and sfc_in1_mst.onnx (same test_x.npy).
 """
 from __future__ import annotations
 
@@ -53,7 +57,8 @@ from compiler import driver, interp  # noqa: E402
 from compiler.ir.ops import Dense  # noqa: E402
 from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline  # noqa: E402
 from compiler.passes.channel_reuse import build_tree, tree_stats  # noqa: E402
-from tests.models.exporters import TensorNorm, export_brevitas, load_digits_split  # noqa: E402
+from tests.models.exporters import (TensorNorm, brevitas_input_quant, export_brevitas,  # noqa: E402
+                                    load_digits_split)
 
 SIZES = (256, 256, 256, 10)  # FINN's SFC
 IN_FEATURES = 28 * 28
@@ -80,13 +85,13 @@ def load_data():
     return up(x_tr), torch.from_numpy(y_tr), up(x_te), torch.from_numpy(y_te)
 
 
-def build_model() -> nn.Sequential:
-    """8-bit input -> 3 x [binary Linear -> BN -> bipolar] -> binary Linear -> TensorNorm."""
+def build_model(input_bits: int = 8) -> nn.Sequential:
+    """8-bit (or bipolar) input -> 3 x [binary Linear -> BN -> bipolar] -> binary Linear -> TensorNorm."""
     from brevitas.nn import QuantIdentity, QuantLinear
-    from brevitas.quant import (SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst,
-                                Uint8ActPerTensorFloatMaxInit)
+    from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 
-    layers, fan_in = [QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit, max_val=1.0)], IN_FEATURES
+    layers = [brevitas_input_quant("uint8" if input_bits == 8 else "bipolar-centred")]
+    fan_in = IN_FEATURES
     for width in SIZES[:-1]:
         layers += [QuantLinear(fan_in, width, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
                    nn.BatchNorm1d(width), QuantIdentity(act_quant=SignedBinaryActPerTensorConst)]
@@ -167,10 +172,10 @@ def accuracy(model, x, y) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-def train(lam: float, seed: int, epochs: int, rebuild: int, data) -> nn.Sequential:
+def train(lam: float, seed: int, epochs: int, rebuild: int, data, input_bits: int) -> nn.Sequential:
     x_tr, y_tr = data[0], data[1]
     torch.manual_seed(seed)
-    model = build_model()
+    model = build_model(input_bits)
     # The hidden layers only: the 10 class rows are <1% of the XNORs (and auto folding computes
     # them one at a time, so they cannot reuse anyway); pulling them together costs accuracy.
     hidden = binary_layers(model)[:-1]
@@ -211,18 +216,18 @@ def compile_and_count(path: Path, test_x: np.ndarray) -> dict:
 
 def job(args) -> dict:
     """One (lambda, seed) run in a worker process: train, export, compile, count."""
-    lam, seed, epochs, rebuild, out = args
+    lam, seed, epochs, rebuild, input_bits, out = args
     torch.set_num_threads(1)  # one run per core; also makes every run bit-reproducible
     torch.use_deterministic_algorithms(True)
     warnings.filterwarnings("ignore")
     data = load_data()
-    model = train(lam, seed, epochs, rebuild, data)
+    model = train(lam, seed, epochs, rebuild, data, input_bits)
     with torch.no_grad():
         scores = model(data[2])
     cluster_channels(model)
     with torch.no_grad():  # the same network: scores change by float summation order at most
         same = float(((model(data[2]) - scores).abs().amax(1) < 1e-4).float().mean())
-    path = Path(out) / f"sfc_lam{lam:g}_seed{seed}.onnx"
+    path = Path(out) / f"sfc_in{input_bits}_lam{lam:g}_seed{seed}.onnx"
     export_brevitas(model, path, IN_FEATURES)
     test_x = data[2][:N_TEST_SAVED].numpy()
     r = compile_and_count(path, test_x)
@@ -282,6 +287,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rebuild", type=int, default=1, help="rebuild the trees every N epochs")
     ap.add_argument("--jobs", type=int, default=2, help="parallel runs (one core each)")
     ap.add_argument("--out", type=Path, default=HERE, help="where to write the .onnx/.npy files")
+    ap.add_argument("--input-bits", type=int, choices=(8, 1), default=8,
+                    help="8: u8 pixels (sfc_*.onnx); 1: binarized pixels (sfc_in1_*.onnx)")
     ap.add_argument("--quick", action="store_true", help="2 epochs, one seed, one lambda; no files")
     args = ap.parse_args(argv)
     lambdas = [0.0] + [float(v) for v in args.lambdas.split(",") if float(v) != 0]
@@ -296,7 +303,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         print(f"training {len(lambdas)} lambdas x {len(seeds)} seeds, {epochs} epochs, {args.jobs} at a time",
               flush=True)
-        work = [(lam, seed, epochs, args.rebuild, tmp) for lam in lambdas for seed in seeds]
+        work = [(lam, seed, epochs, args.rebuild, args.input_bits, tmp) for lam in lambdas for seed in seeds]
         # fork: the workers inherit the imports; each run is independent and seeded
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             runs = []
@@ -318,10 +325,11 @@ def main(argv=None) -> int:
         if not args.quick:
             args.out.mkdir(parents=True, exist_ok=True)
             first = {r["lam"]: r for r in runs if r["seed"] == seeds[0]}
-            shutil.copy(first[0.0]["path"], args.out / "sfc_baseline.onnx")
-            shutil.copy(first[best]["path"], args.out / "sfc_mst.onnx")
+            prefix = "sfc" if args.input_bits == 8 else "sfc_in1"
+            shutil.copy(first[0.0]["path"], args.out / f"{prefix}_baseline.onnx")
+            shutil.copy(first[best]["path"], args.out / f"{prefix}_mst.onnx")
             np.save(args.out / "test_x.npy", load_data()[2][:N_TEST_SAVED].numpy())
-            for name, r in (("sfc_baseline", first[0.0]), ("sfc_mst", first[best])):
+            for name, r in ((f"{prefix}_baseline", first[0.0]), (f"{prefix}_mst", first[best])):
                 print(f"wrote {args.out / name}.onnx: seed {r['seed']}, accuracy {100 * r['acc']:.2f}%, "
                       f"XNORs {r['before']:,} -> {r['after']:,}")
             print(f"wrote {args.out / 'test_x.npy'}")

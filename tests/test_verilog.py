@@ -388,6 +388,27 @@ def test_icarus(tmp_path_factory):
     check_run(design, result, expected)
 
 
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_weight_word_wider_than_a_verilator_number(tmp_path):
+    """An unrolled 520 -> 128 layer reads a 66,560-bit weight word, more than Verilator (65,536
+    bits) and Icarus (a 16 KB token) accept in one number: the word is written as a
+    concatenation, which lints clean and computes what the interpreter does in Icarus."""
+    rng = np.random.default_rng(11)
+    t1, v1 = _binary(rng, 128, -20, 20)
+    ops = (Dense("d1", ("x",), weights=_weights(rng, 128, 520)),
+           Threshold("a1", ("d1",), thresholds=t1, values=v1),
+           Dense("d2", ("a1",), weights=_weights(rng, 10, 128)))
+    graph = Graph("wide", (("x", TensorType(Bipolar(), (520,))),), ops, ("d2",))
+    design = lower(graph, {0: {"pe": 128, "simd": 520}})
+    emit(design, tmp_path)
+    assert "{1024'h" in (tmp_path / "bnnc_layer0.v").read_text()  # 66,560 = 1,024 + 4 x 16,384 bits
+    assert lint(tmp_path) == []
+    x = random_inputs(graph, 20)
+    expected = interp.run(graph, {"x": x})["d2"].reshape(20, -1)
+    result = simulate(tmp_path, design.serialize(x), design, expected, simulator="icarus", seed=5)
+    np.testing.assert_array_equal(result.outputs, expected)
+
+
 def _yosys(rtl, top, tmp_path, flatten=False):
     files = " ".join(str(rtl / name) for name in (rtl / "filelist.f").read_text().split())
     stat = tmp_path / f"{top}.stat"

@@ -303,10 +303,18 @@ def _counter_bits(count: int) -> int:
     return max(1, (count - 1).bit_length())
 
 
+# Wider constants are written as a concatenation: Verilator rejects numbers over 65,536 bits
+# ("exceeds implementation limit"), Icarus tokens over its 16 KB scanner buffer (4,096 hex digits fit).
+MAX_LITERAL_BITS = 1 << 14
+
+
 def _lit(value: int, bits: int, base: str = "d") -> str:
     value = int(value)
     if not 0 <= value < 1 << bits:
         raise ValueError(f"{value} does not fit {bits} unsigned bits")
+    if bits > MAX_LITERAL_BITS:  # e.g. the weight word of an unrolled 784 x 256 layer: concatenate
+        pieces = [(lo, min(MAX_LITERAL_BITS, bits - lo)) for lo in range(0, bits, MAX_LITERAL_BITS)]
+        return "{" + ", ".join(_lit(value >> lo & ((1 << w) - 1), w, "h") for lo, w in reversed(pieces)) + "}"
     if base == "h":
         return f"{bits}'h{value:0{(bits + 3) // 4}x}"
     return f"{bits}'d{value}"

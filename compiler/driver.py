@@ -309,8 +309,12 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
                 rtl_dir = work / "rtl"
                 emit_verilog(design, rtl_dir)
             progress(f"simulating {len(x)} vectors on the RTL with {simulator}...")
-            result = _sim_runner().simulate(rtl_dir, codes, design, expected, simulator=simulator,
-                                            build_dir=work / simulator).outputs
+            runner = _sim_runner()
+            try:
+                result = runner.simulate(rtl_dir, codes, design, expected, simulator=simulator,
+                                         build_dir=work / simulator).outputs
+            except runner.SimulationError as exc:  # the simulator's own explanation, no traceback
+                raise BnncError(str(exc)) from None
         elif backend == "hls":
             from .backends.csim import run_csim
             from .backends.hls import emit as emit_hls

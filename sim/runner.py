@@ -150,7 +150,8 @@ def _failure(log: Path) -> str:
         return "see the simulator output above"
     lines = log.read_text(errors="replace").splitlines()
     keep = [ln.strip() for ln in lines if "AssertionError:" in ln or "%Error" in ln or "error:" in ln.lower()]
-    return "\n".join(keep[-12:] or lines[-20:])
+    clip = lambda ln: ln if len(ln) <= 300 else ln[:300] + " ..."  # noqa: E731 (a line can hold a whole ROM)
+    return "\n".join(clip(ln) for ln in (keep[-12:] or lines[-20:]))
 
 
 def _depth(words: int) -> int:

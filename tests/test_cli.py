@@ -65,6 +65,31 @@ def test_run_rtl_equals_reference(build, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "hls.npy"), ref)
 
 
+def test_simulator_failure_is_one_clear_error(build, tmp_path):
+    """RTL the simulator cannot build (here: a hand-edited build) ends in the simulator's own
+    error, clipped, with exit code 2 and no traceback."""
+    out, _ = build
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in out.iterdir():
+        if item.is_file():
+            (broken / item.name).write_bytes(item.read_bytes())
+    (broken / "rtl").mkdir()
+    for v in (out / "rtl").iterdir():
+        (broken / "rtl" / v.name).write_bytes(v.read_bytes())
+    top = broken / "rtl" / "bnnc_top.v"
+    top.write_text(top.read_text().replace("endmodule", "wire [3:0] oops = 4'h" + "f" * 20000 + ";\nendmodule"))  # over Icarus' 16 KB token
+    np.save(tmp_path / "x.npy", np.load(X)[:4])
+    result = bnnc("run", broken, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--backend", "rtl",
+                  "--simulator", "icarus")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if not line.startswith("[bnnc]")][0].startswith(
+        "bnnc: error: icarus could not build")
+    assert max(len(line) for line in result.stderr.splitlines()) < 400
+    assert not (tmp_path / "y.npy").exists()
+
+
 def test_verify_table(tmp_path):
     result = bnnc("verify", MODEL, "--inputs", X, "--backends", "rtl,hls", "--work", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -270,12 +270,13 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
         rtl[name] = build_dir / "report" / f"{name}_reuse" / "rtl"
         shutil.rmtree(rtl[name], ignore_errors=True)
         emit(design, rtl[name])
-    runs = [(top, label, name) for top, label, same in targets for name in (("without",) if same else ("without", "with"))]
-    row = {(top, name): f"{label}, {'same RTL with and without' if same else name} reuse"
-           for top, label, same in targets for name in ("without", "with")}
+    # one run per (module, variant); a module with the same RTL in both variants runs once
+    title = {(top, name): f"{label}, {'same RTL with and without' if same else name} reuse"
+           for top, label, same in targets for name in (("without",) if same else ("without", "with"))}
 
-    def run(top: str, name: str) -> tuple[dict | None, float]:
-        driver.progress(f"yosys synth_xilinx: {row[top, name]} (timeout {timeout:g} s)...")
+    def run(key: tuple[str, str]) -> tuple[dict | None, float]:
+        top, name = key
+        driver.progress(f"yosys synth_xilinx: {title[key]} (timeout {timeout:g} s)...")
         start = time.perf_counter()
         try:
             return synthesize(rtl[name], top, timeout, shared_cells(designs[name], top)), time.perf_counter() - start
@@ -283,19 +284,19 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
             return None, time.perf_counter() - start
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each run is its own Yosys process
-        results = dict(zip(((top, name) for top, _, name in runs), pool.map(lambda r: run(r[0], r[2]), runs)))
-    # Rows in the order of `runs`, whatever order the jobs finished in.
+        results = dict(zip(title, pool.map(run, title)))  # rows in a fixed order, whatever finished first
     summary = []
-    for top, label, name in runs:
+    module_label = {top: label for top, label, _ in targets}
+    for (top, name), text in title.items():
         counts, seconds = results[top, name]
         if counts is None:
-            lines.append(f"| {row[top, name]} | did not finish within {timeout:g} s |" + " |" * len(CELL_GROUPS))
+            lines.append(f"| {text} | did not finish within {timeout:g} s |" + " |" * len(CELL_GROUPS))
         else:
-            lines.append(f"| {row[top, name]} | " + " | ".join(f"{counts[g]:,}" for g in CELL_GROUPS) + f" | {seconds:.0f} s |")
+            lines.append(f"| {text} | " + " | ".join(f"{counts[g]:,}" for g in CELL_GROUPS) + f" | {seconds:.0f} s |")
         without = results[top, "without"][0]
         if name == "with" and counts and without and without["LUT"]:
             lut0, lut1 = without["LUT"], counts["LUT"]
-            summary.append(f"{label}: {lut1:,} LUTs with reuse, {lut0:,} without ({(lut1 - lut0) / lut0:+.0%})")
+            summary.append(f"{module_label[top]}: {lut1:,} LUTs with reuse, {lut0:,} without ({(lut1 - lut0) / lut0:+.0%})")
     lines.append("")
     if summary:
         lines += ["; ".join(summary) + ".", ""]

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-synth", action="store_true", help="skip synthesis (counts only)")
     p.add_argument("--synth-timeout", type=float, default=1800, help="seconds per Yosys run (default: 1800)")
     p.add_argument("--synth-jobs", type=int, default=2, help="Yosys runs at a time, one process each (default: 2; "
-                   "a whole SFC-sized design takes up to 6 GB per run)")
+                   "a whole SFC-sized design takes 6-9 GB per run)")
     p.add_argument("--synth-layers", help="'all' or a comma list of layer indices: synthesize each layer's "
                    "matrix-vector module alone instead of the whole design (for designs too large for Yosys)")
 

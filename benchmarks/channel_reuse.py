@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from compiler.passes.channel_reuse import build_tree, tree_stats
+from bnnc.passes.channel_reuse import build_tree, tree_stats
 
 RUNS = 5
 

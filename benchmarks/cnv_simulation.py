@@ -50,7 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compiler import driver  # noqa: E402
+from bnnc import driver  # noqa: E402
 
 FINN_FOLDING = ROOT / "benchmarks" / "cnv_finn_folding.json"
 CLOCK_NS = 10  # sim/tb_stream.py's clock period

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compiler import driver
+from bnnc import driver
 
 RUNS = 5
 
@@ -58,7 +58,7 @@ def main() -> None:
             cli = []
             for i in range(3):
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(path), "-o", str(tmp / f"cli{i}"),
+                subprocess.run([sys.executable, "-m", "bnnc", "compile", str(path), "-o", str(tmp / f"cli{i}"),
                                 "--target", "verilog"], check=True, capture_output=True)
                 cli.append(time.perf_counter() - start)
                 if read_manifest(tmp / f"cli{i}") != hardware:

@@ -101,10 +101,10 @@ def run_hls4ml(model_path: Path, x_path: Path, work: Path, runs: int) -> dict:
 def run_bnnc(model_path: Path, x, work: Path, runs: int) -> dict:
     import numpy as np
 
-    from compiler import interp
-    from compiler.backends.csim import build
-    from compiler.backends.hls import emit
-    from compiler.driver import Options, compile_model, device_input, error_bound, hardware
+    from bnnc import interp
+    from bnnc.backends.csim import build
+    from bnnc.backends.hls import emit
+    from bnnc.driver import Options, compile_model, device_input, error_bound, hardware
 
     builds, sims = [], []
     for run in range(runs):
@@ -205,7 +205,7 @@ def main() -> None:
     import numpy as np
     import onnx
 
-    from compiler.original import run_original
+    from bnnc.original import run_original
 
     work = Path(tempfile.mkdtemp(prefix="bnnc-vs-hls4ml-"))
     try:

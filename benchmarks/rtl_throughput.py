@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compiler import driver  # noqa: E402
+from bnnc import driver  # noqa: E402
 
 RUNS, VECTORS = 3, 200
 
@@ -38,7 +38,7 @@ def main() -> None:
             compiled = driver.compile_model(path, driver.Options())
             design = driver.hardware(compiled)
             x = driver.sample_inputs(compiled.source, VECTORS, seed=1)
-            from compiler.backends.verilog import emit
+            from bnnc.backends.verilog import emit
             rtl = tmp / name.split()[0] / "rtl"
             emit(design, rtl)
             env = driver.interp.run(compiled.graph, {compiled.graph.inputs[0][0]: x}, trace=True)

@@ -1,4 +1,4 @@
-"""bnnc command line: compile, inspect, run, verify.
+"""bnnc command line: compile, inspect, run, verify, report (verify and the library share compiler/api.py).
 
 Bad input ends with one line naming the problem on stderr and exit code 2; a verification that
 finds a mismatch exits 1.
@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import driver
-from .backends.manifest import design_manifest
 from .diagnostics import BnncError
 from .ir.printer import print_graph
 from .passes import DEFAULT_PIPELINE
-
-# Float32 execution of the original model differs from exact arithmetic by rounding only.
-ORIGINAL_RTOL = 1e-5
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -90,26 +85,20 @@ def _layer_summary(layer: dict) -> str:
 
 
 def cmd_compile(args) -> int:
-    start = time.perf_counter()
-    targets = ("verilog", "hls") if args.target == "all" else (args.target,)
-    options = driver.Options(args.pipeline, args.fold, targets, args.calibrate)
-    samples = None
-    if args.verify:
-        source = driver.lower(driver.load_model(args.model), Path(args.model).stem)
-        samples = _samples(args, source)
-    compiled = driver.compile_model(args.model, options, samples)
-    written = driver.write_build(compiled, Path(args.output), Path(args.model))
-    design = compiled.design
-    print(f"compiled {args.model} -> {args.output}/ in {time.perf_counter() - start:.2f} s")
-    manifest = design_manifest(design)
-    for layer in manifest["layers"]:
+    from . import api
+
+    build = api.compile(args.model, args.output, target=args.target, fold=args.fold, pipeline=args.pipeline,
+                        calibrate=args.calibrate, verify_inputs=(args.inputs or True) if args.verify else None)
+    print(f"compiled {args.model} -> {args.output}/ in {build.seconds:.2f} s")
+    hw = build.manifest["hardware"]
+    for layer in hw["layers"]:
         print("  " + _layer_summary(layer))
-    print(f"  pipeline interval {manifest['cycles_per_frame']} cycles/frame, latency "
-          f"{manifest['latency_cycles']} cycles; output error bound {driver.error_bound(compiled.graph):.3g}")
+    print(f"  pipeline interval {hw['cycles_per_frame']} cycles/frame, latency "
+          f"{hw['latency_cycles']} cycles; output error bound {build.manifest['output']['error_bound']:.3g}")
     if args.verify:
-        for name, _, record in compiled.stages:
-            print(f"  {name}: {record.verified}")
-    print("  wrote " + ", ".join(p.name + ("/" if p.is_dir() else "") for p in written))
+        for record in build.manifest["passes"]:
+            print(f"  {record['name']}: {record['check']}")
+    print("  wrote " + ", ".join(p.name + ("/" if p.is_dir() else "") for p in build.files))
     return 0
 
 
@@ -159,54 +148,15 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> int:
-    """Samples whose predicted class is a top class of the original. Classes whose original
-    scores are equal up to float32 rounding are ties: the original's own pick among them
-    depends on summation order, so any of them counts."""
-    n = len(y)
-    y, original, allowed = y.reshape(n, -1), original.reshape(n, -1), allowed.reshape(n, -1)
-    picked = original[np.arange(n), y.argmax(1)]
-    return int(np.sum(picked >= original.max(1) - 2 * allowed.max(1)))
-
-
 def cmd_verify(args) -> int:
-    import tempfile
+    from . import api
 
-    from .original import run_original
-
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    for b in backends:
-        if b not in ("rtl", "hls"):
-            raise BnncError(f"unknown backend '{b}' in --backends (choose rtl, hls)")
-    targets = tuple({"rtl": "verilog", "hls": "hls"}[b] for b in backends)
-    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, targets, args.calibrate))
-    x = driver.load_inputs(args.inputs, compiled.source)
-    driver.progress(f"running the original model on {len(x)} samples...")
-    original = run_original(compiled.model, x).astype(np.float64).reshape((len(x),) + compiled.output_shape)
-    reference = driver.execute(compiled, x, "interp")
-    bound = driver.error_bound(compiled.graph)
-    rows = [("reference", reference)]
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
-        for b in backends:
-            # check=False: mismatches are counted in the table rather than stopping the run.
-            rows.append((b, driver.execute(compiled, x, b, work / b, args.simulator, check=False)))
-    ok = True
-    n = len(x)
-    classes = original.reshape(n, -1).shape[1] > 1
-    print(f"{n} samples, output bound {bound:.3g} (+ rtol {ORIGINAL_RTOL:g} for float32 rounding in the original)")
-    print(f"{'backend':<10} {'= reference':>12} {'argmax = orig':>14} {'max |y - orig|':>15}  verdict")
-    for name, y in rows:
-        same = int(np.sum(np.all((y == reference).reshape(n, -1), axis=1)))
-        err = np.abs(y - original)
-        allowed = bound + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
-        within = bool(np.all(err <= allowed))
-        agree = _argmax_agreement(y, original, allowed) if classes else None
-        good = within and same == n
-        ok &= good
-        print(f"{name:<10} {f'{same}/{n}':>12} {(f'{agree}/{n}' if classes else '-'):>14} {float(err.max()):>15.3g}  "
-              f"{'ok' if good else 'MISMATCH'}")
-    return 0 if ok else 1
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    result = api.verify(args.model, args.inputs, backends=backends,
+                        fold=args.fold, pipeline=args.pipeline, calibrate=args.calibrate,
+                        simulator=args.simulator, work=args.work)
+    print(result.table(), end="")
+    return 0 if result.ok else 1
 
 
 COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "verify": cmd_verify, "report": cmd_report}

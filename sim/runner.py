@@ -6,7 +6,7 @@ reads back what the hardware produced plus the timing it measured. The Verilator
 it is redone only when the RTL, the bench, the simulator or the flags change; and Verilator's
 runtime library is compiled once for all designs (objcache.py).
 
-This file is also loaded by path from an installed package (see compiler.driver), so it uses
+This file is also loaded by path from an installed package (see bnnc.driver), so it uses
 absolute imports only and finds its companions relative to itself, never the working directory.
 """
 from __future__ import annotations
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.backends.hardware import Design, decode, encode, pack, unpack
-from compiler.backends.verilog import (
+from bnnc.backends.hardware import Design, decode, encode, pack, unpack
+from bnnc.backends.verilog import (
     cycles_per_frame,
     latency,
     sources,
     stream_beats,
 )
-from compiler.ir.types import Bipolar
+from bnnc.ir.types import Bipolar
 
 HERE = Path(__file__).resolve().parent
 TESTBENCH = "tb_stream"  # module name of HERE / "tb_stream.py"

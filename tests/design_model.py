@@ -2,13 +2,13 @@
 
 Not a second meaning of the IR: it checks that lowering to a Design (weight orders, windows,
 padding, flatten permutations, pool modes) keeps the interpreter's answers, before any RTL or
-C++ is involved. Tests compare it with compiler.interp; backends are compared with interp too.
+C++ is involved. Tests compare it with bnnc.interp; backends are compared with interp too.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from compiler.backends.hardware import Layer, PoolLayer
+from bnnc.backends.hardware import Layer, PoolLayer
 
 
 def _post(layer: Layer, acc: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from tests.onnx_builders import save, sign_bn_mlp
 
 
 def bnnc(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "compiler.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bnnc", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd)
 
 

@@ -6,12 +6,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from compiler import interp
-from compiler.driver import sample_inputs
-from compiler.frontend.onnx import import_onnx
-from compiler.ir.ops import Dense, Reuse
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
-from compiler.passes.channel_reuse import build_tree, hamming, tree_stats
+from bnnc import interp
+from bnnc.driver import sample_inputs
+from bnnc.frontend.onnx import import_onnx
+from bnnc.ir.ops import Dense, Reuse
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc.passes.channel_reuse import build_tree, hamming, tree_stats
 from tests.models import exporters as ex
 
 
@@ -99,8 +99,8 @@ def test_auto_folding_puts_reuse_into_hardware_at_the_same_throughput():
     scratch."""
     from pathlib import Path
 
-    from compiler import driver
-    from compiler.backends.manifest import design_manifest
+    from bnnc import driver
+    from bnnc.backends.manifest import design_manifest
 
     model = Path(__file__).resolve().parents[1] / "examples" / "mst_training" / "sfc_mst.onnx"
     manifests = {}

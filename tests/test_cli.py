@@ -17,7 +17,7 @@ MODEL, X = EXAMPLE / "digits_mlp.onnx", EXAMPLE / "test_x.npy"
 
 
 def bnnc(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "compiler.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bnnc", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env)
 
 
@@ -108,7 +108,10 @@ def test_installed_package_finds_its_templates_and_harness(tmp_path):
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
                           "--target", target, str(ROOT)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr
-    assert (target / "compiler" / "_data" / "templates").is_dir() and (target / "compiler" / "_data" / "sim").is_dir()
+    assert (target / "bnnc" / "_data" / "templates").is_dir() and (target / "bnnc" / "_data" / "sim").is_dir()
+    # every module of the source folder is in the installed package (setuptools lists subpackages)
+    source = {p.relative_to(ROOT / "compiler") for p in (ROOT / "compiler").rglob("*.py")}
+    assert source <= {p.relative_to(target / "bnnc") for p in (target / "bnnc").rglob("*.py")}
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -117,6 +120,6 @@ def test_installed_package_finds_its_templates_and_harness(tmp_path):
     assert bnnc("compile", MODEL, "-o", "out", cwd=work, env=env).returncode == 0
     result = bnnc("run", "out", "--inputs", "x.npy", "--output", "y.npy", "--backend", "rtl", cwd=work, env=env)
     assert result.returncode == 0, result.stderr
-    check = subprocess.run([sys.executable, "-c", "import compiler, sys; print(compiler.__file__)"],
+    check = subprocess.run([sys.executable, "-c", "import bnnc, sys; print(bnnc.__file__)"],
                            capture_output=True, text=True, cwd=work, env=env)
     assert str(target) in check.stdout  # the installed copy ran, not the source tree

@@ -12,11 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler import interp
-from compiler.frontend.onnx import import_onnx
-from compiler.ir.ops import Conv, Pool, Threshold
-from compiler.original import run_original
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc import interp
+from bnnc.frontend.onnx import import_onnx
+from bnnc.ir.ops import Conv, Pool, Threshold
+from bnnc.original import run_original
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from tests.models import conv_exporters as cx
 from tests.onnx_builders import save
 
@@ -128,7 +128,7 @@ CONV_PRODUCERS = {
 
 @pytest.mark.parametrize("producer", sorted(CONV_PRODUCERS))
 def test_exported_conv_models_match_original(tmp_path, producer):
-    from compiler.driver import sample_inputs
+    from bnnc.driver import sample_inputs
     path = CONV_PRODUCERS[producer](tmp_path / "m.onnx")
     graph = import_onnx(path)
     shape = graph.inputs[0][1].shape

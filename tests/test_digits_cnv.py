@@ -21,7 +21,7 @@ ACCURACY_FLOOR = 0.95
 
 
 def bnnc(*args):
-    return subprocess.run([sys.executable, "-m", "compiler.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bnnc", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT)
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
-from compiler import driver
-from compiler.original import run_original
-from compiler.passes import DEFAULT_PIPELINE
+from bnnc import driver
+from bnnc.original import run_original
+from bnnc.passes import DEFAULT_PIPELINE
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS
 

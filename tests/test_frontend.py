@@ -10,12 +10,12 @@ import numpy as np
 import onnx
 import pytest
 
-from compiler import interp
-from compiler.driver import sample_inputs
-from compiler.frontend.onnx import import_onnx
-from compiler.ir.ops import Dense, Threshold
-from compiler.original import run_original
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc import interp
+from bnnc.driver import sample_inputs
+from bnnc.frontend.onnx import import_onnx
+from bnnc.ir.ops import Dense, Threshold
+from bnnc.original import run_original
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from tests.models import exporters as ex
 
 PRODUCERS = {

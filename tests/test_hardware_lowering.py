@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler import interp
-from compiler.backends.hardware import PoolLayer, lower
-from compiler.driver import device_input, sample_inputs
-from compiler.frontend.onnx import import_onnx
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc import interp
+from bnnc.backends.hardware import PoolLayer, lower
+from bnnc.driver import device_input, sample_inputs
+from bnnc.frontend.onnx import import_onnx
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from tests.design_model import run_design
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS, conv_model

@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.backends.csim import CsimError, build_bundle, run_csim, run_executable
-from compiler.backends.hardware import Design, Layer, lower
-from compiler.backends.hls import emit
-from compiler.diagnostics import BnncError
-from compiler.driver import device_input, sample_inputs
-from compiler.frontend.onnx import import_onnx
-from compiler.interp import run
-from compiler.ir.graph import Graph
-from compiler.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
-from compiler.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
-from compiler.passes.channel_reuse import ChannelReuse
+from bnnc.backends.csim import CsimError, build_bundle, run_csim, run_executable
+from bnnc.backends.hardware import Design, Layer, lower
+from bnnc.backends.hls import emit
+from bnnc.diagnostics import BnncError
+from bnnc.driver import device_input, sample_inputs
+from bnnc.frontend.onnx import import_onnx
+from bnnc.interp import run
+from bnnc.ir.graph import Graph
+from bnnc.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
+from bnnc.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc.passes.channel_reuse import ChannelReuse
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS, conv_model
 
@@ -345,7 +345,7 @@ def test_conv_bit_exact(bundles, group, variant):
 
 @pytest.mark.parametrize("group, variant", [(m, v) for m in MODELS for v in MODEL_VARIANTS])
 def test_exported_model_bit_exact(bundles, group, variant):
-    """HLS csim == compiler.interp on every output of VECTORS_PER_MODEL sample inputs."""
+    """HLS csim == bnnc.interp on every output of VECTORS_PER_MODEL sample inputs."""
     design = bundles.check(group, variant)
     layers = [layer for layer in design.layers if isinstance(layer, Layer)]
     if variant.startswith("reuse"):
@@ -476,8 +476,8 @@ def test_matrix_vector_several_vectors_per_frame(tmp_path):
     """The hook for convolutions: several input vectors (output pixels) per call."""
     import subprocess
 
-    from compiler.backends.csim import CXX_FLAGS
-    from compiler.backends.hls import kernel_dir
+    from bnnc.backends.csim import CXX_FLAGS
+    from bnnc.backends.hls import kernel_dir
 
     (tmp_path / "multi.cpp").write_text(MULTI_VECTOR_CPP)
     binary = tmp_path / "multi"

@@ -11,14 +11,14 @@ import numpy as np
 import onnx
 import pytest
 
-from compiler import interp
-from compiler.frontend.onnx import import_onnx
-from compiler.ir.ops import Threshold
-from compiler.ir.printer import print_graph
-from compiler.ir.types import Bipolar, Ternary
-from compiler.original import run_original
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
-from compiler.passes.fold_thresholds import simplify
+from bnnc import interp
+from bnnc.frontend.onnx import import_onnx
+from bnnc.ir.ops import Threshold
+from bnnc.ir.printer import print_graph
+from bnnc.ir.types import Bipolar, Ternary
+from bnnc.original import run_original
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc.passes.fold_thresholds import simplify
 from tests.onnx_builders import sign_bn_mlp
 
 K = 4
@@ -135,14 +135,14 @@ def float_input_model(tmp_path):
 
 
 def test_unquantized_input_needs_calibration(tmp_path):
-    from compiler.passes.manager import PassError
+    from bnnc.passes.manager import PassError
     graph = import_onnx(float_input_model(tmp_path))
     with pytest.raises(PassError, match="first_matmul.*--calibrate"):
         run_pipeline(graph, parse_pipeline(DEFAULT_PIPELINE))
 
 
 def test_calibrated_fixed_point_input_error_is_bounded(tmp_path):
-    from compiler.ir.ops import Dense, Quantize
+    from bnnc.ir.ops import Dense, Quantize
     graph = import_onnx(float_input_model(tmp_path))
     x = np.random.default_rng(2).normal(0, 3, (200, 16)).astype(np.float32)
     np.save(tmp_path / "cal.npy", x)

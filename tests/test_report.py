@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from compiler.passes import DEFAULT_PIPELINE
+from bnnc.passes import DEFAULT_PIPELINE
 from tests.onnx_builders import sign_bn_mlp
 from tests.test_cli import bnnc
 from tests.test_conv import CONV_PRODUCERS
@@ -128,9 +128,9 @@ def test_yosys_luts_with_and_without_reuse(tmp_path):
 def test_folded_lanes_are_synthesized_once_and_counted_per_lane(tmp_path):
     """A folded layer's lanes are one module in Yosys, counted once per lane in the totals; ABC
     maps that lane alone no worse than inside the flattened layer."""
-    from compiler import driver
-    from compiler.backends.verilog import emit
-    from compiler.report import shared_cells, synthesize
+    from bnnc import driver
+    from bnnc.backends.verilog import emit
+    from bnnc.report import shared_cells, synthesize
 
     model = structured_mlp(tmp_path / "m.onnx")
     fold = tmp_path / "fold.json"  # layer 0: 4 lanes, 3 channel groups x 4 input chunks

@@ -15,19 +15,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from compiler import interp
-from compiler.backends import hardware
-from compiler.backends.hardware import Layer, lower
-from compiler.backends.manifest import design_manifest
-from compiler.backends.verilog import emit, popcount_threshold, reuse_plan
-from compiler.backends.verilog_timing import slides, timing, window_tail
-from compiler.diagnostics import BnncError
-from compiler.driver import device_input, sample_inputs
-from compiler.frontend.onnx import import_onnx
-from compiler.ir.graph import Graph
-from compiler.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
-from compiler.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from bnnc import interp
+from bnnc.backends import hardware
+from bnnc.backends.hardware import Layer, lower
+from bnnc.backends.manifest import design_manifest
+from bnnc.backends.verilog import emit, popcount_threshold, reuse_plan
+from bnnc.backends.verilog_timing import slides, timing, window_tail
+from bnnc.diagnostics import BnncError
+from bnnc.driver import device_input, sample_inputs
+from bnnc.frontend.onnx import import_onnx
+from bnnc.ir.graph import Graph
+from bnnc.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
+from bnnc.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from sim import simulate
 from sim.runner import SimulationError
 from sim.lint import lint
@@ -551,7 +551,7 @@ DOT_CASES = [(1, 1, 2, 1, 0, 0), (3, 1, 2, 1, 0, 0), (7, 1, 3, 1, 0, 0), (13, 1,
 @pytest.mark.parametrize("n,w_in,w_out,bipolar,masked,signed", DOT_CASES)
 def test_dot_primitive_matches_numpy(tmp_path, n, w_in, w_out, bipolar, masked, signed):
     """bnnc_dot alone, on random inputs and weights, against its definition modulo 2^W_OUT."""
-    from compiler.resources import resource_dir
+    from bnnc.resources import resource_dir
 
     rng = np.random.default_rng(n * 100 + w_out)
     count = 200

@@ -162,7 +162,7 @@ def _check_inputs(design: Design, inputs: np.ndarray) -> np.ndarray:
 def run_csim(hls_dir: Path, design: Design, inputs: np.ndarray, cache_dir: Path | None = None,
              cxx: str = "g++", extra_flags: tuple[str, ...] = ()) -> np.ndarray:
     """Outputs (N, out_count) of the C simulation for inputs (N, in_count), as element values
-    (Fixed outputs as integer codes), exactly as compiler.interp.run gives them."""
+    (Fixed outputs as integer codes), exactly as bnnc.interp.run gives them."""
     inputs = _check_inputs(design, inputs)
     return run_executable([str(build(hls_dir, cache_dir, cxx, extra_flags))], design, inputs)
 

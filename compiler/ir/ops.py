@@ -2,7 +2,7 @@
 
 Each op defines one value (`out`) from its `inputs`, carries the name of the ONNX node it came
 from (`origin`, for messages), and states its result type in `result_type`. The meaning of each
-op is its function in `compiler.interp`; passes and backends rely on nothing else.
+op is its function in `bnnc.interp`; passes and backends rely on nothing else.
 
 Per-channel parameters broadcast along axis 0 of the value's shape (the channel axis of a
 vector or of a CHW map); a parameter of shape () applies to every element.

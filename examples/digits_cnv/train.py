@@ -169,7 +169,7 @@ def main():
     # The exported graph has QONNX custom ops (Quant, BipolarQuant) that onnxruntime cannot run;
     # bnnc runs such graphs in onnx.reference with its own implementations of those ops.
     import onnx
-    from compiler.original import run_original
+    from bnnc.original import run_original
 
     scores = run_original(onnx.load(onnx_path), x_te)
     with torch.no_grad():

@@ -53,10 +53,10 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # the repository root: compiler/ and tests/models/
 
-from compiler import driver, interp  # noqa: E402
-from compiler.ir.ops import Dense  # noqa: E402
-from compiler.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline  # noqa: E402
-from compiler.passes.channel_reuse import build_tree, tree_stats  # noqa: E402
+from bnnc import driver, interp  # noqa: E402
+from bnnc.ir.ops import Dense  # noqa: E402
+from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline  # noqa: E402
+from bnnc.passes.channel_reuse import build_tree, tree_stats  # noqa: E402
 from tests.models.exporters import (TensorNorm, brevitas_input_quant, export_brevitas,  # noqa: E402
                                     load_digits_split)
 

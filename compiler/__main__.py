@@ -1,0 +1,6 @@
+"""`python -m bnnc ...` is the `bnnc` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""bnnc as a library: compile, run and verify from Python, returning results instead of printing.
+
+    import bnnc
+    build = bnnc.compile("model.onnx", "build/", target="all")     # a Build: path, manifest, files
+    y = bnnc.run("build/", x, backend="rtl")                        # outputs in the model's units
+    check = bnnc.verify("model.onnx", x, backends=("rtl", "hls"))   # a Verification
+    assert check.ok, check.table()
+
+Errors in the model or the inputs raise `bnnc.BnncError` with the one-line message the CLI prints.
+The CLI (`bnnc compile|run|verify`) is a thin layer over these functions.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import driver
+from .diagnostics import BnncError
+from .passes import DEFAULT_PIPELINE
+
+# Float32 execution of the original model differs from exact arithmetic by rounding only.
+ORIGINAL_RTOL = 1e-5
+TARGETS = {"verilog": ("verilog",), "hls": ("hls",), "all": ("verilog", "hls")}
+BACKEND_TARGET = {"rtl": "verilog", "hls": "hls"}
+
+
+@dataclass(frozen=True)
+class Build:
+    path: Path
+    manifest: dict  # what manifest.json holds: stream formats, folding, timing, error bound
+    files: tuple[Path, ...]  # the top-level entries written into `path`
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BackendCheck:
+    backend: str  # "reference" (the interpreter), "rtl" or "hls"
+    outputs: np.ndarray  # in the model's units
+    equal_to_reference: int  # samples whose outputs equal the interpreter's bit for bit
+    argmax_agreement: int | None  # samples whose class is a top class of the original (None: no classes)
+    max_error: float  # max |y - original| in the model's units
+    ok: bool  # every sample equals the reference and lies within the bound of the original
+
+
+@dataclass(frozen=True)
+class Verification:
+    samples: int
+    bound: float  # the compiled model's stated output error bound
+    original: np.ndarray  # the original ONNX model's outputs
+    rows: tuple[BackendCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    def table(self) -> str:
+        n = self.samples
+        lines = [f"{n} samples, output bound {self.bound:.3g} (+ rtol {ORIGINAL_RTOL:g} for float32 rounding in the original)",
+                 f"{'backend':<10} {'= reference':>12} {'argmax = orig':>14} {'max |y - orig|':>15}  verdict"]
+        for r in self.rows:
+            agree = f"{r.argmax_agreement}/{n}" if r.argmax_agreement is not None else "-"
+            lines.append(f"{r.backend:<10} {f'{r.equal_to_reference}/{n}':>12} {agree:>14} {r.max_error:>15.3g}  "
+                         f"{'ok' if r.ok else 'MISMATCH'}")
+        return "\n".join(lines) + "\n"
+
+
+def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate) -> driver.Options:
+    return driver.Options(pipeline, fold, targets, None if calibrate is None else str(calibrate))
+
+
+def compile(model: str | Path, output: str | Path = "build", *, target: str = "verilog", fold: str | dict = "auto",
+            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None,
+            verify_inputs: np.ndarray | str | Path | bool | None = None) -> Build:
+    """Compile an ONNX model into the build folder `output` (written atomically).
+
+    target: "verilog", "hls" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
+    verify_inputs: samples (an array or a .npy path) that check every pass with the interpreter, or
+    True for random ones over the input quantizer's range."""
+    import time
+
+    if target not in TARGETS:
+        raise BnncError(f"unknown target '{target}' (choose {', '.join(TARGETS)})")
+    start = time.perf_counter()
+    options = _options(pipeline, fold, TARGETS[target], calibrate)
+    samples = None
+    if verify_inputs is not None:
+        source = driver.lower(driver.load_model(model), Path(model).stem)
+        samples = driver.sample_inputs(source) if verify_inputs is True else _samples(verify_inputs, source)
+    compiled = driver.compile_model(model, options, samples)
+    written = driver.write_build(compiled, Path(output), Path(model))
+    return Build(Path(output), driver.manifest(compiled), tuple(written), time.perf_counter() - start)
+
+
+def _samples(x: np.ndarray | str | Path, graph) -> np.ndarray:
+    """Samples given as an array, or as the path of a .npy file."""
+    return driver.load_inputs(x, graph) if isinstance(x, (str, Path)) else driver.check_inputs(x, graph)
+
+
+def run(build: str | Path, x: np.ndarray | str | Path, *, backend: str = "rtl", simulator: str = "verilator") -> np.ndarray:
+    """Run samples x (axis 0, or a .npy path) through a build's interpreter ("interp"), RTL or HLS C simulation.
+    Every hardware output is checked against the interpreter; returns the model's outputs."""
+    compiled = driver.open_build(Path(build))
+    return driver.execute(compiled, _samples(x, compiled.source), backend, Path(build), simulator)
+
+
+def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> int:
+    """Samples whose predicted class is a top class of the original. Classes whose original
+    scores are equal up to float32 rounding are ties: the original's own pick among them
+    depends on summation order, so any of them counts."""
+    n = len(y)
+    y, original, allowed = y.reshape(n, -1), original.reshape(n, -1), allowed.reshape(n, -1)
+    picked = original[np.arange(n), y.argmax(1)]
+    return int(np.sum(picked >= original.max(1) - 2 * allowed.max(1)))
+
+
+def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str, ...] = ("rtl",), fold: str | dict = "auto",
+           pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, simulator: str = "verilator",
+           work: str | Path | None = None) -> Verification:
+    """The original ONNX model vs the interpreter vs each backend on samples x (or a .npy path)."""
+    from .original import run_original
+
+    for b in backends:
+        if b not in BACKEND_TARGET:
+            raise BnncError(f"unknown backend '{b}' (choose {', '.join(BACKEND_TARGET)})")
+    targets = tuple(BACKEND_TARGET[b] for b in backends)
+    compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate))
+    x = _samples(x, compiled.source)
+    n = len(x)
+    driver.progress(f"running the original model on {n} samples...")
+    original = run_original(compiled.model, x).astype(np.float64).reshape((n,) + compiled.output_shape)
+    reference = driver.execute(compiled, x, "interp")
+    outputs = [("reference", reference)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(work or tmp)
+        for b in backends:
+            # check=False: mismatches are counted in the table rather than stopping the run.
+            outputs.append((b, driver.execute(compiled, x, b, folder / b, simulator, check=False)))
+    bound = driver.error_bound(compiled.graph)
+    allowed = bound + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
+    classes = original.reshape(n, -1).shape[1] > 1
+    rows = []
+    for name, y in outputs:
+        same = int(np.sum(np.all((y == reference).reshape(n, -1), axis=1)))
+        err = np.abs(y - original)
+        rows.append(BackendCheck(name, y, same, _argmax_agreement(y, original, allowed) if classes else None,
+                                 float(err.max()), bool(np.all(err <= allowed)) and same == n))
+    return Verification(n, bound, original, tuple(rows))

@@ -1,0 +1,22 @@
+"""Tests run this checkout's compiler/ as the package `bnnc`, whatever copy is installed.
+
+The README installs bnnc non-editable (`pip install .`), and the folder is called compiler/, so a
+plain `import bnnc` would test the installed copy, not the code under test. A symlink named bnnc
+in a temporary folder, first on sys.path and on PYTHONPATH (for `python -m bnnc` in
+subprocesses), makes both mean the checkout.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_PATH = Path(tempfile.mkdtemp(prefix="bnnc-source-"))
+atexit.register(shutil.rmtree, SOURCE_PATH, True)
+(SOURCE_PATH / "bnnc").symlink_to(ROOT / "compiler", target_is_directory=True)
+sys.path.insert(0, str(SOURCE_PATH))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_PATH), str(ROOT), os.environ.get("PYTHONPATH")]))

@@ -168,10 +168,15 @@ class _Lowering:
         c = c.reshape((1,) * (len(shape) - c.ndim) + c.shape)
         if self.nhwc:  # aligned to (H, W, C): move its channel axis to the front like the IR's
             c = np.moveaxis(c, -1, 0)
-        if any(d != 1 for d in c.shape[1:]) or (c.shape[0] not in (1, shape[0])):
+        if c.shape[0] not in (1, shape[0]):
+            raise self.fail(f"constant of shape {const.shape} has {c.shape[0]} channels where {shape} has {shape[0]}")
+        # A per-channel constant may come materialised at full size (ReActNet's
+        # `bias.expand_as(x)`, folded by the exporter): what counts is that its values do not vary.
+        first = c[(slice(None),) + (slice(0, 1),) * (c.ndim - 1)]
+        if np.any(c != first):
             raise self.fail(f"constant of shape {const.shape} varies within a channel of {shape}; "
                             f"only per-tensor or per-channel constants are supported")
-        return exact.fractions(c.reshape(-1))
+        return exact.fractions(first.reshape(-1))
 
     def host_const(self, const: np.ndarray, value: str) -> np.ndarray:
         """A constant for float pre-processing, aligned to the value's per-sample shape."""

@@ -233,7 +233,7 @@ def _const(sc: _Scanner):
 
 
 def _attributes(sc: _Scanner) -> dict[str, tuple]:
-    """{name: (value, position)} from `{a=1, b=...}`."""
+    """{name: (value, position of the name, position of the value)} from `{a=1, b=...}`."""
     sc.expect("{")
     attrs: dict[str, tuple] = {}
     while not sc.accept("}"):
@@ -243,7 +243,8 @@ def _attributes(sc: _Scanner) -> dict[str, tuple]:
         if m.group(0) in attrs:
             raise sc.error(f"attribute '{m.group(0)}' given twice", m.start())
         sc.expect("=")
-        attrs[m.group(0)] = (_const(sc), m.start())
+        value_pos = sc.skip()
+        attrs[m.group(0)] = (_const(sc), m.start(), value_pos)
     return attrs
 
 
@@ -273,7 +274,7 @@ def _field_value(sc: _Scanner, kind: str, field: dataclasses.Field, value, pos: 
     elif want == "Reuse | None":
         if not isinstance(value, dict) or set(value) != {"parent", "negate"}:
             raise wrong("{parent=i64[C] [...], negate=bool[C] [...]}")
-        parent, negate = (value[k][0] for k in ("parent", "negate"))
+        parent, negate = (value[k][0] for k in ("parent", "negate"))  # (value, positions)
         if not (isinstance(parent, np.ndarray) and parent.dtype == np.int64
                 and isinstance(negate, np.ndarray) and negate.dtype == np.bool_):
             raise wrong("{parent=i64[C] [...], negate=bool[C] [...]}")
@@ -312,10 +313,10 @@ def _op(sc: _Scanner, types: dict) -> tuple[Op, bool, int]:
     attrs = _attributes(sc) if sc.peek("{") else {}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("out", "inputs")}
     kwargs = {}
-    for key, (value, pos) in attrs.items():
+    for key, (value, name_pos, value_pos) in attrs.items():
         if key not in fields:
-            raise sc.error(f"{kind} has no attribute '{key}' (it has: {', '.join(fields)})", pos)
-        kwargs[key] = _field_value(sc, kind, fields[key], value, pos)
+            raise sc.error(f"{kind} has no attribute '{key}' (it has: {', '.join(fields)})", name_pos)
+        kwargs[key] = _field_value(sc, kind, fields[key], value, value_pos)
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -39,7 +39,7 @@ def _header(text: str) -> str:
 
 
 def _directive(text: str, key: str) -> list[str]:
-    return [m.group(1).strip() for m in re.finditer(rf"^// {key}:(.*)$", text, re.M)]
+    return [m.group(1).strip() for m in re.finditer(rf"^// {key}:(.*)$", text, re.MULTILINE)]
 
 
 def _samples(graph: Graph, n: int = 200) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_golden_output_means_the_input(case, tmp_path):
     passes = _passes(source, tmp_path)
     x = {before.inputs[0][0]: _samples(before)}
     verdict = check(passes[-1], before, after, x)
-    assert verdict.startswith("verified") or verdict.startswith("approximates"), verdict
+    assert verdict.startswith(("verified", "approximates")), verdict
 
 
 def test_every_golden_has_an_expectation_and_a_derivation():

@@ -59,21 +59,21 @@ def graph_difference(a: Graph, b: Graph) -> str | None:
     return None if a.types == b.types else "value types differ"
 
 
-def _export(kind: str, tmp) -> tuple[str, Options]:
+def _export(kind: str, tmp) -> str:
     from tests.models import conv_exporters as conv
     from tests.models import exporters as mlp
 
     path = tmp / f"{kind}.onnx"
     if kind.startswith("examples/"):
-        return kind, Options()
+        return kind
     if kind == "sign_bn_ties":  # hand-built: exact BN ties, negative and zero gammas, ternary activations
-        bn = dict(gamma=np.array([1, -1, 0, 2], np.float32), beta=np.array([0, 0, 0.5, 0], np.float32),
-                  mean=np.array([0, 1, -2, 3], np.float32), var=np.full(4, 4 - 1e-5, np.float32))
+        bn = {"gamma": np.array([1, -1, 0, 2], np.float32), "beta": np.array([0, 0, 0.5, 0], np.float32),
+              "mean": np.array([0, 1, -2, 3], np.float32), "var": np.full(4, 4 - 1e-5, np.float32)}
         w0 = np.where(np.arange(16).reshape(4, 4) % 3, 1.0, -1.0)
-        return sign_bn_mlp(path, [w0, np.ones((4, 3))], [bn]), Options()
+        return sign_bn_mlp(path, [w0, np.ones((4, 3))], [bn])
     if kind == "float_input":  # no input quantizer: quantize-inputs inserts a calibrated one
         from tests.test_passes import float_input_model
-        return float_input_model(tmp), Options()
+        return float_input_model(tmp)
     builders = {
         "finn_mt_1bit": lambda: mlp.finn_multithreshold_mlp(path, sizes=(16, 16, 10), in_features=32),
         "finn_mt_8bit": lambda: mlp.finn_multithreshold_mlp(path, sizes=(16, 10), in_features=32, input_bits=8),
@@ -85,7 +85,7 @@ def _export(kind: str, tmp) -> tuple[str, Options]:
         "torch_sign_cnv": lambda: conv.torch_sign_cnv(path),
         "larq_cnv": lambda: conv.larq_style_cnv(path),
     }
-    return builders[kind](), Options()
+    return builders[kind]()
 
 
 MODELS = ["examples/digits_mlp/digits_mlp.onnx", "examples/digits_cnv/digits_cnv.onnx", "sign_bn_ties",
@@ -112,10 +112,10 @@ def assert_round_trip(stage: str, graph: Graph, x: np.ndarray) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_stage_reads_back_identically(tmp_path, model):
-    path, options = _export(model, tmp_path)
+    path = _export(model, tmp_path)
     seen = set()
     for pipeline in PIPELINES:
-        stages = _stages(path, dataclasses.replace(options, pipeline=pipeline))
+        stages = _stages(path, Options(pipeline=pipeline))
         x = sample_inputs(stages[0][1], n=16)
         for stage, graph in stages:
             text = print_graph(graph, full=True)
@@ -126,13 +126,34 @@ def test_every_stage_reads_back_identically(tmp_path, model):
 
 
 def test_calibrated_input_quantizer_reads_back(tmp_path):
-    path, options = _export("float_input", tmp_path)
+    path = _export("float_input", tmp_path)
     from compiler.frontend.onnx import import_onnx
     x = sample_inputs(import_onnx(path), n=32)
     np.save(tmp_path / "cal.npy", x)
-    stages = _stages(path, dataclasses.replace(options, calibrate=str(tmp_path / "cal.npy")))
+    stages = _stages(path, Options(calibrate=str(tmp_path / "cal.npy")))
     assert any(op.kind == "quantize" for op in stages[1][1].ops)
     for stage, g in stages:
+        assert_round_trip(stage, g, x)
+
+
+def _hand_built() -> dict:
+    from tests.test_verilog import GRAPHS
+    return GRAPHS
+
+
+@pytest.mark.parametrize("name", sorted(_hand_built()))
+def test_hand_built_hardware_graphs_read_back(name):
+    """The backends' corner-case graphs (argmax, fixed-point codes, strides, +-1 padding, a name
+    with a comment terminator and a newline), as built and after channel-reuse."""
+    from compiler.passes import parse_pipeline, run_pipeline
+
+    graph = _hand_built()[name](np.random.default_rng(0))
+    reused, _ = run_pipeline(graph, parse_pipeline("channel-reuse"))
+    elem = graph.inputs[0][1].elem
+    x = np.random.default_rng(1).integers(elem.lo, elem.hi + 1, (8,) + graph.inputs[0][1].shape)
+    if elem.lo == -1 and elem.hi == 1 and elem.bits == 1:  # bipolar: -1 or +1, never 0
+        x = np.where(x >= 0, 1, -1)
+    for stage, g in (("built", graph), ("channel-reuse", reused)):
         assert_round_trip(stage, g, x)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from .graph import Graph
 from .ops import IRError, Op, Reuse
 from .printer import DTYPES
-from .types import Bipolar, Exact, Fixed, Int, Real, Ternary, TensorType
+from .types import Bipolar, Exact, Fixed, Int, Real, TensorType, Ternary
 
 
 class ParseError(ValueError):
@@ -144,7 +144,7 @@ def _scalar(sc: _Scanner, tag: str):
     m = sc.match(_NUMBER, "a number")
     try:
         return _element(_number(m.group(0)), tag)
-    except (ValueError, ZeroDivisionError, OverflowError) as exc:
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
         raise sc.error(str(exc), m.start()) from None
 
 
@@ -152,14 +152,14 @@ def _element(v, tag: str):
     """One array element checked against the array's dtype."""
     if tag == "exact":
         if isinstance(v, float):
-            raise ValueError(f"exact arrays hold integers and fractions n/d, not {v}")
+            raise TypeError(f"exact arrays hold integers and fractions n/d, not {v}")
         return Fraction(v)
     if tag in ("f32", "f64"):
         if isinstance(v, Fraction):
-            raise ValueError(f"{tag} arrays hold decimals, not the fraction {v}")
+            raise TypeError(f"{tag} arrays hold decimals, not the fraction {v}")
         return float(v)
     if not isinstance(v, int):
-        raise ValueError(f"{tag} arrays hold integers, not {v}")
+        raise TypeError(f"{tag} arrays hold integers, not {v}")
     if tag == "bool" and v not in (0, 1):
         raise ValueError(f"bool arrays hold 0 and 1, not {v}")
     info = np.iinfo(DTYPES[tag]) if tag != "bool" else None
@@ -182,7 +182,7 @@ def _nested(sc: _Scanner, shape: tuple[int, ...], tag: str, out: list) -> None:
                     out.extend(items)
                     sc.pos = m.end()
                     return
-            except (ValueError, ZeroDivisionError, OverflowError):
+            except (ValueError, TypeError, ZeroDivisionError, OverflowError):
                 pass
     sc.expect("[")
     for i in range(shape[0]):

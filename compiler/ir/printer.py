@@ -79,7 +79,7 @@ def _name(name: str) -> str:
 def _exact_scalar(v) -> str:
     if isinstance(v, (int, np.integer, Fraction)) and not isinstance(v, bool):
         return str(Fraction(v))
-    raise ValueError(f"an exact array holds {v!r}: only integers and Fractions are exact")
+    raise TypeError(f"an exact array holds {v!r}: only integers and Fractions are exact")
 
 
 def _full_scalar(v, tag: str) -> str:
@@ -97,7 +97,7 @@ def _full_scalar(v, tag: str) -> str:
 def _full_array(a: np.ndarray) -> str:
     tag = _DTYPE_TAGS.get(a.dtype)
     if tag is None:
-        raise ValueError(f"no text form for arrays of dtype {a.dtype}")
+        raise TypeError(f"no text form for arrays of dtype {a.dtype}")
 
     def nested(x: np.ndarray) -> str:
         if x.ndim == 0:
@@ -118,7 +118,7 @@ def _full_attr(v) -> str:
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, (bool, np.bool_)):
-        raise ValueError("no text form for a bool attribute")
+        raise TypeError("no text form for a bool attribute")
     if isinstance(v, (float, np.floating)):
         return repr(float(v))
     return str(int(v))

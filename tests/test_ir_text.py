@@ -223,3 +223,25 @@ def test_parse_errors_name_line_and_column(old, new, at, message):
 def test_good_text_parses():
     g = parse_graph(GOOD)
     assert [op.kind for op in g.ops] == ["dense", "threshold"] and g.ops[0].weights.dtype == np.int8
+
+
+def test_mangled_text_gives_parse_errors_only():
+    """Random edits of a valid text: either a ParseError, or a graph that prints and reads back."""
+    import random
+
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "passes"
+    bases = [GOOD] + [(golden / f"{name}.out.ir").read_text() for name in ("fold_fixed_point_exact", "channel_reuse_tree")]
+    rng = random.Random(0)
+    pieces = list('%{}[]()=,:<>x-/."\\\n 0123456789') + ["host", "i8", "exact", "1/0", "//", "nan", "fixed<"]
+    for _ in range(3000):
+        text = rng.choice(bases)
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(text))
+            text = text[:i] + rng.choice(pieces) + text[i + rng.randint(0, 3):]
+        try:
+            graph = parse_graph(text)
+        except ParseError:
+            continue
+        assert graph_difference(graph, parse_graph(print_graph(graph, full=True))) is None, text

@@ -44,7 +44,7 @@ class ParseError(ValueError):
 
 _SPACE = re.compile(r"(?:\s+|//[^\n]*)*")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VALUE = re.compile(r'%(?:([A-Za-z0-9_.]+)|("(?:[^"\\]|\\.)*"))')
+_VALUE = re.compile(r'%(?:([A-Za-z0-9_.]+)|("(?:[^"\\\n]|\\.)*"))')
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _NUM = r"-?(?:\d+/\d+|(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+|inf|nan)"
 _NUMBER = re.compile(_NUM + r"(?![A-Za-z0-9_.])")
@@ -108,9 +108,16 @@ class _Scanner:
         return m
 
 
+def _string(sc: _Scanner, quoted: str, pos: int) -> str:
+    try:
+        return json.loads(quoted)
+    except ValueError as exc:
+        raise sc.error(f"not a valid JSON string: {exc}", pos) from None
+
+
 def _value_name(sc: _Scanner) -> tuple[str, int]:
     m = sc.match(_VALUE, "a value (%name)")
-    return (m.group(1) if m.group(1) is not None else json.loads(m.group(2))), m.start()
+    return (m.group(1) if m.group(1) is not None else _string(sc, m.group(2), m.start(2))), m.start()
 
 
 def _shape(sc: _Scanner) -> tuple[int, ...]:
@@ -211,7 +218,8 @@ def _const(sc: _Scanner):
     sc.skip()
     c = sc.text[sc.pos:sc.pos + 1]
     if c == '"':
-        return json.loads(sc.match(_STRING, "a string").group(0))
+        m = sc.match(_STRING, "a string")
+        return _string(sc, m.group(0), m.start())
     if c == "(":
         sc.expect("(")
         items = []
@@ -229,7 +237,10 @@ def _const(sc: _Scanner):
         sc.pos = m.end()
         return _array(sc, m.group(0))
     m = sc.match(_NUMBER, "a constant (number, \"string\", (tuple), {record} or array like i8[2] [1, -1])")
-    return _number(m.group(0))
+    try:
+        return _number(m.group(0))
+    except ZeroDivisionError:
+        raise sc.error("division by zero", m.start()) from None
 
 
 def _attributes(sc: _Scanner) -> dict[str, tuple]:
@@ -340,7 +351,8 @@ def parse_graph(text: str) -> Graph:
     sc = _Scanner(text)
     sc.expect("graph")
     if sc.peek('"'):
-        name = json.loads(sc.match(_STRING, "a graph name").group(0))
+        m = sc.match(_STRING, "a graph name")
+        name = _string(sc, m.group(0), m.start())
     else:
         name = sc.match(re.compile(r"[A-Za-z0-9_.]+"), "a graph name").group(0)
     sc.expect("(")

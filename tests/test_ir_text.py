@@ -206,6 +206,10 @@ GOOD = """graph g(%x: s3[2]) -> (%t) {
     ("[[0]]", "[[0]", ", values", "expected ']' after 1 entries"),
     ("thresholds=i64[1x1] [[0]], ", "", "threshold %d", "threshold needs the attribute thresholds"),
     ("%t = threshold", "%d = threshold", "%d = threshold", "%d is defined twice"),
+    ("[-1, -1]]}", "[-1, -1]], reuse={parent=i64[3] [-1, 2, 1], negate=bool[3] [0, 0, 1]}}", "dense", "cycle"),
+    ("[-1, -1]]}", "[-1, -1]], reuse={parent=i64[3] [-1, 3, 0], negate=bool[3] [0, 0, 1]}}", "dense", "parents must"),
+    ("[-1, -1]]}", "[-1, -1]], reuse={parent=i64[2] [-1, 0], negate=bool[2] [0, 0]}}", "dense", "each of the 3"),
+    ("dense %x {", "dense %x, %x {", "dense", "dense %d: too many values to unpack (expected 1)"),
 ])
 def test_parse_errors_name_line_and_column(old, new, at, message):
     assert GOOD.count(old) == 1

@@ -293,6 +293,15 @@ def _field_value(sc: _Scanner, kind: str, field: dataclasses.Field, value, pos: 
     return value
 
 
+def _check_reuse(reuse: Reuse, channels: int) -> None:
+    """A reuse tree the interpreter can follow: one parent per channel, no cycle."""
+    if reuse.parent.shape != (channels,) or reuse.negate.shape != (channels,):
+        raise IRError(f"the reuse tree needs a parent and a negate flag for each of the {channels} channels")
+    if np.any(reuse.parent < -1) or np.any(reuse.parent >= channels):
+        raise IRError(f"reuse parents must be channels (0..{channels - 1}) or -1 (from scratch)")
+    reuse.depths()  # raises on a cycle
+
+
 def _op(sc: _Scanner, types: dict) -> tuple[Op, bool, int]:
     """One op, checked against the values defined so far; returns (op, written host, its position)."""
     out, out_pos = _value_name(sc)
@@ -309,18 +318,11 @@ def _op(sc: _Scanner, types: dict) -> tuple[Op, bool, int]:
     if cls is None:
         raise sc.error(f"unknown op '{kind}' (known: {', '.join(sorted(_OP_KINDS))})", kind_pos)
     inputs = []
-    while sc.peek("%"):
-        if inputs:
-            raise sc.error("expected ',' between operands")
+    while (sc.peek("%") and not inputs) or (inputs and sc.accept(",")):
         name, pos = _value_name(sc)
         if name not in types:
             raise sc.error(f"%{name} is not defined before it is used", pos)
         inputs.append(name)
-        while sc.accept(","):
-            name, pos = _value_name(sc)
-            if name not in types:
-                raise sc.error(f"%{name} is not defined before it is used", pos)
-            inputs.append(name)
     attrs = _attributes(sc) if sc.peek("{") else {}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("out", "inputs")}
     kwargs = {}
@@ -335,6 +337,8 @@ def _op(sc: _Scanner, types: dict) -> tuple[Op, bool, int]:
     try:
         op = cls(out, tuple(inputs), **kwargs)
         computed = op.result_type([types[i] for i in inputs])
+        if getattr(op, "reuse", None) is not None:
+            _check_reuse(op.reuse, op.weights.shape[0])
     except (IRError, ValueError, TypeError, IndexError) as exc:
         raise sc.error(f"{kind} %{out}: {exc}", kind_pos) from None
     sc.expect(":")

@@ -232,7 +232,6 @@ def test_good_text_parses():
 def test_mangled_text_gives_parse_errors_only():
     """Random edits of a valid text: either a ParseError, or a graph that prints and reads back."""
     import random
-
     from pathlib import Path
 
     golden = Path(__file__).parent / "golden" / "passes"

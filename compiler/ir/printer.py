@@ -5,18 +5,19 @@ Two forms share the line layout `%out = [host] kind %in, ... {attributes} : type
 - the default form (`bnnc inspect`, `DIR/ir/NN-pass.ir`) is for reading: large arrays print as
   their shape, a short content hash and their first values, so that a change in any weight shows
   up in the text without burying it. It cannot be parsed back.
-- the full form (`full=True`) is the inverse of `compiler.ir.parser.parse_graph`: every constant
-  written out exactly, nothing derived. Its attributes are the op's dataclass fields by name (the
-  constructor call, so the parser needs no code per op and a new op is covered by its fields),
-  not the display attributes of the default form (`range`, `reuse_depth` are derived there).
-  Arrays carry their dtype and shape like a tensor type, `i8[2x3] [[1, -1, 1], [1, 1, -1]]`
-  (`exact` holds Fractions `n` or `n/d`, `f32` the shortest decimal that reads back to the same
-  float32, `bool` 0/1); strings and the op's ONNX origin are JSON-quoted; value names that are
-  not plain identifiers are quoted as `%"name"`. The result type after `:` is derived from the
-  operands and checked when parsing, as is `host`: a hand-written file cannot state them wrong.
+- the full form (`full=True`) is what `compiler.ir.parser.parse_graph` reads back: every constant
+  written out exactly. Its attributes are the op's dataclass fields by name, i.e. its constructor
+  arguments, so the parser needs no code per op and a new op is covered by its fields alone
+  (the default form shows a few derived ones instead: quantize's `range`, `reuse_depth`), plus
+  the ONNX `origin` when there is one. Arrays carry their dtype and shape like a tensor type:
+  `i8[2x3] [[1, -1, 1], [1, 1, -1]]`; `exact` arrays hold Fractions, `n` or `n/d` (an integer in
+  an object array reads back as a Fraction of equal value); `f32` elements are the shortest
+  decimal that reads back to the same float32; `bool` is 0/1. Strings are JSON-quoted, and so are
+  value and graph names that are not plain identifiers (`%"a/b:0"`). The `: type` and `host`
+  are derived, and the parser checks them, so a hand-written file cannot state them wrong.
 
 One form with an option rather than a separate serialisation (JSON, pickle): a golden `.ir`
-file, an `inspect` dump and a `DIR/ir` file line up op by op and differ only in how constants
+file, an `inspect` dump and a `DIR/ir` file line up op by op and differ mostly in how constants
 are spelled, so they diff against each other and stay reviewable by hand.
 """
 from __future__ import annotations

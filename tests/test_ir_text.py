@@ -174,6 +174,12 @@ def test_exact_constants_survive():
     assert g.ops[0].scale[0] == Fraction(int("3" * 80), int("7" * 79)) and g.ops[0].scale[1] == Fraction(-1, 3)
     assert big in print_graph(g, full=True)
     assert graph_difference(g, parse_graph(print_graph(g, full=True))) is None
+    huge = 10**30  # integers beyond int64 stay Python integers in an object array
+    g = parse_graph(f"graph g(%x: s4[2]) -> (%y) {{ %y = host threshold %x {{thresholds=int[1x1] [[{huge}]], "
+                    f"values=int[1x2] [[-1, 1]]}} : bipolar[2] }}")
+    assert g.ops[0].thresholds.dtype == object and type(g.ops[0].thresholds[0, 0]) is int
+    assert g.ops[0].thresholds[0, 0] == huge and f"int[1x1] [[{huge}]]" in print_graph(g, full=True)
+    assert graph_difference(g, parse_graph(print_graph(g, full=True))) is None
 
 
 def test_names_that_are_not_identifiers_are_quoted():

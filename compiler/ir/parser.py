@@ -169,7 +169,7 @@ def _element(v, tag: str):
         raise TypeError(f"{tag} arrays hold integers, not {v}")
     if tag == "bool" and v not in (0, 1):
         raise ValueError(f"bool arrays hold 0 and 1, not {v}")
-    info = np.iinfo(DTYPES[tag]) if tag != "bool" else None
+    info = np.iinfo(DTYPES[tag]) if tag not in ("bool", "int") else None
     if info is not None and not info.min <= v <= info.max:
         raise ValueError(f"{v} does not fit in {tag}")
     return v
@@ -207,7 +207,7 @@ def _array(sc: _Scanner, tag: str) -> np.ndarray:
     shape = _shape(sc)
     flat: list = []
     _nested(sc, shape, tag, flat)
-    if tag == "exact":
+    if DTYPES[tag] is object:
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat
         return arr.reshape(shape)

@@ -10,8 +10,9 @@ Two forms share the line layout `%out = [host] kind %in, ... {attributes} : type
   arguments, so the parser needs no code per op and a new op is covered by its fields alone
   (the default form shows a few derived ones instead: quantize's `range`, `reuse_depth`), plus
   the ONNX `origin` when there is one. Arrays carry their dtype and shape like a tensor type:
-  `i8[2x3] [[1, -1, 1], [1, 1, -1]]`; `exact` arrays hold Fractions, `n` or `n/d` (an integer in
-  an object array reads back as a Fraction of equal value); `f32` elements are the shortest
+  `i8[2x3] [[1, -1, 1], [1, 1, -1]]`; `exact` arrays hold Fractions, `n` or `n/d`, and `int`
+  arrays Python integers of any size (both are object arrays; an object array mixing integers
+  and Fractions is written as `exact` and reads back as Fractions of equal value); `f32` elements are the shortest
   decimal that reads back to the same float32; `bool` is 0/1. Strings are JSON-quoted, and so are
   value and graph names that are not plain identifiers (`%"a/b:0"`). The `: type` and `host`
   are derived, and the parser checks them, so a hand-written file cannot state them wrong.
@@ -69,8 +70,8 @@ def _attr(v) -> str:
 BARE_NAME = re.compile(r"[A-Za-z0-9_.]+")
 DTYPES = {"bool": np.bool_, "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
           "u8": np.uint8, "u16": np.uint16, "u32": np.uint32, "u64": np.uint64,
-          "f32": np.float32, "f64": np.float64, "exact": object}
-_DTYPE_TAGS = {np.dtype(t): tag for tag, t in DTYPES.items()}
+          "f32": np.float32, "f64": np.float64, "exact": object, "int": object}
+_DTYPE_TAGS = {np.dtype(t): tag for tag, t in DTYPES.items() if t is not object}
 
 
 def _name(name: str) -> str:
@@ -78,7 +79,7 @@ def _name(name: str) -> str:
 
 
 def _exact_scalar(v) -> str:
-    if isinstance(v, (int, np.integer, Fraction)) and not isinstance(v, bool):
+    if _is_int(v) or isinstance(v, Fraction):
         return str(Fraction(v))
     raise TypeError(f"an exact array holds {v!r}: only integers and Fractions are exact")
 
@@ -95,8 +96,15 @@ def _full_scalar(v, tag: str) -> str:
     return str(int(v))
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def _full_array(a: np.ndarray) -> str:
-    tag = _DTYPE_TAGS.get(a.dtype)
+    if a.dtype == object:
+        tag = "int" if all(_is_int(v) for v in a.ravel()) else "exact"
+    else:
+        tag = _DTYPE_TAGS.get(a.dtype)
     if tag is None:
         raise TypeError(f"no text form for arrays of dtype {a.dtype}")
 

@@ -125,6 +125,16 @@ def test_every_stage_reads_back_identically(tmp_path, model):
     assert len(seen) >= 4
 
 
+@pytest.mark.slow
+def test_full_size_sfc_reads_back():
+    """FINN's SFC (784-256-256-256-10, MST-trained): 1.2 MB of text per stage."""
+    path = "examples/mst_training/sfc_mst.onnx"
+    stages = _stages(path, Options()) + _stages(path, Options(pipeline=PIPELINES[1]))[-1:]  # + channel-reuse
+    x = sample_inputs(stages[0][1], n=4)
+    for stage, graph in stages:
+        assert_round_trip(stage, graph, x)
+
+
 def test_calibrated_input_quantizer_reads_back(tmp_path):
     path = _export("float_input", tmp_path)
     from compiler.frontend.onnx import import_onnx

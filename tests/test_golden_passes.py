@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.driver import sample_inputs
-from compiler.ir.graph import Graph
-from compiler.ir.parser import parse_graph
-from compiler.ir.printer import print_graph
-from compiler.ir.types import Bipolar, Real, Ternary, is_integer
-from compiler.passes import parse_pipeline, run_pipeline
-from compiler.passes.manager import check
+from bnnc.driver import sample_inputs
+from bnnc.ir.graph import Graph
+from bnnc.ir.parser import parse_graph
+from bnnc.ir.printer import print_graph
+from bnnc.ir.types import Bipolar, Real, Ternary, is_integer
+from bnnc.passes import parse_pipeline, run_pipeline
+from bnnc.passes.manager import check
 
 GOLDEN = Path(__file__).parent / "golden" / "passes"
 UPDATE = os.environ.get("BNNC_UPDATE_GOLDEN") == "1"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler.backends.hardware import lower
-from compiler.backends.verilog import emit, render
-from compiler.ir.parser import parse_graph
+from bnnc.backends.hardware import lower
+from bnnc.backends.verilog import emit, render
+from bnnc.ir.parser import parse_graph
 
 GOLDEN = Path(__file__).parent / "golden" / "rtl"
 UPDATE = os.environ.get("BNNC_UPDATE_GOLDEN") == "1"

@@ -11,12 +11,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from compiler import interp
-from compiler.driver import Options, compile_model, sample_inputs
-from compiler.ir.graph import Graph
-from compiler.ir.parser import ParseError, parse_graph
-from compiler.ir.printer import print_graph
-from compiler.passes import DEFAULT_PIPELINE
+from bnnc import interp
+from bnnc.driver import Options, compile_model, sample_inputs
+from bnnc.ir.graph import Graph
+from bnnc.ir.parser import ParseError, parse_graph
+from bnnc.ir.printer import print_graph
+from bnnc.passes import DEFAULT_PIPELINE
 from tests.onnx_builders import sign_bn_mlp
 
 PIPELINES = (DEFAULT_PIPELINE, DEFAULT_PIPELINE + ",channel-reuse", DEFAULT_PIPELINE + ",channel-reuse{max-depth=2}")
@@ -137,7 +137,7 @@ def test_full_size_sfc_reads_back():
 
 def test_calibrated_input_quantizer_reads_back(tmp_path):
     path = _export("float_input", tmp_path)
-    from compiler.frontend.onnx import import_onnx
+    from bnnc.frontend.onnx import import_onnx
     x = sample_inputs(import_onnx(path), n=32)
     np.save(tmp_path / "cal.npy", x)
     stages = _stages(path, Options(calibrate=str(tmp_path / "cal.npy")))
@@ -155,7 +155,7 @@ def _hand_built() -> dict:
 def test_hand_built_hardware_graphs_read_back(name):
     """The backends' corner-case graphs (argmax, fixed-point codes, strides, +-1 padding, a name
     with a comment terminator and a newline), as built and after channel-reuse."""
-    from compiler.passes import parse_pipeline, run_pipeline
+    from bnnc.passes import parse_pipeline, run_pipeline
 
     graph = _hand_built()[name](np.random.default_rng(0))
     reused, _ = run_pipeline(graph, parse_pipeline("channel-reuse"))

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--print-after", action="append", default=[], help="print the IR after this pass")
+    p.add_argument("--full", action="store_true", help="print every constant exactly (the form bnnc.ir.parser reads back)")
     p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
     p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
     _common(p)
@@ -107,12 +108,12 @@ def cmd_inspect(args) -> int:
     source = driver.lower(model, Path(args.model).stem)
     wanted = {n.split("{")[0] for n in args.print_after}
     print("// after import")
-    print(print_graph(source))
+    print(print_graph(source, full=args.full))
 
     def show(p, graph, record):
         if args.print_after_all or p.name in wanted:
             print(f"// after {p}  ({record.verified}, {record.seconds * 1000:.1f} ms)")
-            print(print_graph(graph))
+            print(print_graph(graph, full=args.full))
         elif args.verify:
             print(f"// {p}: {record.verified}")
 

@@ -102,6 +102,20 @@ def test_inspect_prints_every_pass():
     assert result.stdout.count("graph digits_mlp(") == 6
 
 
+def test_inspect_full_prints_what_the_parser_reads_back():
+    from bnnc import driver, interp
+    from bnnc.ir.parser import parse_graph
+
+    result = bnnc("inspect", MODEL, "--print-after", "fold-fixed-point", "--full")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.split("// after fold-fixed-point")[1].split("\n", 1)[1]
+    graph = parse_graph(text)
+    x = np.load(X)[:50]
+    want = driver.execute(driver.compile_model(MODEL, driver.Options()), x, "interp")  # not through the text
+    got = interp.run(graph, {graph.inputs[0][0]: x})[graph.outputs[0]]
+    np.testing.assert_array_equal(interp.to_real(got, graph.types[graph.outputs[0]]), want)
+
+
 def test_installed_package_finds_its_templates_and_harness(tmp_path):
     """A non-editable install, used from outside the repository."""
     target = tmp_path / "site"

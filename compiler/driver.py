@@ -140,8 +140,8 @@ def load_inputs(path: str | Path, graph: Graph) -> np.ndarray:
 
 def folding_spec(fold: str | dict) -> dict | None:
     """None for auto folding, else {layer index: {pe, simd}} from a dict or a JSON file."""
-    if isinstance(fold, dict):
-        return fold
+    if isinstance(fold, dict):  # as in a folding file: {"layers": {...}} or the inner dict
+        return fold.get("layers", fold)
     if fold == "auto":
         return None
     from .backends.hardware import load_folding

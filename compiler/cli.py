@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="verilog", choices=["verilog", "hls", "all"])
     p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
     p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
+    p.add_argument("--wrap", default="none", choices=["none", "axis"],
+                   help="'axis': an AXI4-Stream/AXI4-Lite top bnnc_axis around the RTL (in DIR/axis/), "
+                   "with Vivado IP packaging")
+    p.add_argument("--tuser-bits", type=int, default=0, help="with --wrap axis: TUSER width (0: no TUSER)")
     _common(p)
 
     p = sub.add_parser("inspect", help="print the IR after passes")
@@ -92,7 +96,7 @@ def _layer_summary(layer: dict) -> str:
 def cmd_compile(args) -> int:
     start = time.perf_counter()
     targets = ("verilog", "hls") if args.target == "all" else (args.target,)
-    options = driver.Options(args.pipeline, args.fold, targets, args.calibrate)
+    options = driver.Options(args.pipeline, args.fold, targets, args.calibrate, args.wrap, args.tuser_bits)
     samples = None
     if args.verify:
         source = driver.lower(driver.load_model(args.model), Path(args.model).stem)

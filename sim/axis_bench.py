@@ -83,8 +83,9 @@ class Bench:
                 raise AssertionError(f"result {i} differs from the interpreter: got {word}, expected "
                                      f"{self.stim['expected'][i]}")
             words.append(word)
-        self.source.set_pause_generator(None)
-        self.sink.set_pause_generator(None)
+        for end in (self.source, self.sink):
+            end.clear_pause_generator()
+            end.pause = False  # stopping the generator can leave the last pause standing
         return words
 
     async def timing_run(self, frames: int) -> dict:

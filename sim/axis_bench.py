@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 CLOCK_NS = 10
@@ -58,7 +58,11 @@ class Bench:
 
     async def receive(self, index: int) -> str:
         """The next result; checks its transfer and returns its word (hex)."""
-        frame = await self.sink.recv(compact=False)
+        try:  # a result that never comes (or never ends with TLAST) must fail, not hang
+            frame = await with_timeout(self.sink.recv(compact=False), self.stim["limit_clocks"] * CLOCK_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"result {index}: nothing ending with TLAST within {self.stim['limit_clocks']} "
+                                 f"clocks") from None
         size = self.stim["out_bytes"]
         assert len(frame.tdata) == size, (
             f"result {index}: {len(frame.tdata)} bytes before TLAST, expected one transfer of {size}")

@@ -95,9 +95,12 @@ def stimulus(design: Design, hardware: dict, inputs: np.ndarray, expected: np.nd
     want = None
     if expected is not None:
         want = [f"{w:x}" for w in words(np.asarray(expected).reshape(len(inputs), -1), design.out_elem, design.out_count)]
-    return {"frames": frames, "expected": want, "out_bits": out_bits, "out_bytes": axis.byte_width(out_bits) // 8,
-            "user_bits": user_bits, "seed": seed, "backpressure": backpressure,
-            "timing_frames": min(timing_frames, len(inputs)), "registers": axis.REGISTERS}
+    # Generous: every frame may wait out input pauses and a stalled output several times over.
+    limit = hardware["latency_cycles"] + 64 + len(inputs) * (hardware["cycles_per_frame"] + 4 * beats + 8) * 6
+    return {"frames": frames, "expected": want, "limit_clocks": limit,
+            "out_bits": out_bits, "out_bytes": axis.byte_width(out_bits) // 8, "user_bits": user_bits,
+            "seed": seed, "backpressure": backpressure, "timing_frames": min(timing_frames, len(inputs)),
+            "registers": axis.REGISTERS}
 
 
 def _digest(files: list[Path]) -> str:

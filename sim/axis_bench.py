@@ -4,6 +4,7 @@ axis_runner.py writes `stimulus.json` into the test folder (frames as s_axis TDA
 expected m_axis words, widths); this bench reads it and
   1. sends every frame through s_axis with random gaps while m_axis applies random back-pressure,
      checking each result word (and its zero padding, TKEEP, one transfer per TLAST and TUSER);
+     optionally one frame goes in as two packets, with a TLAST in its middle;
   2. reads the AXI4-Lite status registers: ID, VERSION, frame counters, no framing errors;
   3. clears the counters, sends one frame into the idle pipeline (LAST_LATENCY must be the timing
      model's latency) and then frames back to back (LAST_INTERVAL must be its cycles per frame).
@@ -79,7 +80,12 @@ class Bench:
         if self.stim["backpressure"]:
             self.sink.set_pause_generator(_pauses(rng, 0.4, 3))
         for i in range(len(self.stim["frames"])):
-            await self.source.send(self.frame(i))
+            frame = self.frame(i)
+            if i == self.stim["split_frame"]:  # TLAST in the middle of this frame: a framing error
+                half = len(frame.tdata) // 2
+                await self.source.send(AxiStreamFrame(frame.tdata[:half], tuser=frame.tuser))
+                frame = AxiStreamFrame(frame.tdata[half:], tuser=frame.tuser)
+            await self.source.send(frame)
         words = []
         for i in range(len(self.stim["frames"])):
             word = await self.receive(i)

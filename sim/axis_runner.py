@@ -83,7 +83,7 @@ def words(values: np.ndarray, elem, per_word: int) -> list[int]:
 
 
 def stimulus(design: Design, hardware: dict, inputs: np.ndarray, expected: np.ndarray | None,
-             user_bits: int, seed: int, backpressure: bool, timing_frames: int) -> dict:
+             user_bits: int, seed: int, backpressure: bool, timing_frames: int, split_frame: int | None) -> dict:
     """What axis_bench.py reads: each frame as s_axis TDATA bytes, expected m_axis words (hex)."""
     beats = hardware["input"]["transfers_per_frame"]
     in_bytes = axis.byte_width(hardware["input"]["width_bits"]) // 8
@@ -100,7 +100,7 @@ def stimulus(design: Design, hardware: dict, inputs: np.ndarray, expected: np.nd
     return {"frames": frames, "expected": want, "limit_clocks": limit,
             "out_bits": out_bits, "out_bytes": axis.byte_width(out_bits) // 8, "user_bits": user_bits,
             "seed": seed, "backpressure": backpressure, "timing_frames": min(timing_frames, len(inputs)),
-            "registers": axis.REGISTERS}
+            "split_frame": split_frame, "registers": axis.REGISTERS}
 
 
 def _digest(files: list[Path]) -> str:
@@ -124,9 +124,11 @@ def _log_tail(log: Path) -> str:
 
 def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.ndarray,
                   expected: np.ndarray | None = None, user_bits: int = 0, seed: int = 0,
-                  backpressure: bool = True, timing_frames: int = 8, build_dir=None) -> AxisResult:
+                  backpressure: bool = True, timing_frames: int = 8, split_frame: int | None = None,
+                  build_dir=None) -> AxisResult:
     """Run `inputs` (N, in_count element values in the design's order) through the wrapped design
-    and check each result against `expected` (element values) inside the bench."""
+    and check each result against `expected` (element values) inside the bench. `split_frame`:
+    send that frame as two packets (a TLAST in its middle), which the wrapper must count."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -136,7 +138,7 @@ def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.
     build = build.resolve()
     run = build / "run"
     run.mkdir(parents=True, exist_ok=True)
-    stim = stimulus(design, hardware, inputs, expected, user_bits, seed, backpressure, timing_frames)
+    stim = stimulus(design, hardware, inputs, expected, user_bits, seed, backpressure, timing_frames, split_frame)
     (run / "stimulus.json").write_text(json.dumps(stim))
     (run / "results.json").unlink(missing_ok=True)
     stamp = build / "bnnc_build.sha256"

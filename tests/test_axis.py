@@ -63,7 +63,8 @@ def ports(verilog: str, module: str) -> dict[str, tuple[str, int]]:
     return {name: (direction, int(msb) + 1 if msb else 1) for direction, msb, name in found}
 
 
-def simulate(build: Path, frames: int, user_bits: int = 0, corrupt: int | None = None, seed: int = 3):
+def simulate(build: Path, frames: int, user_bits: int = 0, corrupt: int | None = None, seed: int = 3,
+             split_frame: int | None = None):
     """The wrapped build on `frames` committed test images, checked against the interpreter."""
     compiled = driver.open_build(build)
     design = driver.hardware(compiled)
@@ -73,7 +74,7 @@ def simulate(build: Path, frames: int, user_bits: int = 0, corrupt: int | None =
         expected = expected.copy()
         expected[corrupt, 0] += 1  # one output element off by one code
     result = axis_runner.simulate_axis(build / "rtl", build / "axis", design, hardware_of(build), inputs, expected,
-                                       user_bits=user_bits, seed=seed)
+                                       user_bits=user_bits, seed=seed, split_frame=split_frame)
     return result, design, expected
 
 
@@ -108,6 +109,15 @@ def test_cnv_frames_of_pixels_with_tlast_and_tuser(cnv):
     assert result.status["FRAMES_IN"] == result.status["FRAMES_OUT"] == frames
     assert result.status["FRAMING_ERRORS"] == 0
     assert result.latency == hw["latency_cycles"] and result.interval == hw["cycles_per_frame"]
+
+
+def test_misplaced_tlast_is_counted(cnv):
+    """Frame 1 arrives as two packets: the TLAST after its 32nd pixel is a framing error. Frames
+    are counted by transfers, so every result is still right."""
+    result, design, expected = simulate(cnv, 4, user_bits=8, split_frame=1)
+    assert result.outputs == [pack(row, design.out_elem.bits) for row in encode(expected, design.out_elem)]
+    assert result.status["FRAMING_ERRORS"] == 1
+    assert result.status["FRAMES_IN"] == result.status["FRAMES_OUT"] == 4
 
 
 def test_bench_reports_a_wrong_result(cnv):

@@ -279,3 +279,17 @@ def test_fusesoc_sim_of_an_unwrapped_build(tmp_path):
     result = fusesoc(build, "sim", tmp_path / "work")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bnnc_tb: PASS" in result.stdout
+
+
+def test_model_name_is_sanitised_everywhere(tmp_path):
+    model = tmp_path / 'evil "$[exec rm -rf x]{}\n.onnx'.replace("\n", "")
+    shutil.copyfile(MLP / "digits_mlp.onnx", model)
+    result = bnnc("compile", model, "-o", tmp_path / "build", "--wrap", "axis", "--target", "all")
+    assert result.returncode == 0, result.stderr
+    build = tmp_path / "build"
+    assert re.search(r"^name: bnnc:design:[a-z0-9_]+:0\.1\.0$", (build / "bnnc.core").read_text(), re.M)
+    for script in (build / "package_ip.tcl", build / "hls" / "export_ip.tcl", build / "bnnc.core"):
+        assert "$[exec" not in script.read_text(), script
+    name = re.search(r"^set_property name (\S+) \$core$", (build / "package_ip.tcl").read_text(), re.M).group(1)
+    assert re.fullmatch(r"bnnc_[A-Za-z0-9_]+", name)
+    ET.parse(build / "dataflow.svg")  # the name is escaped in the picture

@@ -12,7 +12,7 @@ The CLI (`bnnc compile|run|verify`) is a thin layer over these functions.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +72,12 @@ def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate) -> driver
 
 
 def compile(model: str | Path, output: str | Path = "build", *, target: str = "verilog", fold: str | dict = "auto",
-            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None,
-            verify_inputs: np.ndarray | str | Path | bool | None = None) -> Build:
+            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, wrap: str = "none",
+            tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | bool | None = None) -> Build:
     """Compile an ONNX model into the build folder `output` (written atomically).
 
     target: "verilog", "hls" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
+    wrap: "axis" for an AXI4-Stream top (tuser_bits wide TUSER, 0 for none);
     verify_inputs: samples (an array or a .npy path) that check every pass with the interpreter, or
     True for random ones over the input quantizer's range."""
     import time
@@ -84,7 +85,7 @@ def compile(model: str | Path, output: str | Path = "build", *, target: str = "v
     if target not in TARGETS:
         raise BnncError(f"unknown target '{target}' (choose {', '.join(TARGETS)})")
     start = time.perf_counter()
-    options = _options(pipeline, fold, TARGETS[target], calibrate)
+    options = replace(_options(pipeline, fold, TARGETS[target], calibrate), wrap=wrap, tuser_bits=tuser_bits)
     samples = None
     if verify_inputs is not None:
         source = driver.lower(driver.load_model(model), Path(model).stem)

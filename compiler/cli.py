@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="verilog", choices=["verilog", "hls", "all"])
     p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
     p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
+    p.add_argument("--wrap", default="none", choices=["none", "axis"],
+                   help="'axis': an AXI4-Stream/AXI4-Lite top bnnc_axis around the RTL (in DIR/axis/), "
+                   "with Vivado IP packaging")
+    p.add_argument("--tuser-bits", type=int, default=0, help="with --wrap axis: TUSER width (0: no TUSER)")
     _common(p)
 
     p = sub.add_parser("inspect", help="print the IR after passes")
@@ -91,7 +95,8 @@ def cmd_compile(args) -> int:
     from . import api
 
     build = api.compile(args.model, args.output, target=args.target, fold=args.fold, pipeline=args.pipeline,
-                        calibrate=args.calibrate, verify_inputs=(args.inputs or True) if args.verify else None)
+                        calibrate=args.calibrate, wrap=args.wrap, tuser_bits=args.tuser_bits,
+                        verify_inputs=(args.inputs or True) if args.verify else None)
     print(f"compiled {args.model} -> {args.output}/ in {build.seconds:.2f} s")
     hw = build.manifest["hardware"]
     for layer in hw["layers"]:

@@ -40,6 +40,8 @@ class Options:
     fold: str | dict = "auto"  # "auto", a JSON file, or the folding itself
     targets: tuple[str, ...] = ("verilog",)
     calibrate: str | None = None  # samples that set the fixed-point format of unquantized inputs
+    wrap: str = "none"  # "axis": an AXI4-Stream top around the RTL (see compiler/integration.py)
+    tuser_bits: int = 0  # with wrap="axis": TUSER width, 0 for none
 
 
 @dataclass
@@ -227,11 +229,14 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
         if "hls" in compiled.options.targets:
             from .backends.hls import emit as emit_hls
             emit_hls(design, stage / "hls")
+        build_manifest = manifest(compiled)
+        from .integration import write as write_integration
+        write_integration(compiled, stage, build_manifest)
         info = {"options": {"pipeline": compiled.options.pipeline, "fold": _fold_record(compiled.options.fold),
                             "targets": list(compiled.options.targets),
                             "calibrate": "calibration.npy" if compiled.options.calibrate else None}}
         (stage / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        (stage / "manifest.json").write_text(json.dumps(manifest(compiled), indent=2) + "\n")
+        (stage / "manifest.json").write_text(json.dumps(build_manifest, indent=2) + "\n")
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if not existed:

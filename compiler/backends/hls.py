@@ -23,19 +23,19 @@ when its beat is not the unit's SIMD, and the matrix-vector unit run once per ou
 """
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..diagnostics import BnncError
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
-from .hardware import Design, Layer, PoolLayer, encode
+from .hardware import Design, Layer, PoolLayer
+from .plan import REUSE_POLICY, Padding, Post, plan, window_last_row
+from .templating import environment, sanitize
 
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 5.0
@@ -121,12 +121,6 @@ def _by_pe(per_channel: np.ndarray, pe: int) -> np.ndarray:
     """(C, ...) -> (PE, NF, ...): channel c = nf * PE + pe sits at [pe, nf]."""
     c = per_channel.shape[0]
     return np.swapaxes(per_channel.reshape((c // pe, pe) + per_channel.shape[1:]), 0, 1)
-
-
-def sanitize(text: str, limit: int = 80) -> str:
-    """A model-supplied name made harmless inside a C++ or Tcl comment."""
-    clean = re.sub(r"[^A-Za-z0-9_.:+\-]", "_", str(text))
-    return clean[:limit] + ("..." if len(clean) > limit else "")
 
 
 def _signed_width(values) -> int:
@@ -229,16 +223,10 @@ class PoolView:
 
 
 def _threshold_arrays(layer: Layer) -> tuple[np.ndarray, np.ndarray, int]:
-    """Thresholds clamped into [acc.lo, acc.hi + 1] (no comparison result changes), so that
-    they fit an ap_int one bit wider than the accumulator at most; at least one level."""
-    acc = layer.acc_elem
-    t = np.broadcast_to(layer.thresholds, (layer.out_count, layer.thresholds.shape[1]))
-    v = encode(layer.values, layer.out_elem)
-    if t.shape[1] == 0:  # a constant channel: one threshold that never fires
-        t = np.full((layer.out_count, 1), acc.hi + 1, dtype=np.int64)
-        v = np.repeat(v, 2, axis=1)
-    t = np.clip(t.astype(object), acc.lo, acc.hi + 1)
-    return t, v, int_for_range(acc.lo, acc.hi + 1).bits
+    """The plan's thresholds on the dot product (clamped into [acc.lo, acc.hi + 1]), so that they
+    fit an ap_int one bit wider than the accumulator at most, and the codes of the levels."""
+    t, acc = plan(layer).thresholds, plan(layer).acc
+    return t.dot, t.codes, int_for_range(acc.lo, acc.hi + 1).bits
 
 
 def _check_affine_range(layer: Layer) -> None:
@@ -267,20 +255,14 @@ def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
     win = layer.window
     c, h, w = win.in_shape
     beat = layer.simd if layer.simd % c == 0 or c % layer.simd == 0 else gcd(layer.simd, c)
-    masked = win.pad_value == 0 and isinstance(layer.in_elem, Bipolar) and any(win.pads)
-    if masked or not any(win.pads):
-        pad = 0
-    elif layer.in_elem.lo <= win.pad_value <= layer.in_elem.hi:
-        pad = int(encode(np.array([win.pad_value]), layer.in_elem)[0])
-    else:
-        raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): pads with "
-                        f"{win.pad_value}, which {layer.in_elem} inputs cannot hold")
+    masked = plan(layer).window.padding == Padding.MASKED
+    pad = plan(layer).window.pad_code
     width = in_elem.width + (1 if masked else 0)
     top, left = win.pads[:2]
     oh, ow = win.out_hw
 
     def last_row(oy: int) -> int:  # as WindowShape::last_row
-        return -1 if oy < 0 else h - 1 if oy >= oh else min(oy * win.stride[0] - top + win.kernel[0] - 1, h - 1)
+        return -1 if oy < 0 else h - 1 if oy >= oh else min(window_last_row(win, oy), h - 1)
     cycles = sum(max((last_row(oy + 1) - last_row(oy)) * w, ow * layer.in_count // beat if oy >= 0 else 0)
                  for oy in range(-1, oh))
     shape = (f"bnn::WindowShape<{c}, {h}, {w}, {win.kernel[0]}, {win.kernel[1]}, {win.stride[0]}, "
@@ -296,20 +278,19 @@ def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
 def _reuse_view(layer: Layer) -> ReuseView:
     reuse, pe, simd = layer.reuse, layer.pe, layer.simd
     c, k = layer.weights.shape
-    for child, parent in enumerate(reuse.parent):
-        if parent >= 0 and parent // pe != child // pe:
-            raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): channel {child} reuses "
-                            f"channel {parent}, which PE={pe} computes in another clock; run channel-reuse with "
-                            f"this folding's groups (bnnc compile does)")
+    lp, policy = plan(layer), REUSE_POLICY["hls"]
+    built = lp.reuse(policy)
+    if len(built.children) != lp.tree_children:
+        raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): {built.note}; run "
+                        f"channel-reuse with this folding's groups (bnnc compile does)")
     depth = reuse.depths()
     differ = np.zeros((c, k), dtype=bool)
-    for child in np.flatnonzero(reuse.parent >= 0):
-        differ[child, reuse.differing(layer.weights, child)] = True
-    levels = int(depth.max()) + 1
+    for child in built.children:
+        differ[child.channel, child.differing] = True
     return ReuseView(
-        cpp=f"bnn::ReuseTree<{pe}, {c // pe}, {k // simd}, {simd}, {levels}>",
-        children=int(np.sum(reuse.parent >= 0)),
-        xnors=int(k * np.sum(reuse.parent < 0) + differ.sum()),
+        cpp=f"bnn::ReuseTree<{pe}, {c // pe}, {k // simd}, {simd}, {lp.tree_depth}>",
+        children=len(built.children),
+        xnors=lp.terms_per_vector(policy),
         depth_lines=_braced(_by_pe(depth, pe), _int),
         parent_lines=_braced(_by_pe(np.where(reuse.parent >= 0, reuse.parent % pe, 0), pe), _int),
         negate_lines=_braced(_by_pe(reuse.negate, pe), lambda v: "true" if v else "false"),
@@ -333,7 +314,7 @@ def layer_view(layer: Layer) -> LayerView:
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
-    if layer.post == "threshold":
+    if plan(layer).post == Post.THRESHOLD:
         t, v, t_width = _threshold_arrays(layer)
         levels = t.shape[1]
         activation = "threshold"
@@ -344,13 +325,13 @@ def layer_view(layer: Layer) -> LayerView:
         partitions += [Partition(f"{name}_activation.thresholds", 1)] if pe > 1 else []
         partitions += [Partition(f"{name}_activation.thresholds", 3)] if levels > 1 else []
         partitions += [Partition(f"{name}_activation.values", 1)] if pe > 1 else []
-    elif layer.post == "affine":
+    elif plan(layer).post == Post.AFFINE:
         _check_affine_range(layer)
         activation = "affine"
         activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
                            f"ap_int<{_signed_width(layer.bias)}>, {out_elem.width}>")
-        mult_lines = _braced(_by_pe(np.asarray(layer.mult), pe), _int)
-        bias_lines = _braced(_by_pe(np.asarray(layer.bias), pe), _int)
+        mult_lines = _braced(_by_pe(np.array(plan(layer).mult, dtype=object), pe), _int)
+        bias_lines = _braced(_by_pe(np.array(plan(layer).bias, dtype=object), pe), _int)
         if pe > 1:
             partitions += [Partition(f"{name}_activation.mult", 1), Partition(f"{name}_activation.bias", 1)]
     else:
@@ -516,18 +497,13 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
     )
 
 
-def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(template_dir())), undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-
-
 def emit(design: Design, out_dir: Path, part: str = DEFAULT_PART, clock_ns: float = DEFAULT_CLOCK_NS) -> list[Path]:
     """Write the HLS project for `design` into out_dir; returns the files written, sorted."""
     out_dir = Path(out_dir)
     if (out_dir / "include" / "bnn").resolve() == kernel_dir().resolve():
         raise BnncError(f"{out_dir}: is the kernel library's own folder; emit the project elsewhere")
     view = project_view(design, part, clock_ns)
-    env = _environment()
+    env = environment("hls")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in TEMPLATES:

@@ -20,20 +20,20 @@ Verilog.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
-from ..diagnostics import BnncError, quote
-from ..ir.types import Bipolar, Element, int_for_range
+from ..diagnostics import BnncError
+from ..ir.types import Bipolar, Element
 from ..resources import resource_dir
-from .hardware import Design, Layer, PoolLayer, encode
+from .hardware import Design, Layer, PoolLayer
+from .plan import (TOP, Mode, Padding, Post, ReusePolicy, buffer_position, plan, popcount_threshold,  # noqa: F401
+                   verilog_unsupported as unsupported, window_plan)
+from .templating import environment, sanitize, verilog_literal as _lit
 from .verilog_timing import Timing, Unit, line_pixels, timing, window_positions, window_tail
 
-TOP = "bnnc_top"
 FILELIST = "filelist.f"  # the sources in compile order, so tools never glob stale files
 
 
@@ -289,35 +289,12 @@ def stream_beats(design: Design) -> tuple[int, int]:
 
 # ---- numbers
 
-def sanitize(text: str, limit: int = 80) -> str:
-    """Safe inside a // comment: printable ASCII without anything a tool might parse."""
-    clean = re.sub(r"[^A-Za-z0-9_.:+\- ]", "_", str(text))[:limit]
-    return clean or "_"
-
-
 def _msb(width: int) -> int:
     return width - 1
 
 
 def _counter_bits(count: int) -> int:
     return max(1, (count - 1).bit_length())
-
-
-# Wider constants are written as a concatenation: Verilator rejects numbers over 65,536 bits
-# ("exceeds implementation limit"), Icarus tokens over its 16 KB scanner buffer (4,096 hex digits fit).
-MAX_LITERAL_BITS = 1 << 14
-
-
-def _lit(value: int, bits: int, base: str = "d") -> str:
-    value = int(value)
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{value} does not fit {bits} unsigned bits")
-    if bits > MAX_LITERAL_BITS:  # e.g. the weight word of an unrolled 784 x 256 layer: concatenate
-        pieces = [(lo, min(MAX_LITERAL_BITS, bits - lo)) for lo in range(0, bits, MAX_LITERAL_BITS)]
-        return "{" + ", ".join(_lit(value >> lo & ((1 << w) - 1), w, "h") for lo, w in reversed(pieces)) + "}"
-    if base == "h":
-        return f"{bits}'h{value:0{(bits + 3) // 4}x}"
-    return f"{bits}'d{value}"
 
 
 def _pack(codes: np.ndarray, bits: int) -> int:
@@ -331,20 +308,6 @@ def _pack(codes: np.ndarray, bits: int) -> int:
 def _pack_bits(bits01: np.ndarray) -> int:
     """A 0/1 vector -> integer, element 0 in the least significant bit (fast for big ROMs)."""
     return int.from_bytes(np.packbits(bits01.astype(np.uint8), bitorder="little").tobytes(), "little")
-
-
-def _per_channel(values: np.ndarray | None, channels: int, columns: int | None = None) -> list[list[int]]:
-    """(1, n) or (C, n) (or (C,) / ()) parameters as C rows of Python ints."""
-    arr = np.asarray(values, dtype=object)
-    arr = arr.reshape((-1, columns)) if columns is not None else arr.reshape((-1, 1))
-    arr = np.broadcast_to(arr, (channels, arr.shape[1]))
-    return [[int(v) for v in row] for row in arr]
-
-
-def popcount_threshold(t: int, k: int) -> int:
-    """The popcount form of a dot-product threshold over k bipolar inputs:
-    dot = 2P - k >= t  <=>  P >= (t + k) / 2  <=>  P >= ceil((t + k) / 2)   (P is an integer)."""
-    return -((-(t + k)) // 2)
 
 
 def _elem_signed(elem: Element) -> bool:
@@ -407,73 +370,19 @@ def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int
 
 # ---- the matrix-vector unit
 
-def layer_mode(layer: Layer) -> str:
-    """"xnor": bipolar inputs, popcount of XNOR. "masked": the same, but some window positions
-    are zero padding, which is not a bit: they must add nothing, so each input carries an
-    `inside` bit. "integer": sum of +-x over integer (or ternary, fixed-point) codes, where a zero
-    pad is the code 0."""
-    if not isinstance(layer.in_elem, Bipolar):
-        return "integer"
-    win = layer.window
-    return "masked" if win is not None and win.pad_value == 0 and any(win.pads) else "xnor"
-
-
-def _accumulator(layer: Layer, mode: str) -> tuple[int, str, int]:
-    """(width, description, term width) of the accumulator. Thresholds need the exact value;
-    an affine output only needs it modulo 2**out_bits, so its accumulator is that narrow.
-    bnnc_dot extends each term to the sum's width, which must hold one term (and be >= 2)."""
-    k = layer.in_count
-    term_w = 1 if mode != "integer" else layer.in_elem.bits + 1
-    if layer.post == "threshold":
-        if mode == "xnor":
-            width = max((k + 1).bit_length(), 2)
-            return width, f"popcount P in [0, {k}] (dot = 2P - {k})", term_w
-        if mode == "masked":  # P in [0, K] and the dot product 2P - inside in [-K, K] (thresholds up to K + 1)
-            width = (k + 1).bit_length() + 1
-            return width, f"popcount P in [0, {k}] over the inputs inside the map; dot = 2P - inside, signed", term_w
-        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
-        width = max(int_for_range(-span, span + 1).bits, term_w)
-        return width, f"dot product in [-{span}, {span}], signed", term_w
-    width = max(layer.out_elem.bits, term_w, 2)
-    what = {"xnor": "popcount P", "masked": "popcount P (inside inputs)", "integer": "dot product"}[mode]
-    return width, f"{what} modulo 2^{width}", term_w
-
-
-def _threshold_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
-    c, k = layer.out_count, layer.in_count
-    levels = np.asarray(layer.thresholds).shape[-1]
-    thresholds = _per_channel(layer.thresholds, c, levels)
-    values = _per_channel(layer.values, c, levels + 1)
-    if levels == 0:  # a constant output: one threshold that is never reached keeps the RTL uniform
-        levels, thresholds, values = 1, [[1 << 62] for _ in range(c)], [row * 2 for row in values]
-    for ch, row in enumerate(thresholds):
-        if any(a > b for a, b in zip(row, row[1:])):
-            raise ValueError(f"layer {layer.index}: thresholds of channel {ch} are not ascending")
-    if mode == "xnor":
-        lo, hi = 0, k + 1  # P in [0, K]
-        converted = [[popcount_threshold(t, k) for t in row] for row in thresholds]
-    elif mode == "masked":
-        lo, hi = -k, k + 1  # compared with the dot product itself
-        converted = thresholds
-    else:
-        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
-        lo, hi = -span, span + 1
-        converted = thresholds
-    # Outside the accumulator's range a threshold is always / never reached: clamping keeps that.
-    clamped = [[min(max(t, lo), hi) for t in row] for row in converted]
-    codes = [[int(v) for v in row] for row in encode(np.array(values, dtype=np.int64), layer.out_elem)]
-    meaning = "P >=" if mode == "xnor" else "dot >="
-    roms = (_group_rom("group_thresholds", clamped, layer, acc_w, group_bits, meaning),
-            _group_rom("group_codes", codes, layer, layer.out_elem.bits, group_bits, "output code per level"))
-    note = f"{levels} threshold(s) per channel -> {layer.out_elem}"
-    return levels, roms, note
+def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
+    t = plan(layer).thresholds
+    meaning = "P >=" if plan(layer).mode == Mode.XNOR else "dot >="
+    roms = (_group_rom("group_thresholds", t.counting.tolist(), layer, acc_w, group_bits, meaning),
+            _group_rom("group_codes", t.codes.tolist(), layer, layer.out_elem.bits, group_bits, "output code per level"))
+    note = f"{t.levels} threshold(s) per channel -> {layer.out_elem}"
+    return t.levels, roms, note
 
 
 def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
     c, k = layer.out_count, layer.in_count
     if layer.post == "affine":
-        mult = [row[0] for row in _per_channel(layer.mult, c)]
-        bias = [row[0] for row in _per_channel(layer.bias, c)]
+        mult, bias = list(plan(layer).mult), list(plan(layer).bias)
         note = f"acc * mult + bias -> {layer.out_elem}"
     else:
         mult, bias = [1] * c, [0] * c
@@ -486,36 +395,13 @@ def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
     return roms, note
 
 
-def reuse_plan(layer: Layer) -> tuple[list[tuple[int, int, bool, np.ndarray]], str]:
-    """The channels this backend computes from their reuse parent: (channel, parent, negate, D).
-
-    Only when one group holds every channel (PE = C): then each channel owns fixed hardware,
-    its weights are constants, and a child's correction over D is a |D|-input dot product read
-    from the latched input vector. In a layer folded over channel groups, lanes are time-shared
-    by channels with different trees and weights, so fixed narrower trees cannot exist; there
-    every channel is computed from scratch (exact either way). With input chunks (SIMD < K), a
-    child only pays off when |D| <= SIMD (its own tree instead of a lane and an accumulator)."""
-    if layer.reuse is None:
-        return [], "no reuse tree"
-    if layer.pe != layer.out_count:
-        return [], f"folded over channel groups (PE = {layer.pe} < {layer.out_count} channels)"
-    children = []
-    for c in layer.reuse.order:
-        p = int(layer.reuse.parent[c])
-        if p < 0:
-            continue
-        d = layer.reuse.differing(layer.weights, c)
-        if layer.in_count // layer.simd == 1 or len(d) <= layer.simd:
-            children.append((c, p, bool(layer.reuse.negate[c]), d))
-    return children, f"{len(children)} channel(s) from a parent"
-
-
-def _reuse_views(layer: Layer, mode: str, acc_w: int, plan) -> tuple[tuple[Child, ...], tuple[str, ...]]:
+def _reuse_views(layer: Layer, mode: str, acc_w: int, children) -> tuple[tuple[Child, ...], tuple[str, ...]]:
     k, simd, in_bits = layer.in_count, layer.simd, 2 if mode == "masked" else layer.in_elem.bits
-    at = lambda i: (i + simd) % k  # where input i sits in the buffer in the last step
+    at = lambda i: buffer_position(i, simd, k)
     mod = (1 << acc_w) - 1
     views = []
-    for c, p, negate, d in plan:
+    for child in children:
+        c, p, negate, d = child.channel, child.parent, child.negate, child.differing
         x = _concat([_part("inputs", at(i), in_bits) for i in d], 8, " " * 11) if len(d) else ""
         w = _lit(_pack_bits(layer.weights[c, d] > 0), len(d), "h") if len(d) else ""
         inside_d = ""
@@ -561,19 +447,20 @@ def _sum_wires(layer: Layer, mode: str, acc_w: int, children: tuple[Child, ...],
 def layer_view(layer: Layer) -> LayerView:
     groups, chunks = layer.out_count // layer.pe, layer.in_count // layer.simd
     group_bits, chunk_bits = _counter_bits(groups), _counter_bits(chunks)
-    mode = layer_mode(layer)
-    acc_w, acc_note, term_w = _accumulator(layer, mode)
+    lp = plan(layer)
+    mode = lp.mode.value
+    acc_w, acc_note, term_w = lp.acc.width, lp.acc.note, lp.acc.term_width
     if layer.post == "threshold":
-        levels, post_roms, post_note = _threshold_post(layer, mode, acc_w, group_bits)
+        levels, post_roms, post_note = _threshold_post(layer, acc_w, group_bits)
         post, lane_thr_w, lane_code_w = "threshold", levels * acc_w, (levels + 1) * layer.out_elem.bits
     else:
         post_roms, post_note = _affine_post(layer, mode, acc_w, group_bits)
         post, levels, lane_thr_w, lane_code_w = "affine", 0, 0, 0
-    plan, _ = reuse_plan(layer)
-    children, formulas = _reuse_views(layer, mode, acc_w, plan) if plan else ((), ())
-    child_set = {c for c, *_ in plan}
+    built = lp.reuse(ReusePolicy.ALL_CHANNELS).children
+    children, formulas = _reuse_views(layer, mode, acc_w, built) if built else ((), ())
+    child_set = {child.channel for child in built}
     lanes = [p for p in range(layer.pe) if p not in child_set]
-    sum_wires, sums_concat = _sum_wires(layer, mode, acc_w, children, lanes) if plan else ((), "")
+    sum_wires, sums_concat = _sum_wires(layer, mode, acc_w, children, lanes) if built else ((), "")
     in_bits = 2 if mode == "masked" else layer.in_elem.bits
     out_bits = layer.out_elem.bits
     group_w = layer.pe * out_bits
@@ -581,7 +468,8 @@ def layer_view(layer: Layer) -> LayerView:
     if mode == "masked":
         c_in = layer.window.in_shape[0]
         pixels = layer.in_count // c_in
-        inside = _concat([f"inputs[{((q * c_in + layer.simd) % layer.in_count) * 2 + 1}]" for q in range(pixels)])
+        inside = _concat([f"inputs[{buffer_position(q * c_in, layer.simd, layer.in_count) * 2 + 1}]"
+                          for q in range(pixels)])
     conv_note = ""
     if layer.window is not None:
         oh, ow = layer.window.out_hw
@@ -615,13 +503,11 @@ def layer_view(layer: Layer) -> LayerView:
 
 # ---- sliding windows, pools, gathers
 
-def _mask_rom(signal: str, select: str, count: int, select_bits: int, origin: np.ndarray, k: int, size: int) -> Rom:
+def _mask_rom(signal: str, select: str, select_bits: int, inside: np.ndarray) -> Rom:
     """Per window row (or column): bit u set when window row u lies inside the map."""
-    entries = []
-    for i, o in enumerate(origin.tolist()):
-        bits = [0 <= o + u < size for u in range(k)]
-        entries.append(RomEntry(_lit(i, select_bits), _lit(_pack_bits(np.array(bits)), k, "h")))
-    return Rom(signal, select, _msb(k), tuple(entries), _lit(0, k, "h"))
+    k = inside.shape[1]
+    entries = tuple(RomEntry(_lit(i, select_bits), _lit(_pack_bits(bits), k, "h")) for i, bits in enumerate(inside))
+    return Rom(signal, select, _msb(k), entries, _lit(0, k, "h"))
 
 
 def window_view(unit: Unit) -> WindowView:
@@ -634,15 +520,15 @@ def window_view(unit: Unit) -> WindowView:
     hw = h * w
     elem = unit.layer.elem if unit.kind == "pool" else unit.layer.in_elem
     b = elem.bits
-    padded = any(win.pads)
-    if not padded:
-        mode, pad_note, pad_pixel, pad_meaning = "none", "no padding", "", ""
-    elif unit.kind == "conv" and layer_mode(unit.layer) == "masked":
-        mode, pad_pixel, pad_meaning = "mask", "", ""
+    wp = plan(unit.layer).window if unit.kind == "conv" else window_plan(win, elem, False, f"pool {unit.layer.index}")
+    mode = wp.padding.value
+    if wp.padding == Padding.NONE:
+        pad_note, pad_pixel, pad_meaning = "no padding", "", ""
+    elif wp.padding == Padding.MASKED:
+        pad_pixel, pad_meaning = "", ""
         pad_note = "padding is zero, which is not a bit: an element is {in_map, bit} and padding has in_map = 0"
     else:
-        code = int(encode(np.array([win.pad_value]), elem)[0])
-        mode = "const"
+        code = wp.pad_code
         pad_pixel = _lit(_pack([code] * c, b), c * b, "h")
         pad_meaning = f"every channel {win.pad_value} (code {code})"
         pad_note = f"padding positions hold {win.pad_value}" + (" (adds nothing)" if win.pad_value == 0 else "")
@@ -651,10 +537,8 @@ def window_view(unit: Unit) -> WindowView:
     pos_bits = (3 * hw).bit_length()  # positions + H*W lie in [0, 3 H*W)
     line = line_pixels(win.kernel, w)
     wx_bits, wy_bits = _counter_bits(ow), _counter_bits(oh)
-    rows = np.arange(oh) * sy - top
-    cols = np.arange(ow) * sx - left
-    row_rom = _mask_rom("row_ok", "wy", oh, wy_bits, rows, kh, h) if mode != "none" and (top or bottom) else None
-    col_rom = _mask_rom("col_ok", "wx", ow, wx_bits, cols, kw, w) if mode != "none" and (left or right) else None
+    row_rom = _mask_rom("row_ok", "wy", wy_bits, wp.row_inside) if mode != "none" and (top or bottom) else None
+    col_rom = _mask_rom("col_ok", "wx", wx_bits, wp.col_inside) if mode != "none" and (left or right) else None
     name = f"layer {unit.layer.index}" + (f" (ONNX node '{sanitize(unit.layer.origin)}')" if unit.layer.origin else "")
     return WindowView(
         module=f"bnnc_window{unit.layer.index}", purpose=("convolution " if unit.kind == "conv" else "pool ") + name,
@@ -761,22 +645,6 @@ def top_view(design: Design, plan: Timing | None = None) -> TopView:
                    cycles_per_frame=plan.interval, latency=plan.latency, links=links, stages=stages)
 
 
-def unsupported(design: Design) -> str | None:
-    """Why this backend cannot build `design`, or None."""
-    last = design.layers[-1]
-    if isinstance(last, PoolLayer) or last.window is not None:
-        return (f"layer {last.index} (ONNX node {quote(last.origin)}) ends the network with a feature map; "
-                f"the Verilog backend needs a dense layer (or an argmax) at the end")
-    if design.in_order != "hwc" and isinstance(design.layers[0], PoolLayer):
-        return f"layer 0 (ONNX node {quote(design.layers[0].origin)}) pools the raw input; it must follow a convolution"
-    for layer in design.layers:
-        win = layer.window if isinstance(layer, Layer) else None
-        if win is not None and (win.pads[0] + win.pads[2] >= win.kernel[0] or win.pads[1] + win.pads[3] >= win.kernel[1]):
-            return (f"layer {layer.index} (ONNX node {quote(layer.origin)}) pads by as much as its kernel "
-                    f"({win.pads} for {win.kernel}); the Verilog backend needs less padding than that")
-    return None
-
-
 def check_design(design: Design) -> None:
     """Refuse what this backend cannot build; stream widths must chain."""
     reason = unsupported(design)
@@ -799,20 +667,12 @@ def check_design(design: Design) -> None:
 
 # ---- rendering
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "verilog")),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-        trim_blocks=True, lstrip_blocks=True, autoescape=False,
-    )
-
-
 def render(design: Design) -> dict[str, str]:
     """File name -> text, in compile order (primitives, units in stream order, top)."""
     check_design(design)
     plan = timing(design)
     top = top_view(design, plan)
-    env = _environment()
+    env = environment("verilog")
     header = f"// Generated by bnnc from design '{sanitize(design.name)}'. Do not edit.\n"
     used = {s.module for s in top.stages}
     files = {}

@@ -96,17 +96,16 @@ def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
-def compare(old: Path, new: Path) -> list[str]:
+def compare(old: Path, new: Path) -> list[tuple[str, str]]:
+    """(file, how it differs) for every file not byte-identical in both folders."""
     differences = []
     old_files, new_files = files_under(old), files_under(new)
-    for name in sorted(old_files - new_files):
-        differences.append(f"only at the old commit: {name}")
-    for name in sorted(new_files - old_files):
-        differences.append(f"only at the new commit: {name}")
+    differences += [(name, "only at the old commit") for name in sorted(old_files - new_files)]
+    differences += [(name, "only at the new commit") for name in sorted(new_files - old_files)]
     for name in sorted(old_files & new_files):
         if not filecmp.cmp(old / name, new / name, shallow=False):
-            detail = json_changes(old / name, new / name) if name.endswith(".json") else ""
-            differences.append(f"differs: {name}{detail}")
+            how = json_changes(old / name, new / name) if name.endswith(".json") else ""
+            differences.append((name, how or "differs"))
     return differences
 
 
@@ -134,7 +133,23 @@ def json_changes(old: Path, new: Path) -> str:
         walk(json.loads(old.read_text()), json.loads(new.read_text()), "")
     except ValueError:
         return ""
-    return (": " + "; ".join(sorted(changes))) if changes else ": same JSON, other formatting"
+    return "; ".join(sorted(changes)) if changes else "same JSON, other formatting"
+
+
+def summarize(differences: list[tuple[str, str]]) -> list[str]:
+    """One line per kind of change: the files (by name within their build) and how they differ."""
+    groups: dict[str, list[str]] = {}
+    for name, how in differences:
+        groups.setdefault(how, []).append(name)
+    out = []
+    for how, names in groups.items():
+        if how in ("differs", "only at the old commit", "only at the new commit"):
+            out += [f"{how}: {name}" for name in names]
+        else:
+            files = sorted({name.split("/", 1)[-1] for name in names})
+            out.append(f"{len(names)} file(s) in {len({n.split('/')[0] for n in names})} build(s) "
+                       f"({', '.join(files)}): {how}")
+    return out
 
 
 def main() -> int:
@@ -162,8 +177,8 @@ def main() -> int:
             for build, message in sorted(failures[side].items()):
                 print(f"  {side}: {build} failed to compile: {message}")
         if failures["old"] != failures["new"]:
-            differences.append("the two commits fail on different builds (see above)")
-        for line in differences:
+            differences.append(("(builds)", "the two commits fail on different builds (see above)"))
+        for line in summarize(differences):
             print(f"  {line}")
         print("identical" if not differences else f"{len(differences)} difference(s)")
         return 1 if differences else 0

@@ -145,9 +145,9 @@ def _rows(plain, reused) -> tuple[list[Row], int, str | None]:
 
     reason = verilog_unsupported(plain)
     if reason is None:
-        plan = timing(plain)
-        period = {u.layer.index: u.period for u in plan.units if u.layer is not None}
-        interval = plan.interval
+        schedule = timing(plain)
+        period = {u.layer.index: u.period for u in schedule.units if u.layer is not None}
+        interval = schedule.interval
     else:  # no RTL: the layers' own estimate, as the manifest does
         period, interval = {l.index: l.cycles for l in plain.layers}, plain.cycles_per_frame
     rows = []

@@ -106,9 +106,12 @@ def buffer_position(i: int, simd: int, k: int) -> int:
     return (i + simd) % k
 
 
-def window_last_row(win: Window, oy: int) -> int:
-    """The newest input row that the windows of output row `oy` read; rows past H - 1 lie in the
-    bottom padding (hls/include/bnn/window.hpp's WindowShape::last_row clamps it to the map)."""
+def window_last_row(win: Window, oy):
+    """The newest input row that the windows of output row `oy` (an int or an array) read: once
+    it is in the line buffer, the row's windows can be emitted. Rows past H - 1 lie in the bottom
+    padding. The Verilog timing model (verilog_timing.window_positions) and the HLS window's
+    cycle count use this; hls/include/bnn/window.hpp's WindowShape::last_row is the same rule in
+    C++, clamped to the map."""
     return oy * win.stride[0] - win.pads[0] + win.kernel[0] - 1
 
 

@@ -71,9 +71,18 @@ def variants(name: str, folds: dict[str, Path]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def checkout(commit: str, folder: Path) -> Path:
+def checkout(commit: str | None, folder: Path) -> Path:
+    """`commit` (None: the work tree as it is now, uncommitted files included) copied into `folder`,
+    so that editing the work tree while this runs changes nothing."""
     folder.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
+    if commit is None:
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"], check=True,
+                                capture_output=True).stdout.split(b"\0")
+        names = b"\0".join(n for n in listed if n and (ROOT / n.decode()).is_file())  # not the deleted ones
+        archive = subprocess.run(["tar", "-c", "-C", str(ROOT), "--null", "-T", "-"], input=names, check=True,
+                                 capture_output=True).stdout
+    else:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
 
@@ -161,10 +170,9 @@ def main() -> int:
         tmp = Path(tmp)
         (tmp / "models").mkdir()
         start = time.perf_counter()
+        sources = {"old": checkout(args.old, tmp / "src_old"), "new": checkout(args.new, tmp / "src_new")}
         models = export_models(tmp / "models")
         folds = folding_files(tmp / "models")
-        sources = {"old": checkout(args.old, tmp / "src_old"),
-                   "new": checkout(args.new, tmp / "src_new") if args.new else ROOT}
         failures = {}
         for side, source in sources.items():
             failures[side] = build_all(source, models, folds, tmp / f"out_{side}")

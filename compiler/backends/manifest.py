@@ -106,9 +106,10 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     verilog, hls = (lp.reuse(REUSE_POLICY[backend]) for backend in ("verilog", "hls"))
     out["reuse"] = {"tree_children": lp.tree_children, "children_in_hardware": len(verilog.children),
                     "inputs_skipped": layer.out_count * layer.in_count - lp.terms_per_vector(verilog.policy),
+                    "terms_per_frame": lp.terms_per_frame(verilog.policy),
                     "note": verilog.note, "policy": f"verilog: {POLICY_TEXT[verilog.policy]}",
-                    "hls": {"children_in_hardware": len(hls.children), "note": hls.note,
-                            "policy": POLICY_TEXT[hls.policy]}}
+                    "hls": {"children_in_hardware": len(hls.children), "terms_per_frame": lp.terms_per_frame(hls.policy),
+                            "note": hls.note, "policy": POLICY_TEXT[hls.policy]}}
     lanes = layer.pe - len(verilog.children)
     dot_inputs = lp.terms_per_clock(verilog.policy)
     out["resources"] = {

@@ -39,11 +39,12 @@ def verilog_literal(value: int, bits: int, base: str = "d") -> str:
 
 
 @lru_cache(maxsize=None)
-def environment(folder: str) -> jinja2.Environment:
-    """The environment of templates/<folder>: undefined names are errors, blocks trim their
-    newlines, nothing is escaped (the output is code, names reach it only through sanitize)."""
+def environment() -> jinja2.Environment:
+    """The one environment of templates/ (names like "verilog/layer.v.j2"): undefined names are
+    errors, blocks trim their newlines, nothing is escaped (the output is code, names reach it
+    only through sanitize)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / folder)),
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         trim_blocks=True, lstrip_blocks=True, autoescape=False,
     )

@@ -37,14 +37,6 @@ def counter_bits(count: int) -> int:
     return max(1, (count - 1).bit_length())
 
 
-def pack_codes(codes: np.ndarray, bits: int) -> int:
-    """Unsigned codes (element 0 first) -> one integer, element i at bits [i*bits +: bits]."""
-    word = 0
-    for i, c in enumerate(np.asarray(codes, dtype=object).ravel().tolist()):
-        word |= int(c) << (i * bits)
-    return word
-
-
 def pack_bits(bits01: np.ndarray) -> int:
     """A 0/1 vector -> integer, element 0 in the least significant bit (fast for big ROMs)."""
     return int.from_bytes(np.packbits(bits01.astype(np.uint8), bitorder="little").tobytes(), "little")

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hardware import Layer
+from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, buffer_position, plan
 from ..templating import sanitize
-from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, pack_codes, part_select
+from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int
     entries = []
     for g in range(layer.out_count // layer.pe):
         group = rows[g * layer.pe:(g + 1) * layer.pe]
-        word = pack_codes([v & mask for row in group for v in row], field_bits)
+        word = pack([v & mask for row in group for v in row], field_bits)
         note = ""
         if layer.pe * len(rows[0]) <= NOTE_FIELDS:
             note = f"channels {g * layer.pe}..{(g + 1) * layer.pe - 1}, {meaning}: " + " | ".join(

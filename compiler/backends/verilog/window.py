@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hardware import pack
 from ..plan import Padding, plan, window_plan
 from ..templating import sanitize
 from ..verilog_timing import Unit, line_pixels, window_positions, window_tail
-from .common import Rom, RomEntry, counter_bits, lit, msb, pack_bits, pack_codes
+from .common import Rom, RomEntry, counter_bits, lit, msb, pack_bits
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def window_view(unit: Unit) -> WindowView:
         pad_note = "padding is zero, which is not a bit: an element is {in_map, bit} and padding has in_map = 0"
     else:
         code = wp.pad_code
-        pad_pixel = lit(pack_codes([code] * c, b), c * b, "h")
+        pad_pixel = lit(pack([code] * c, b), c * b, "h")
         pad_meaning = f"every channel {win.pad_value} (code {code})"
         pad_note = f"padding positions hold {win.pad_value}" + (" (adds nothing)" if win.pad_value == 0 else "")
     n = window_positions(win)

@@ -78,25 +78,25 @@ def _unit_modules(unit: Unit) -> list[tuple[str, int]]:
     return out
 
 
-def top_view(design: Design, plan: Timing | None = None) -> TopView:
-    plan = plan or timing(design)
-    in_w = design.in_count * design.in_elem.bits // plan.in_beats
+def top_view(design: Design, schedule: Timing | None = None) -> TopView:
+    schedule = schedule or timing(design)
+    in_w = design.in_count * design.in_elem.bits // schedule.in_beats
     modules = []  # (module, params, name, out width)
-    if plan.paced:
-        modules.append(("bnnc_pacer", f"#(.W({in_w}), .BEATS({plan.in_beats}), .INTERVAL({plan.interval}))",
+    if schedule.paced:
+        modules.append(("bnnc_pacer", f"#(.W({in_w}), .BEATS({schedule.in_beats}), .INTERVAL({schedule.interval}))",
                         "pacer", in_w))
-    for u, unit in enumerate(plan.units):
+    for u, unit in enumerate(schedule.units):
         for module, width in _unit_modules(unit):
             modules.append((module, "", module.removeprefix("bnnc_"), width))
-        if u < len(plan.fifo_depths) and plan.fifo_depths[u]:
+        if u < len(schedule.fifo_depths) and schedule.fifo_depths[u]:
             width = modules[-1][3]
-            modules.append(("bnnc_fifo", f"#(.W({width}), .DEPTH({plan.fifo_depths[u]}))", f"fifo{u}", width))
+            modules.append(("bnnc_fifo", f"#(.W({width}), .DEPTH({schedule.fifo_depths[u]}))", f"fifo{u}", width))
     links = tuple((f"link{i + 1}", msb(modules[i][3])) for i in range(len(modules) - 1))
     prefixes = ["in"] + [name for name, _ in links] + ["out"]
     stages = tuple(Stage(module=m, params=params, instance=f"stage{i}_{name}", source=prefixes[i],
                          sink=prefixes[i + 1], width=width)
                    for i, (m, params, name, width) in enumerate(modules))
-    if plan.in_beats > 1:
+    if schedule.in_beats > 1:
         c, h, w = design.in_shape
         in_note = (f"a {c} x {h} x {w} map of {design.in_elem}, one pixel ({c} element(s)) per transfer, "
                    f"{h * w} transfers per frame in raster order")
@@ -105,7 +105,7 @@ def top_view(design: Design, plan: Timing | None = None) -> TopView:
     out_note = f"{design.out_count} x {design.out_elem}, one vector per frame"
     return TopView(design=sanitize(design.name), in_note=in_note, in_msb=msb(in_w), out_note=out_note,
                    out_msb=msb(design.out_count * design.out_elem.bits),
-                   cycles_per_frame=plan.interval, latency=plan.latency, links=links, stages=stages)
+                   cycles_per_frame=schedule.interval, latency=schedule.latency, links=links, stages=stages)
 
 
 def check_design(design: Design) -> None:

@@ -3,8 +3,8 @@
 The build is compiled twice, with and without `channel-reuse` (same folding). Per layer the
 report counts XNORs (popcount inputs) three ways: without reuse (C*K), with every child of the
 pass's tree computed from its parent (the tree's ideal saving), and as the Verilog backend
-builds it for this folding (`reuse_plan`: reuse needs all channels in one clock, PE = C, and
-with input chunks only children with |D| <= SIMD pay off). Both RTL variants are synthesized
+builds it for this folding (the layer plan's Verilog reuse policy, backends/plan.py: reuse needs
+all channels in one clock, PE = C, and with input chunks only children with |D| <= SIMD pay off). Both RTL variants are synthesized
 with Yosys' `synth_xilinx` (Debian's `yosys`), two runs at a time by default, each unit of the
 top and the lanes of folded layers as modules of their own (`shared_cells`); without Yosys the
 report says so and shows the counts only. The markdown goes to the terminal and to
@@ -25,7 +25,6 @@ from pathlib import Path
 
 from . import driver
 from .diagnostics import BnncError
-from .passes.channel_reuse import tree_stats
 
 REUSE = "channel-reuse"
 CELL_GROUPS = {"LUT": re.compile(r"LUT\d"), "FF": re.compile(r"FD\w*"), "CARRY": re.compile(r"CARRY\d"),
@@ -141,14 +140,14 @@ def _pool_row(layer, cycles: int) -> Row:
 def _rows(plain, reused) -> tuple[list[Row], int, str | None]:
     """Per-layer rows, the pipeline interval and why the Verilog backend cannot build it (or None)."""
     from .backends.hardware import PoolLayer
-    from .backends.verilog import layer_mode, reuse_plan, unsupported
+    from .backends.plan import REUSE_POLICY, Mode, plan, verilog_unsupported
     from .backends.verilog_timing import timing
 
-    reason = unsupported(plain)
+    reason = verilog_unsupported(plain)
     if reason is None:
-        plan = timing(plain)
-        period = {u.layer.index: u.period for u in plan.units if u.layer is not None}
-        interval = plan.interval
+        schedule = timing(plain)
+        period = {u.layer.index: u.period for u in schedule.units if u.layer is not None}
+        interval = schedule.interval
     else:  # no RTL: the layers' own estimate, as the manifest does
         period, interval = {l.index: l.cycles for l in plain.layers}, plain.cycles_per_frame
     rows = []
@@ -157,24 +156,25 @@ def _rows(plain, reused) -> tuple[list[Row], int, str | None]:
             rows.append(_pool_row(a, period[a.index]))
             continue
         c, k = b.out_count, b.in_count
-        s = tree_stats(b.weights, b.reuse)
+        p, policy = plan(b), REUSE_POLICY["verilog"]
         kind = "dense"
         if b.window is not None:
             kind = f"conv {b.window.kernel[0]}x{b.window.kernel[1]}, {b.vectors} px"
-        if layer_mode(b) == "integer":
+        if p.mode == Mode.INTEGER:
             kind += f", {b.in_elem} in (+-x terms)"
-        children, note = reuse_plan(b)
-        built = c * k - sum(k - len(d) for *_, d in children)
-        with_clock = (b.pe - len(children)) * b.simd + sum(len(d) for *_, d in children)
+        children = p.reuse(policy)
+        built, with_clock, note = p.terms_per_vector(policy), p.terms_per_clock(policy), children.note
         if reason is not None:
             built, with_clock, note = None, None, ""
-        elif len(children) == s["children"]:
+        elif len(children.children) == p.tree_children:
             note = ""
         elif b.pe == c:
-            note = f"{len(children)} of {s['children']} tree children built (the others have |D| > SIMD = {b.simd})"
+            note = (f"{len(children.children)} of {p.tree_children} tree children built "
+                    f"(the others have |D| > SIMD = {b.simd})")
+        tree = p.terms_per_vector(None)
         rows.append(Row(b.index, kind, f"{k} x {c}", f"{b.pe} x {b.simd}", period[b.index], b.vectors, c * k,
-                        s["xnor_after"], built, s["tree_weight"], s["depth"],
-                        (a.pe * a.simd, with_clock) if with_clock is not None else None, note))
+                        tree, built, tree - (c - p.tree_children) * k, p.tree_depth,
+                        (plan(a).terms_per_clock(policy), with_clock) if with_clock is not None else None, note))
     return rows, interval, reason
 
 

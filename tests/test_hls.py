@@ -9,6 +9,7 @@ while the next groups are prepared: the suite's time is mostly g++.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -530,3 +531,36 @@ def test_invalid_input_values_are_rejected(tmp_path):
     emit(design, tmp_path)
     with pytest.raises(CsimError, match="not a valid bipolar value"):
         run_csim(tmp_path, design, np.zeros((1, 8), dtype=np.int64))
+
+
+def hls_reuse_children(project: Path, layer: str) -> int:
+    """Channels the generated C++ computes from a parent: nonzero entries of the reuse tree's
+    depth table in bnnc_params.hpp (the first initializer of `<layer>_reuse`)."""
+    text = (project / "bnnc_params.hpp").read_text()
+    rest = text[text.index(f"{layer}_reuse = {{") + len(f"{layer}_reuse = {{"):]
+    start, level, end = rest.index("{"), 0, 0
+    for end, char in enumerate(rest[start:], start):
+        level += {"{": 1, "}": -1}.get(char, 0)
+        if level == 0:
+            break
+    return sum(int(v) != 0 for v in re.findall(r"-?\d+", rest[start:end]))
+
+
+def test_manifest_states_each_backends_reuse(tmp_path):
+    """Folded over channel groups (PE < C), the HLS backend computes children from their
+    parent in the same group while the Verilog backend computes every channel from scratch. The
+    manifest says both, and each count is what that backend's generated code holds."""
+    from bnnc.backends.manifest import design_manifest
+    from bnnc.backends.verilog import emit as emit_rtl
+    from tests.test_verilog import rtl_reuse_children
+
+    fold = {0: {"pe": 4, "simd": 16}}
+    graph = with_reuse(make_mlp(np.random.default_rng(3), Bipolar(), [64, 16, 4], ["sign"], "none"), fold)
+    design = lower(graph, fold)
+    emit(design, tmp_path / "hls")
+    emit_rtl(design, tmp_path / "rtl")
+    reuse = design_manifest(design)["layers"][0]["reuse"]
+    built_in_hls = hls_reuse_children(tmp_path / "hls", "layer0")
+    assert reuse["tree_children"] == built_in_hls == reuse["hls"]["children_in_hardware"] > 0
+    assert reuse["children_in_hardware"] == len(rtl_reuse_children(tmp_path / "rtl", 0)) == 0
+    assert reuse["policy"].startswith("verilog: ") and "channel group" in reuse["hls"]["policy"]

@@ -12,6 +12,7 @@ from bnnc.passes import DEFAULT_PIPELINE
 from tests.onnx_builders import sign_bn_mlp
 from tests.test_cli import bnnc
 from tests.test_conv import CONV_PRODUCERS
+from tests.test_verilog import rtl_reuse_children
 
 REUSE_PIPELINE = DEFAULT_PIPELINE + ",channel-reuse"
 
@@ -55,10 +56,13 @@ def test_conv_net_counts_without_synthesis(conv_build):
         full, tree, built = number(row[5]), number(row[6]), number(row[7])
         assert full == layer["in_count"] * layer["out_count"] and row[3] == f"{layer['pe']} x {layer['simd']}"
         assert tree <= built <= full
-        # what the RTL builds is what the manifest says it builds
-        assert full - built == layer["reuse"]["inputs_skipped"]
+        # what the report says the RTL builds is what the emitted RTL holds: a child is a dot
+        # product over the |D| inputs where it differs from its parent, instead of K
+        children = rtl_reuse_children(conv_build / "rtl", layer["index"])
+        assert full - built == sum(layer["in_count"] - d for d in children.values())
         before, after = (number(c) for c in row[10].split(" -> "))
-        assert (before, after) == (layer["pe"] * layer["simd"], layer["resources"]["xnors"] + layer["resources"]["add_sub_terms"])
+        assert (before, after) == (layer["pe"] * layer["simd"],
+                                   (layer["pe"] - len(children)) * layer["simd"] + sum(children.values()))
         if layer["kind"] == "conv":
             px = layer["window"]["vectors"]
             assert f"{px} px" in row[1]

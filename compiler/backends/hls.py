@@ -23,24 +23,24 @@ when its beat is not the unit's SIMD, and the matrix-vector unit run once per ou
 """
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..diagnostics import BnncError
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
-from .hardware import Design, Layer, PoolLayer, encode
+from .hardware import Design, Layer, PoolLayer
+from .hls_arrays import braced, by_pe, chunk_words, cpp_bits, cpp_int, rows
+from .plan import REUSE_POLICY, Padding, Post, plan, window_last_row
+from .templating import environment, sanitize
 
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 5.0
 VENDOR_MAX_WIDTH = 1 << 15  # ap_int's hard limit (AP_INT_MAX_W)
-LINE_WIDTH = 100  # of array initializers in the generated code
 
 TEMPLATES = ("bnnc_config.hpp", "bnnc_params.hpp", "bnnc_top.hpp", "bnnc_top.cpp", "csim_main.cpp",
              "run_hls.tcl")
@@ -48,10 +48,6 @@ TEMPLATES = ("bnnc_config.hpp", "bnnc_params.hpp", "bnnc_top.hpp", "bnnc_top.cpp
 
 def kernel_dir() -> Path:
     return resource_dir("hls") / "include" / "bnn"
-
-
-def template_dir() -> Path:
-    return resource_dir("templates") / "hls"
 
 
 # ---- element encodings and C++ literals
@@ -72,61 +68,6 @@ def elem_view(elem: Element) -> ElemView:
             raise BnncError(f"{elem} elements are wider than the HLS backend's 63-bit limit")
         return ElemView(f"bnn::{'Signed' if elem.signed else 'Unsigned'}<{elem.bits}>", elem.bits)
     raise BnncError(f"{elem} values cannot reach the HLS design; fold them to integers first")
-
-
-def _int(v: int) -> str:
-    """A C++ integer literal that keeps its value whatever the width of int."""
-    v = int(v)
-    return str(v) if -(1 << 31) < v < (1 << 31) else f"{v}LL"
-
-
-def _bits(word: int, width: int) -> str:
-    """An ap_uint<width> constant: a hex literal, or hex string above 64 bits (C++ has no wider literal)."""
-    digits = f"0x{word:0{(width + 3) // 4}x}"
-    return digits if width <= 64 else f'ap_uint<{width}>("{digits}", 16)'
-
-
-def _inline(nested, fmt) -> str:
-    if nested.ndim == 1:
-        return "{" + ", ".join(fmt(v) for v in nested) + "}"
-    return "{" + ", ".join(_inline(sub, fmt) for sub in nested) + "}"
-
-
-def _braced(nested, fmt, indent: int = 4) -> list[str]:
-    """Lines of a C++ initializer for an (A, B, ...) array, one brace level per axis: a
-    sub-array that fits on one line stays on one line, long rows wrap at LINE_WIDTH."""
-    pad = " " * indent
-    nested = np.asarray(nested, dtype=object)
-    text = _inline(nested, fmt)
-    if indent + len(text) < LINE_WIDTH:
-        return [f"{pad}{text},"]
-    if nested.ndim > 1:
-        return [f"{pad}{{"] + _rows(nested, fmt, indent + 4) + [f"{pad}}},"]
-    lines, line = [], ""
-    for item in (fmt(v) for v in nested):
-        if line and indent + 4 + len(line) + len(item) + 2 > LINE_WIDTH:
-            lines.append(line)
-            line = ""
-        line += f"{item}, "
-    lines.append(line)
-    return [f"{pad}{{"] + [f"{pad}    {line.rstrip()}" for line in lines] + [f"{pad}}},"]
-
-
-def _rows(nested, fmt, indent: int = 4) -> list[str]:
-    """The braced elements of an array, without the braces around the whole."""
-    return [line for sub in nested for line in _braced(sub, fmt, indent)]
-
-
-def _by_pe(per_channel: np.ndarray, pe: int) -> np.ndarray:
-    """(C, ...) -> (PE, NF, ...): channel c = nf * PE + pe sits at [pe, nf]."""
-    c = per_channel.shape[0]
-    return np.swapaxes(per_channel.reshape((c // pe, pe) + per_channel.shape[1:]), 0, 1)
-
-
-def sanitize(text: str, limit: int = 80) -> str:
-    """A model-supplied name made harmless inside a C++ or Tcl comment."""
-    clean = re.sub(r"[^A-Za-z0-9_.:+\-]", "_", str(text))
-    return clean[:limit] + ("..." if len(clean) > limit else "")
 
 
 def _signed_width(values) -> int:
@@ -229,16 +170,10 @@ class PoolView:
 
 
 def _threshold_arrays(layer: Layer) -> tuple[np.ndarray, np.ndarray, int]:
-    """Thresholds clamped into [acc.lo, acc.hi + 1] (no comparison result changes), so that
-    they fit an ap_int one bit wider than the accumulator at most; at least one level."""
-    acc = layer.acc_elem
-    t = np.broadcast_to(layer.thresholds, (layer.out_count, layer.thresholds.shape[1]))
-    v = encode(layer.values, layer.out_elem)
-    if t.shape[1] == 0:  # a constant channel: one threshold that never fires
-        t = np.full((layer.out_count, 1), acc.hi + 1, dtype=np.int64)
-        v = np.repeat(v, 2, axis=1)
-    t = np.clip(t.astype(object), acc.lo, acc.hi + 1)
-    return t, v, int_for_range(acc.lo, acc.hi + 1).bits
+    """The plan's thresholds on the dot product (clamped into [acc.lo, acc.hi + 1]), so that they
+    fit an ap_int one bit wider than the accumulator at most, and the codes of the levels."""
+    t, acc = plan(layer).thresholds, plan(layer).acc
+    return t.dot, t.codes, int_for_range(acc.lo, acc.hi + 1).bits
 
 
 def _check_affine_range(layer: Layer) -> None:
@@ -250,37 +185,20 @@ def _check_affine_range(layer: Layer) -> None:
                         f"C simulation's 64-bit arithmetic holds")
 
 
-def _chunk_words(bits: np.ndarray, pe: int, simd: int) -> np.ndarray:
-    """(C, K) 0/1 -> (PE, NF * SF) words: [pe][nf * SF + sf] bit i is input sf * SIMD + i of
-    channel nf * PE + pe -- the layout of the weights and of the reuse masks."""
-    c, k = bits.shape
-    chunks = bits.reshape(c, k // simd, simd)
-    words = np.zeros((c, k // simd), dtype=object)
-    for i in range(simd):
-        words += chunks[:, :, i].astype(object) << i
-    return _by_pe(words, pe).reshape(pe, -1)
-
-
 def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
     """The generator's output beat is the unit's SIMD when a beat holds whole pixels or part of
     one; otherwise the largest part of a pixel dividing SIMD, gathered into SIMD afterwards."""
     win = layer.window
     c, h, w = win.in_shape
     beat = layer.simd if layer.simd % c == 0 or c % layer.simd == 0 else gcd(layer.simd, c)
-    masked = win.pad_value == 0 and isinstance(layer.in_elem, Bipolar) and any(win.pads)
-    if masked or not any(win.pads):
-        pad = 0
-    elif layer.in_elem.lo <= win.pad_value <= layer.in_elem.hi:
-        pad = int(encode(np.array([win.pad_value]), layer.in_elem)[0])
-    else:
-        raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): pads with "
-                        f"{win.pad_value}, which {layer.in_elem} inputs cannot hold")
+    masked = plan(layer).window.padding == Padding.MASKED
+    pad = plan(layer).window.pad_code
     width = in_elem.width + (1 if masked else 0)
     top, left = win.pads[:2]
     oh, ow = win.out_hw
 
     def last_row(oy: int) -> int:  # as WindowShape::last_row
-        return -1 if oy < 0 else h - 1 if oy >= oh else min(oy * win.stride[0] - top + win.kernel[0] - 1, h - 1)
+        return -1 if oy < 0 else h - 1 if oy >= oh else min(window_last_row(win, oy), h - 1)
     cycles = sum(max((last_row(oy + 1) - last_row(oy)) * w, ow * layer.in_count // beat if oy >= 0 else 0)
                  for oy in range(-1, oh))
     shape = (f"bnn::WindowShape<{c}, {h}, {w}, {win.kernel[0]}, {win.kernel[1]}, {win.stride[0]}, "
@@ -290,30 +208,29 @@ def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
                 f"{'/'.join(map(str, win.pads))} of {win.pad_value}{flag}, "
                 f"{beat} elements per beat in {cycles} cycles per frame")
     return WindowView(shape=shape, describe=describe, pixel=c, pixel_width=in_elem.width, beat=beat, width=width,
-                      pad=_bits(pad, width), in_count=c * h * w, out_count=layer.vectors * layer.in_count)
+                      pad=cpp_bits(pad, width), in_count=c * h * w, out_count=layer.vectors * layer.in_count)
 
 
 def _reuse_view(layer: Layer) -> ReuseView:
     reuse, pe, simd = layer.reuse, layer.pe, layer.simd
     c, k = layer.weights.shape
-    for child, parent in enumerate(reuse.parent):
-        if parent >= 0 and parent // pe != child // pe:
-            raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): channel {child} reuses "
-                            f"channel {parent}, which PE={pe} computes in another clock; run channel-reuse with "
-                            f"this folding's groups (bnnc compile does)")
+    lp, policy = plan(layer), REUSE_POLICY["hls"]
+    built = lp.reuse(policy)
+    if len(built.children) != lp.tree_children:
+        raise BnncError(f"layer {layer.index} (ONNX node '{sanitize(layer.origin)}'): {built.note}; run "
+                        f"channel-reuse with this folding's groups (bnnc compile does)")
     depth = reuse.depths()
     differ = np.zeros((c, k), dtype=bool)
-    for child in np.flatnonzero(reuse.parent >= 0):
-        differ[child, reuse.differing(layer.weights, child)] = True
-    levels = int(depth.max()) + 1
+    for child in built.children:
+        differ[child.channel, child.differing] = True
     return ReuseView(
-        cpp=f"bnn::ReuseTree<{pe}, {c // pe}, {k // simd}, {simd}, {levels}>",
-        children=int(np.sum(reuse.parent >= 0)),
-        xnors=int(k * np.sum(reuse.parent < 0) + differ.sum()),
-        depth_lines=_braced(_by_pe(depth, pe), _int),
-        parent_lines=_braced(_by_pe(np.where(reuse.parent >= 0, reuse.parent % pe, 0), pe), _int),
-        negate_lines=_braced(_by_pe(reuse.negate, pe), lambda v: "true" if v else "false"),
-        differ_lines=_braced(_chunk_words(differ, pe, simd), lambda w: _bits(w, simd)))
+        cpp=f"bnn::ReuseTree<{pe}, {c // pe}, {k // simd}, {simd}, {lp.tree_depth}>",
+        children=len(built.children),
+        xnors=lp.terms_per_vector(policy),
+        depth_lines=braced(by_pe(depth, pe), cpp_int),
+        parent_lines=braced(by_pe(np.where(reuse.parent >= 0, reuse.parent % pe, 0), pe), cpp_int),
+        negate_lines=braced(by_pe(reuse.negate, pe), lambda v: "true" if v else "false"),
+        differ_lines=braced(chunk_words(differ, pe, simd), lambda w: cpp_bits(w, simd)))
 
 
 def layer_view(layer: Layer) -> LayerView:
@@ -329,28 +246,28 @@ def layer_view(layer: Layer) -> LayerView:
     unit_elem = in_elem
     if window and window.width != in_elem.width:
         unit_elem = ElemView("bnn::MaskedBipolar", window.width)
-    weights = _chunk_words((layer.weights > 0), pe, simd)
+    weights = chunk_words((layer.weights > 0), pe, simd)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
-    if layer.post == "threshold":
+    if plan(layer).post == Post.THRESHOLD:
         t, v, t_width = _threshold_arrays(layer)
         levels = t.shape[1]
         activation = "threshold"
         activation_type = (f"bnn::ThresholdActivation<{pe}, {nf}, {levels}, ap_int<{t_width}>, "
                            f"{out_elem.width}>")
-        threshold_lines = _braced(_by_pe(t, pe), _int)
-        value_lines = _braced(_by_pe(v, pe), _int)
+        threshold_lines = braced(by_pe(t, pe), cpp_int)
+        value_lines = braced(by_pe(v, pe), cpp_int)
         partitions += [Partition(f"{name}_activation.thresholds", 1)] if pe > 1 else []
         partitions += [Partition(f"{name}_activation.thresholds", 3)] if levels > 1 else []
         partitions += [Partition(f"{name}_activation.values", 1)] if pe > 1 else []
-    elif layer.post == "affine":
+    elif plan(layer).post == Post.AFFINE:
         _check_affine_range(layer)
         activation = "affine"
         activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
                            f"ap_int<{_signed_width(layer.bias)}>, {out_elem.width}>")
-        mult_lines = _braced(_by_pe(np.asarray(layer.mult), pe), _int)
-        bias_lines = _braced(_by_pe(np.asarray(layer.bias), pe), _int)
+        mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
+        bias_lines = braced(by_pe(np.array(plan(layer).bias, dtype=object), pe), cpp_int)
         if pe > 1:
             partitions += [Partition(f"{name}_activation.mult", 1), Partition(f"{name}_activation.bias", 1)]
     else:
@@ -371,7 +288,7 @@ def layer_view(layer: Layer) -> LayerView:
     return LayerView(kind="conv" if window else "dense", name=name, summary=summary, in_count=k, out_count=c,
                      simd=simd, pe=pe, nf=nf, sf=sf, vectors=layer.vectors, in_elem=unit_elem, out_elem=out_elem,
                      acc_width=acc_width, activation=activation, activation_type=activation_type,
-                     weight_lines=_rows(weights, lambda w: _bits(w, simd)),
+                     weight_lines=rows(weights, lambda w: cpp_bits(w, simd)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
                      bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse)
 
@@ -386,7 +303,7 @@ def pool_view(layer: PoolLayer) -> PoolView:
                f"{c}x{h}x{w} -> {c}x{oh}x{ow} {layer.elem}, {layer.cycles} cycles per frame")
     return PoolView(kind="pool", name=f"layer{layer.index}", summary=summary, channels=c, height=h, width=w,
                     kernel=tuple(layer.kernel), stride=tuple(layer.stride), elem=elem_view(layer.elem),
-                    max_channels=_bits(mask, c), out_pixels=oh * ow)
+                    max_channels=cpp_bits(mask, c), out_pixels=oh * ow)
 
 
 def unit_view(layer) -> LayerView | PoolView:
@@ -516,23 +433,18 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
     )
 
 
-def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(template_dir())), undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-
-
 def emit(design: Design, out_dir: Path, part: str = DEFAULT_PART, clock_ns: float = DEFAULT_CLOCK_NS) -> list[Path]:
     """Write the HLS project for `design` into out_dir; returns the files written, sorted."""
     out_dir = Path(out_dir)
     if (out_dir / "include" / "bnn").resolve() == kernel_dir().resolve():
         raise BnncError(f"{out_dir}: is the kernel library's own folder; emit the project elsewhere")
     view = project_view(design, part, clock_ns)
-    env = _environment()
+    env = environment()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in TEMPLATES:
         path = out_dir / name
-        path.write_text(env.get_template(name + ".j2").render(**view), encoding="utf-8")
+        path.write_text(env.get_template(f"hls/{name}.j2").render(**view), encoding="utf-8")
         written.append(path)
     include = out_dir / "include" / "bnn"
     shutil.rmtree(include, ignore_errors=True)

@@ -1,8 +1,10 @@
 """What a user of the generated hardware needs to know, as JSON: stream formats, folding, timing,
 size.
 
-Timing and sizes are those of the Verilog backend's architecture (verilog.py, verilog_timing.py;
-the tests check the timing against simulation). For designs that backend cannot build,
+Every per-layer decision comes from the layer's plan (plan.py). Timing and sizes are those of the
+Verilog backend's architecture (verilog_timing.py; the tests check the timing against
+simulation), and so is the reuse that `resources` counts; each layer's `reuse` also says what
+the HLS backend builds under its policy. For designs the Verilog backend cannot build,
 `latency_cycles` is null, `cycles_per_frame` is the layers' own estimate and `rtl` says why.
 Keys keep a fixed order, so equal designs give equal JSON text.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary
 from .hardware import Design, Layer, PoolLayer
-from .verilog import TOP, layer_view, reuse_plan, unsupported
+from .plan import POLICY_TEXT, REUSE_POLICY, TOP, Mode, Post, plan, verilog_unsupported
 from .verilog_timing import line_pixels, timing, window_tail
 
 TIMING_MODEL = (
@@ -69,13 +71,14 @@ def _pool(layer: PoolLayer, unit_cycles) -> dict:
 
 
 def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
-    view = layer_view(layer)
-    plan, reuse_note = reuse_plan(layer)
-    post = {"kind": layer.post, "levels": view.levels} if view.post == "threshold" else {"kind": layer.post}
+    lp = plan(layer)
+    mode, folding = lp.mode, lp.folding
+    levels = lp.thresholds.levels if lp.post == Post.THRESHOLD else 0
+    post = {"kind": layer.post, "levels": levels} if lp.post == Post.THRESHOLD else {"kind": layer.post}
     out = {
         "index": layer.index,
         "origin": layer.origin,
-        "kind": "conv" if layer.window is not None else "dense",
+        "kind": lp.kind.value,
         "in_count": layer.in_count,
         "out_count": layer.out_count,
         "in_element": str(layer.in_elem),
@@ -83,8 +86,8 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
         "post": post,
         "pe": layer.pe,
         "simd": layer.simd,
-        "channel_groups": view.groups,
-        "input_chunks": view.chunks,
+        "channel_groups": folding.groups,
+        "input_chunks": folding.chunks,
         "cycles": layer.cycles,  # matrix-vector steps per frame
         "unit_cycles": unit_cycles,  # this unit alone, clocks per frame (see timing_model)
     }
@@ -96,28 +99,31 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
                          "pads": list(w.pads), "pad_value": w.pad_value, "out_hw": list(w.out_hw),
                          "vectors": layer.vectors, "padding": {"masked": "zero pads add nothing (an in-map bit per input)",
                                                                "xnor": "none" if not any(w.pads) else f"a {w.pad_value} bit",
-                                                               "integer": f"the code of {w.pad_value}"}[view.mode],
+                                                               "integer": f"the code of {w.pad_value}"}[mode.value],
                          "tail_padding_shifts": window_tail(w)}
     if reads_map:
         out["gathers_map"] = True
-    tree_children = 0 if layer.reuse is None else int((layer.reuse.parent >= 0).sum())
-    saved = sum(layer.in_count - len(d) for *_, d in plan)
-    out["reuse"] = {"tree_children": tree_children, "children_in_hardware": len(plan), "inputs_skipped": saved,
-                    "note": reuse_note}
-    lanes = layer.pe - len(plan)
-    dot_inputs = lanes * layer.simd + sum(len(d) for *_, d in plan)
+    verilog, hls = (lp.reuse(REUSE_POLICY[backend]) for backend in ("verilog", "hls"))
+    out["reuse"] = {"tree_children": lp.tree_children, "children_in_hardware": len(verilog.children),
+                    "inputs_skipped": layer.out_count * layer.in_count - lp.terms_per_vector(verilog.policy),
+                    "terms_per_frame": lp.terms_per_frame(verilog.policy),
+                    "note": verilog.note, "policy": f"verilog: {POLICY_TEXT[verilog.policy]}",
+                    "hls": {"children_in_hardware": len(hls.children), "terms_per_frame": lp.terms_per_frame(hls.policy),
+                            "note": hls.note, "policy": POLICY_TEXT[hls.policy]}}
+    lanes = layer.pe - len(verilog.children)
+    dot_inputs = lp.terms_per_clock(verilog.policy)
     out["resources"] = {
-        "unit": {"xnor": "xnor_popcount", "masked": "xnor_popcount_masked", "integer": "add_sub"}[view.mode],
-        "xnors": dot_inputs if view.mode != "integer" else 0,
-        "add_sub_terms": 0 if view.mode != "integer" else dot_inputs,
-        "adder_tree_input_bits": dot_inputs * view.term_w,
-        "accumulator_bits": lanes * view.acc_w if view.chunks > 1 else 0,
-        "comparators": layer.pe * view.levels,
-        "multipliers": layer.pe if view.post == "affine" else 0,
-        "weight_rom_bits": lanes * layer.simd * view.groups * view.chunks,
-        "register_bits": (layer.in_count * view.in_bits  # input buffer
+        "unit": {Mode.XNOR: "xnor_popcount", Mode.MASKED: "xnor_popcount_masked", Mode.INTEGER: "add_sub"}[mode],
+        "xnors": dot_inputs if mode != Mode.INTEGER else 0,
+        "add_sub_terms": 0 if mode != Mode.INTEGER else dot_inputs,
+        "adder_tree_input_bits": dot_inputs * lp.acc.term_width,
+        "accumulator_bits": lanes * lp.acc.width if folding.chunks > 1 else 0,
+        "comparators": layer.pe * levels,
+        "multipliers": layer.pe if lp.post != Post.THRESHOLD else 0,
+        "weight_rom_bits": lanes * layer.simd * folding.groups * folding.chunks,
+        "register_bits": (layer.in_count * lp.in_bits  # input buffer
                           + layer.out_count * layer.out_elem.bits  # output register
-                          + (view.groups - 1) * view.group_w  # groups collected for the output
+                          + (folding.groups - 1) * layer.pe * layer.out_elem.bits  # groups collected for the output
                           + line_buffer  # the sliding window's line buffer
                           + (layer.in_count * layer.in_elem.bits if reads_map else 0)),  # the gather register
     }
@@ -130,25 +136,25 @@ RESOURCE_KEYS = ("xnors", "add_sub_terms", "adder_tree_input_bits", "accumulator
 
 def design_manifest(design: Design) -> dict:
     """JSON-ready description of the hardware for `design` (see TIMING_MODEL)."""
-    reason = unsupported(design)
+    reason = verilog_unsupported(design)
     rtl = reason is None
-    plan = timing(design) if rtl else None
-    period = {unit.layer.index: unit.period for unit in plan.units if unit.layer is not None} if rtl else {}
-    gathers = {unit.layer.index for unit in plan.units if unit.kind == "gather"} if rtl else set()
+    schedule = timing(design) if rtl else None
+    period = {unit.layer.index: unit.period for unit in schedule.units if unit.layer is not None} if rtl else {}
+    gathers = {unit.layer.index for unit in schedule.units if unit.kind == "gather"} if rtl else set()
     layers = [_pool(layer, period.get(layer.index)) if isinstance(layer, PoolLayer)
               else _layer(layer, period.get(layer.index), layer.index in gathers) for layer in design.layers]
     fifos = []
     if rtl:
-        for i, depth in enumerate(plan.fifo_depths):
+        for i, depth in enumerate(schedule.fifo_depths):
             if depth:
-                unit = plan.units[i]
+                unit = schedule.units[i]
                 width = (unit.layer.in_shape[0] * unit.layer.elem.bits if unit.kind == "pool"
                          else unit.layer.out_count * unit.layer.out_elem.bits)
                 fifos.append({"after_layer": unit.layer.index, "depth": depth, "width_bits": width})
     totals = {key: sum(layer["resources"].get(key, 0) for layer in layers) for key in RESOURCE_KEYS}
     totals["fifo_bits"] = sum(f["depth"] * f["width_bits"] for f in fifos)
     totals["register_bits"] += sum(layer["resources"]["line_buffer_bits"] for layer in layers if layer["kind"] == "pool")
-    in_beats = plan.in_beats if rtl else 1
+    in_beats = schedule.in_beats if rtl else 1
     output = _stream(design.out_elem, design.out_count, (design.out_count,))
     if design.argmax:
         output["meaning"] = "index of the first maximum of the last layer's outputs"
@@ -166,9 +172,9 @@ def design_manifest(design: Design) -> dict:
         "output": output,
         "layers": layers,
         "argmax": design.argmax,
-        "pipeline": {"fifos": fifos, "pacer_interval": plan.interval if rtl and plan.paced else None},
-        "cycles_per_frame": plan.interval if rtl else design.cycles_per_frame,
-        "latency_cycles": plan.latency if rtl else None,
+        "pipeline": {"fifos": fifos, "pacer_interval": schedule.interval if rtl and schedule.paced else None},
+        "cycles_per_frame": schedule.interval if rtl else design.cycles_per_frame,
+        "latency_cycles": schedule.latency if rtl else None,
         "timing_model": TIMING_MODEL,
         "rtl": {"supported": rtl, "reason": reason},
         "resources": totals,

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .hardware import Design, Layer, PoolLayer, Window
+from .plan import window_last_row
 
 NEVER = -(1 << 60)  # an edge before everything
 
@@ -74,7 +75,7 @@ def window_positions(win: Window) -> np.ndarray:
     pixel: the window is complete once that pixel is in the line buffer. Positions past the
     frame's last pixel (H*W - 1) lie in the bottom/right padding."""
     w = win.in_shape[2]
-    rows = np.arange(win.out_hw[0]) * win.stride[0] - win.pads[0] + win.kernel[0] - 1
+    rows = window_last_row(win, np.arange(win.out_hw[0]))
     cols = np.arange(win.out_hw[1]) * win.stride[1] - win.pads[1] + win.kernel[1] - 1
     return (rows[:, None] * w + cols[None, :]).ravel()
 

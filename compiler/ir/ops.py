@@ -199,6 +199,15 @@ class Reuse:
         sign = -1 if self.negate[c] else 1
         return np.flatnonzero(rows[c] != sign * rows[self.parent[c]])
 
+    def terms(self, weights: np.ndarray, built=None) -> int:
+        """Terms (XNORs, or +-x) of one matrix-vector product: K per channel computed from
+        scratch, |D| per child computed from its parent -- every child, or the channels in `built`.
+        The one place where channel reuse's XNOR counts are computed."""
+        rows = weights.reshape(weights.shape[0], -1)
+        c, k = rows.shape
+        children = np.flatnonzero(self.parent >= 0) if built is None else built
+        return c * k - sum(k - len(self.differing(weights, int(j))) for j in children)
+
 
 @dataclass(frozen=True, eq=False)
 class Dense(Op):

@@ -5,7 +5,7 @@ Two forms share the line layout `%out = [host] kind %in, ... {attributes} : type
 - the default form (`bnnc inspect`, `DIR/ir/NN-pass.ir`) is for reading: large arrays print as
   their shape, a short content hash and their first values, so that a change in any weight shows
   up in the text without burying it. It cannot be parsed back.
-- the full form (`full=True`) is what `compiler.ir.parser.parse_graph` reads back: every constant
+- the full form (`full=True`) is what `bnnc.ir.parser.parse_graph` reads back: every constant
   written out exactly. Its attributes are the op's dataclass fields by name, i.e. its constructor
   arguments, so the parser needs no code per op and a new op is covered by its fields alone
   (the default form shows a few derived ones instead: quantize's `range`, `reuse_depth`), plus

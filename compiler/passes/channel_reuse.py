@@ -65,9 +65,8 @@ def tree_stats(weights: np.ndarray, reuse: Reuse | None) -> dict:
     if reuse is None:
         return {"channels": c, "k": k, "xnor_before": c * k, "xnor_after": c * k, "tree_weight": 0,
                 "depth": 1, "children": 0}
-    sizes = [k if reuse.parent[j] < 0 else len(reuse.differing(weights, j)) for j in range(c)]
-    return {"channels": c, "k": k, "xnor_before": c * k, "xnor_after": int(sum(sizes)),
-            "tree_weight": int(sum(s for j, s in enumerate(sizes) if reuse.parent[j] >= 0)),
+    after, roots = reuse.terms(weights), int(np.sum(reuse.parent < 0))
+    return {"channels": c, "k": k, "xnor_before": c * k, "xnor_after": after, "tree_weight": after - roots * k,
             "depth": int(reuse.depths().max()) + 1, "children": int(np.sum(reuse.parent >= 0))}
 
 

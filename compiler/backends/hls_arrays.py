@@ -1,0 +1,67 @@
+"""C++ text of the HLS backend's constant arrays: integer and ap_uint literals, and initializers
+laid out per PE (the kernels index every per-channel array as [pe][nf])."""
+from __future__ import annotations
+
+import numpy as np
+
+LINE_WIDTH = 100  # of array initializers in the generated code
+
+
+def cpp_int(v: int) -> str:
+    """A C++ integer literal that keeps its value whatever the width of int."""
+    v = int(v)
+    return str(v) if -(1 << 31) < v < (1 << 31) else f"{v}LL"
+
+
+def cpp_bits(word: int, width: int) -> str:
+    """An ap_uint<width> constant: a hex literal, or hex string above 64 bits (C++ has no wider literal)."""
+    digits = f"0x{word:0{(width + 3) // 4}x}"
+    return digits if width <= 64 else f'ap_uint<{width}>("{digits}", 16)'
+
+
+def _inline(nested, fmt) -> str:
+    if nested.ndim == 1:
+        return "{" + ", ".join(fmt(v) for v in nested) + "}"
+    return "{" + ", ".join(_inline(sub, fmt) for sub in nested) + "}"
+
+
+def braced(nested, fmt, indent: int = 4) -> list[str]:
+    """Lines of a C++ initializer for an (A, B, ...) array, one brace level per axis: a
+    sub-array that fits on one line stays on one line, long rows wrap at LINE_WIDTH."""
+    pad = " " * indent
+    nested = np.asarray(nested, dtype=object)
+    text = _inline(nested, fmt)
+    if indent + len(text) < LINE_WIDTH:
+        return [f"{pad}{text},"]
+    if nested.ndim > 1:
+        return [f"{pad}{{"] + rows(nested, fmt, indent + 4) + [f"{pad}}},"]
+    lines, line = [], ""
+    for item in (fmt(v) for v in nested):
+        if line and indent + 4 + len(line) + len(item) + 2 > LINE_WIDTH:
+            lines.append(line)
+            line = ""
+        line += f"{item}, "
+    lines.append(line)
+    return [f"{pad}{{"] + [f"{pad}    {line.rstrip()}" for line in lines] + [f"{pad}}},"]
+
+
+def rows(nested, fmt, indent: int = 4) -> list[str]:
+    """The braced elements of an array, without the braces around the whole."""
+    return [line for sub in nested for line in braced(sub, fmt, indent)]
+
+
+def by_pe(per_channel: np.ndarray, pe: int) -> np.ndarray:
+    """(C, ...) -> (PE, NF, ...): channel c = nf * PE + pe sits at [pe, nf]."""
+    c = per_channel.shape[0]
+    return np.swapaxes(per_channel.reshape((c // pe, pe) + per_channel.shape[1:]), 0, 1)
+
+
+def chunk_words(bits: np.ndarray, pe: int, simd: int) -> np.ndarray:
+    """(C, K) 0/1 -> (PE, NF * SF) words: [pe][nf * SF + sf] bit i is input sf * SIMD + i of
+    channel nf * PE + pe -- the layout of the weights and of the reuse masks."""
+    c, k = bits.shape
+    chunks = bits.reshape(c, k // simd, simd)
+    words = np.zeros((c, k // simd), dtype=object)
+    for i in range(simd):
+        words += chunks[:, :, i].astype(object) << i
+    return by_pe(words, pe).reshape(pe, -1)

@@ -1,0 +1,256 @@
+"""The matrix-vector unit bnnc_layer{i} (templates/verilog/layer.v.j2): a dense layer, or a conv
+layer once per output pixel. It latches its input vector, runs (C/PE channel groups) x (K/SIMD
+input chunks) steps of a PE x SIMD unit, and holds the result in an output register until it is
+taken. Every decision (mode, accumulator, thresholds, reuse children) comes from the layer's plan;
+this module turns it into ROM words and Verilog expressions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hardware import Layer, pack
+from ..plan import Mode, ReusePolicy, buffer_position, plan
+from ..templating import sanitize
+from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
+
+
+@dataclass(frozen=True)
+class Child:
+    """A channel computed from another one (channel reuse)."""
+
+    channel: int
+    parent: int
+    negate: bool
+    d: int  # inputs where the weights differ
+    x: str  # Verilog: those inputs, read from the rotated input buffer
+    w: str  # Verilog literal: the channel's weights on them
+    inside_d: str  # masked layers: Verilog expression counting the inputs of D inside the map
+
+
+@dataclass(frozen=True)
+class SumWire:
+    channel: int
+    expr: str
+
+
+@dataclass(frozen=True)
+class LayerView:
+    module: str
+    index: int
+    origin: str  # sanitised, for comments only
+    conv_note: str
+    in_count: int
+    out_count: int
+    in_kind: str
+    pe: int
+    simd: int
+    groups: int  # C / PE
+    chunks: int  # K / SIMD
+    steps: int
+    lanes: int  # channels per group with a dot product of their own
+    in_bits: int  # on the wire: 2 for masked elements {inside, bit}
+    out_bits: int
+    in_msb: int
+    out_msb: int
+    chunk_msb: int  # of one chunk of the input buffer (SIMD elements)
+    chunk_w: int
+    group_w: int  # bits of one channel group's output codes (PE elements)
+    group_out_msb: int
+    collected_msb: int  # of the register that gathers groups 0 .. groups-2
+    mode: str  # "xnor" (popcount), "masked" (popcount of the inputs inside the map), "integer" (sum of +-x)
+    bipolar_param: int
+    masked_param: int
+    signed_param: int
+    signed_compare: bool
+    term_w: int  # bits of one term of the dot product: 1 (XNOR) or input bits + 1 (so that -x fits)
+    acc_w: int
+    acc_note: str
+    group_bits: int  # of the channel group counter
+    chunk_bits: int  # of the input chunk counter
+    weights: Rom
+    post: str  # "threshold" or "affine"
+    post_note: str
+    levels: int
+    lane_thr_w: int
+    lane_code_w: int
+    post_roms: tuple[Rom, ...]
+    drops_high_bits: bool  # affine result wider than the output code
+    # masked layers: the window's pixels inside the map
+    pixels: int
+    pixel_channels: int
+    pixel_channels_lit: str
+    pixel_inside: str
+    all_ones: str
+    # channel reuse
+    children: tuple[Child, ...]
+    reuse_formulas: tuple[str, ...]
+    sum_wires: tuple[SumWire, ...]
+    sums_concat: str
+
+
+NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
+
+
+def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int, group_bits: int,
+               meaning: str) -> Rom:
+    """Per channel group: the PE lanes' fields packed lane 0 first (each row: one channel, its
+    values signed or not; they are stored modulo 2**field_bits)."""
+    width = layer.pe * len(rows[0]) * field_bits
+    mask = (1 << field_bits) - 1
+    entries = []
+    for g in range(layer.out_count // layer.pe):
+        group = rows[g * layer.pe:(g + 1) * layer.pe]
+        word = pack([v & mask for row in group for v in row], field_bits)
+        note = ""
+        if layer.pe * len(rows[0]) <= NOTE_FIELDS:
+            note = f"channels {g * layer.pe}..{(g + 1) * layer.pe - 1}, {meaning}: " + " | ".join(
+                " ".join(str(v) for v in row) for row in group)
+        entries.append(RomEntry(lit(g, group_bits), lit(word, width, "h"), note))
+    return Rom(signal, "group", msb(width), tuple(entries), lit(0, width, "h"))
+
+
+def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int) -> Rom:
+    """Per (group, chunk): bit l*SIMD + s is lane l's weight for chunk input s; 1 means +1.
+    `lanes`: the channel offsets within a group that have a lane (all of them without reuse)."""
+    c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
+    ones = (np.asarray(layer.weights) > 0).reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
+    width = len(lanes) * simd
+    entries = []
+    for g in range(c // pe):
+        for s in range(k // simd):
+            addr = (g << chunk_bits) | s
+            entries.append(RomEntry(lit(addr, group_bits + chunk_bits),
+                                    lit(pack_bits(ones[g, s].ravel()), width, "h")))
+    return Rom("weights", "{group, chunk}", msb(width), tuple(entries), lit(0, width, "h"))
+
+
+# ---- the matrix-vector unit
+
+def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
+    t = plan(layer).thresholds
+    meaning = "P >=" if plan(layer).mode == Mode.XNOR else "dot >="
+    roms = (_group_rom("group_thresholds", t.counting.tolist(), layer, acc_w, group_bits, meaning),
+            _group_rom("group_codes", t.codes.tolist(), layer, layer.out_elem.bits, group_bits, "output code per level"))
+    note = f"{t.levels} threshold(s) per channel -> {layer.out_elem}"
+    return t.levels, roms, note
+
+
+def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
+    c, k = layer.out_count, layer.in_count
+    if layer.post == "affine":
+        mult, bias = list(plan(layer).mult), list(plan(layer).bias)
+        note = f"acc * mult + bias -> {layer.out_elem}"
+    else:
+        mult, bias = [1] * c, [0] * c
+        note = f"the dot product itself -> {layer.out_elem}"
+    if mode == "xnor":
+        # (2P - K) * m + b = P * 2m + (b - K m)
+        mult, bias = [2 * m for m in mult], [b - k * m for b, m in zip(bias, mult)]
+    roms = (_group_rom("group_mult", [[m] for m in mult], layer, acc_w, group_bits, "mult"),
+            _group_rom("group_bias", [[b] for b in bias], layer, acc_w, group_bits, "bias"))
+    return roms, note
+
+
+def _reuse_views(layer: Layer, mode: str, acc_w: int, children) -> tuple[tuple[Child, ...], tuple[str, ...]]:
+    k, simd, in_bits = layer.in_count, layer.simd, 2 if mode == "masked" else layer.in_elem.bits
+    at = lambda i: buffer_position(i, simd, k)
+    mod = (1 << acc_w) - 1
+    views = []
+    for child in children:
+        c, p, negate, d = child.channel, child.parent, child.negate, child.differing
+        x = concat([part_select("inputs", at(i), in_bits) for i in d], 8, " " * 11) if len(d) else ""
+        w = lit(pack_bits(layer.weights[c, d] > 0), len(d), "h") if len(d) else ""
+        inside_d = ""
+        if mode == "masked" and len(d):
+            c_in = layer.window.in_shape[0]
+            pixels, counts = np.unique(np.asarray(d) // c_in, return_counts=True)
+            terms = [f"(inputs[{at(q * c_in) * 2 + 1}] ? {lit(n & mod, acc_w)} : {lit(0, acc_w)})"
+                     for q, n in zip(pixels.tolist(), counts.tolist())]
+            inside_d = "\n        + ".join(" + ".join(terms[i:i + 3]) for i in range(0, len(terms), 3))
+        views.append(Child(c, p, negate, len(d), x, w, inside_d))
+    formulas = {
+        "xnor": ("s = +1: P_c = P_p - |D| + 2 * agree_c", "s = -1: P_c = (K - |D|) - P_p + 2 * agree_c",
+                 "agree_c = popcount of XNOR(x, w_c) over D"),
+        "masked": ("s = +1: P_c = P_p - in_map_c + 2 * agree_c", "s = -1: P_c = in_map - in_map_c - P_p + 2 * agree_c",
+                   "agree_c = popcount of XNOR(x, w_c) over the inputs of D inside the map (in_map_c of them)"),
+        "integer": ("s = +1: y_c = y_p + 2 * agree_c", "s = -1: y_c = 2 * agree_c - y_p",
+                    "agree_c = sum over D of (w_c ? x : -x)"),
+    }[mode]
+    return tuple(views), formulas
+
+
+def _sum_wires(layer: Layer, mode: str, acc_w: int, children: tuple[Child, ...], lanes: list[int]):
+    mod = (1 << acc_w) - 1
+    k = layer.in_count
+    wires = {ch: f"lane_sums[{i * acc_w + acc_w - 1}:{i * acc_w}]" for i, ch in enumerate(lanes)}
+    for child in children:
+        parent = f"sum{child.parent}"
+        twice = f" + agree{child.channel} + agree{child.channel}" if child.d else ""
+        if mode == "xnor":
+            expr = (f"{lit((k - child.d) & mod, acc_w)} - {parent}" if child.negate
+                    else f"{parent} - {lit(child.d & mod, acc_w)}")
+        elif mode == "masked":
+            inside_d = f" - in_map{child.channel}" if child.d else ""
+            expr = f"in_map{inside_d} - {parent}" if child.negate else f"{parent}{inside_d}"
+        else:
+            expr = f"{lit(0, acc_w)} - {parent}" if child.negate else parent
+        wires[child.channel] = expr + twice
+    views = tuple(SumWire(ch, wires[ch]) for ch in sorted(wires))
+    sums = concat([f"sum{ch}" for ch in range(layer.out_count)])
+    return views, sums
+
+
+def layer_view(layer: Layer) -> LayerView:
+    groups, chunks = layer.out_count // layer.pe, layer.in_count // layer.simd
+    group_bits, chunk_bits = counter_bits(groups), counter_bits(chunks)
+    lp = plan(layer)
+    mode = lp.mode.value
+    acc_w, acc_note, term_w = lp.acc.width, lp.acc.note, lp.acc.term_width
+    if layer.post == "threshold":
+        levels, post_roms, post_note = _threshold_post(layer, acc_w, group_bits)
+        post, lane_thr_w, lane_code_w = "threshold", levels * acc_w, (levels + 1) * layer.out_elem.bits
+    else:
+        post_roms, post_note = _affine_post(layer, mode, acc_w, group_bits)
+        post, levels, lane_thr_w, lane_code_w = "affine", 0, 0, 0
+    built = lp.reuse(ReusePolicy.ALL_CHANNELS).children
+    children, formulas = _reuse_views(layer, mode, acc_w, built) if built else ((), ())
+    child_set = {child.channel for child in built}
+    lanes = [p for p in range(layer.pe) if p not in child_set]
+    sum_wires, sums_concat = _sum_wires(layer, mode, acc_w, children, lanes) if built else ((), "")
+    in_bits = 2 if mode == "masked" else layer.in_elem.bits
+    out_bits = layer.out_elem.bits
+    group_w = layer.pe * out_bits
+    pixels, c_in, inside = 0, 0, ""
+    if mode == "masked":
+        c_in = layer.window.in_shape[0]
+        pixels = layer.in_count // c_in
+        inside = concat([f"inputs[{buffer_position(q * c_in, layer.simd, layer.in_count) * 2 + 1}]"
+                          for q in range(pixels)])
+    conv_note = ""
+    if layer.window is not None:
+        oh, ow = layer.window.out_hw
+        conv_note = (f"A convolution: one input vector per output pixel ({oh} x {ow} per frame), the window from "
+                     f"bnnc_window{layer.index}, inputs in window order (kernel row, kernel column, channel).")
+    return LayerView(
+        module=f"bnnc_layer{layer.index}", index=layer.index,
+        origin=sanitize(layer.origin) if layer.origin else "", conv_note=conv_note,
+        in_count=layer.in_count, out_count=layer.out_count, in_kind=str(layer.in_elem),
+        pe=layer.pe, simd=layer.simd, groups=groups, chunks=chunks, steps=groups * chunks, lanes=len(lanes),
+        in_bits=in_bits, out_bits=out_bits,
+        in_msb=msb(layer.in_count * in_bits), out_msb=msb(layer.out_count * out_bits),
+        chunk_msb=msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
+        group_w=group_w, group_out_msb=msb(group_w),
+        collected_msb=msb((groups - 1) * group_w),
+        mode=mode, bipolar_param=int(mode != "integer"), masked_param=int(mode == "masked"),
+        signed_param=int(elem_signed(layer.in_elem)), signed_compare=mode != "xnor", term_w=term_w,
+        acc_w=acc_w, acc_note=acc_note,
+        group_bits=group_bits, chunk_bits=chunk_bits,
+        weights=_weight_rom(layer, lanes, group_bits, chunk_bits),
+        post=post, post_note=post_note, levels=levels, lane_thr_w=lane_thr_w, lane_code_w=lane_code_w,
+        post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > out_bits,
+        pixels=pixels, pixel_channels=c_in, pixel_channels_lit=lit(c_in, acc_w) if c_in else "",
+        pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
+        children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
+    )
+

@@ -12,12 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
-from ..resources import resource_dir
 from . import axis
 from .hardware import Design, encode, pack
+from .templating import environment
 
 CORE = "bnnc.core"
 BENCH_DIR = "bench"
@@ -70,10 +69,7 @@ def vector_files(design: Design, hardware: dict, inputs: np.ndarray, expected: n
 
 
 def render_bench(hardware: dict, frames: int, wrapped: bool, user_bits: int) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "verilog")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
-                             lstrip_blocks=True, autoescape=False)
-    return env.get_template("core_tb.v.j2").render(t=bench_view(hardware, frames, wrapped, user_bits))
+    return environment().get_template("verilog/core_tb.v.j2").render(t=bench_view(hardware, frames, wrapped, user_bits))
 
 
 def _files(paths: list[str], indent: str = "      ") -> str:

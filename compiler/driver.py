@@ -16,7 +16,8 @@ import onnx
 
 from . import interp
 from .diagnostics import BnncError, quote
-from .frontend.onnx import load_model, lower
+from .frontend.load import load_model
+from .frontend.onnx import lower
 from .ir.graph import Graph
 from .ir.ops import FixedAffine, IRError, Quantize
 from .ir.printer import print_graph
@@ -55,10 +56,16 @@ class Compiled:
 
 
 def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.output[0].type.tensor_type.shape.dim]
+    """The output's per-sample shape as the model declares it, if it declares one."""
+    computed = graph.types[graph.outputs[0]].shape
+    output = model.graph.output[0]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in output.type.tensor_type.shape.dim]
     if len(dims) >= 1 and all(d is not None and d > 0 for d in dims[1:]):
+        if int(np.prod(dims[1:])) != int(np.prod(computed)):
+            raise BnncError(f"output {quote(output.name)}: declared shape {dims} does not hold the "
+                            f"{int(np.prod(computed))} values per sample the model computes")
         return tuple(dims[1:])
-    return graph.types[graph.outputs[0]].shape
+    return computed
 
 
 def sample_inputs(graph: Graph, n: int = 64, seed: int = 0) -> np.ndarray:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.external_data_helper
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -28,29 +27,8 @@ from ..ir.ops import (
     Transpose,
 )
 from ..ir.types import Real, TensorType
+from .load import load_model
 from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
-
-
-def load_model(path: str | Path) -> onnx.ModelProto:
-    """Read an ONNX file, turning every way it can be unreadable into one clear message."""
-    path = Path(path)
-    if not path.is_file():
-        raise BnncError(f"{path}: no such file")
-    data = path.read_bytes()
-    if not data:
-        raise BnncError(f"{path}: the file is empty, not an ONNX model")
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as exc:  # protobuf raises several types for garbage and truncation
-        raise BnncError(f"{path}: not a readable ONNX model (truncated or another format): "
-                        f"{type(exc).__name__}") from None
-    if not model.graph.node:
-        raise BnncError(f"{path}: the ONNX graph has no nodes (truncated or not an ONNX model)")
-    try:  # large exports (torch's dynamo path) keep weights in a side file next to the model
-        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as exc:
-        raise BnncError(f"{path}: cannot read the model's external weight data ({exc})") from None
-    return model
 
 
 @dataclass(frozen=True)
@@ -124,6 +102,13 @@ class _Lowering:
         if name not in self.consts:
             raise self.fail(f"{what} (input {index}, {quote(name)}) must be a constant")
         return self.consts[name]
+
+    def const_ints(self, index: int, what: str) -> list[int]:
+        """A 1-D integer constant such as a shape, axes or pads."""
+        c = np.asarray(self.const(index, what))
+        if c.ndim != 1 or c.dtype.kind not in "iu":
+            raise self.fail(f"{what} must be a 1-D integer tensor, got {c.dtype} of shape {c.shape}")
+        return [int(v) for v in c]
 
     def value(self, index: int) -> str:
         name = self.node.input[index]
@@ -291,7 +276,7 @@ def _reshape_to(lw: _Lowering, target: list[int]) -> None:
 
 
 def _reshape(lw: _Lowering) -> None:
-    _reshape_to(lw, [int(d) for d in lw.const(1, "the target shape")])
+    _reshape_to(lw, lw.const_ints(1, "the target shape"))
 
 
 def _flatten(lw: _Lowering) -> None:
@@ -305,7 +290,7 @@ def _squeeze_like(lw: _Lowering) -> None:
     shape = lw.type_of(lw.value(0)).shape
     axes = lw.attr("axes")
     if axes is None and len(lw.node.input) > 1:
-        axes = [int(a) for a in lw.const(1, "the axes")]
+        axes = lw.const_ints(1, "the axes")
     full = [1] + list(shape)
     rank_out = len(full) + (len(axes or []) if lw.node.op_type == "Unsqueeze" else -len(axes or []))
     axes = [a % (rank_out if lw.node.op_type == "Unsqueeze" else len(full)) for a in (axes or [])]
@@ -432,6 +417,9 @@ def _batchnorm(lw: _Lowering) -> None:
     # var + eps is rounded to float32 as every runtime does (it decides where exact ties sit);
     # the square root and everything after it are exact.
     var = per_channel(4, "the variance") + np.float32(lw.attr("epsilon", 1e-5))
+    if np.any(~(var > 0)):
+        raise lw.fail(f"variance + epsilon is {var[~(var > 0)][0]} in channel {np.flatnonzero(~(var > 0))[0]}; "
+                      f"it must be positive")
     sigma = np.array([exact.sqrt(v) for v in exact.fractions(var)], dtype=object)
     scale = gamma / sigma
     lw.bind(lw.emit(Affine, [x], scale=scale, bias=beta - mean * scale))
@@ -502,7 +490,7 @@ def _where(lw: _Lowering) -> None:
     t = lw.channel_param(cond.c, cond.x)
     hi, lo = lw.channel_param(a, cond.x), lw.channel_param(b, cond.x)
     channels = lw.type_of(cond.x).shape[0]
-    per = lambda p: np.broadcast_to(p, (channels,)) if p.ndim else p  # noqa: E731
+    per = lambda p: np.broadcast_to(p, (channels,))  # noqa: E731
     if t.ndim == 0 and lo.ndim == 0 and hi.ndim == 0:
         thresholds, values = np.array([[t[()]]], dtype=object), np.array([[lo[()], hi[()]]], dtype=object)
     else:
@@ -561,7 +549,7 @@ def _pad(lw: _Lowering) -> None:
     mode = lw.attr("mode", "constant")
     pads = lw.attr("pads")
     if pads is None:
-        pads = [int(p) for p in lw.const(1, "the pads")]
+        pads = lw.const_ints(1, "the pads")
     value = 0.0
     if len(lw.node.input) > 2 and lw.node.input[2]:
         value = float(np.asarray(lw.const(2, "the pad value")).item())

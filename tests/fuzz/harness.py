@@ -1,0 +1,157 @@
+"""One fuzz case: write a (mutated) model into its own folder, compile it the way the CLI does,
+and classify what happened.
+
+Good outcomes: exit 0 with the compiled model agreeing with the original (run by onnxruntime
+or onnx.reference), or exit 2 with exactly one `bnnc: error:` line and no output folder.
+Everything else is a bug: a traceback, a hang, a wrong answer, a noisy or multi-line error, a
+file written outside the output folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compiler import cli, driver
+from compiler.original import run_original
+
+GOOD = ("compiled", "refused")
+
+
+@dataclass
+class Outcome:
+    kind: str  # compiled, refused, or a bug: traceback, hang, wrong, message, escaped
+    detail: str = ""
+    compared: bool = False  # compiled and checked against the original
+
+
+class _Timeout(BaseException):
+    """Raised by the alarm; a BaseException so that no `except Exception` in bnnc hides it."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    def on_alarm(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _capture_compiled(into: list):
+    """Keep what the CLI compiled, to check its answers without compiling twice."""
+    original = driver.compile_model
+
+    def recording(*args, **kwargs):
+        into.append(original(*args, **kwargs))
+        return into[-1]
+
+    driver.compile_model = recording
+    try:
+        yield
+    finally:
+        driver.compile_model = original
+
+
+def write_case(folder: Path, data: bytes, files: dict[str, bytes]) -> Path:
+    """The case's model and side files inside folder/case; everything bnnc writes must stay in
+    folder/case/out."""
+    case = folder / "case"
+    case.mkdir(parents=True)
+    for name, content in files.items():
+        (case / name).write_bytes(content)
+    (case / "model.onnx").write_bytes(data)
+    return case
+
+
+def _listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def _check_written(folder: Path, case: Path, before: set[str], rc: int) -> Outcome | None:
+    new = {p for p in _listing(folder) - before if not p.startswith(str(Path("case") / "out"))}
+    if new - {str(Path("case") / "out")}:
+        return Outcome("escaped", f"files outside the output folder: {sorted(new)[:5]}")
+    if rc != 0 and (case / "out").exists():
+        return Outcome("escaped", "an output folder was written for a refused model")
+    return None
+
+
+def agree(compiled, samples: int = 16) -> Outcome:
+    """The compiled model's answers against the original's, with cmd_verify's tolerance
+    (the fixed-point error bound plus float32 rounding of the original)."""
+    x = driver.sample_inputs(compiled.source, samples)
+    y = driver.execute(compiled, x, "interp")
+    try:
+        with np.errstate(all="ignore"):
+            original = np.asarray(run_original(compiled.model, x), dtype=np.float64).reshape(y.shape)
+    except Exception as exc:  # the original runtime refuses the (mutated) model: nothing to compare
+        return Outcome("compiled", f"original not runnable: {type(exc).__name__}")
+    if not np.all(np.isfinite(original)):
+        return Outcome("compiled", "original gives non-finite outputs")
+    allowed = driver.error_bound(compiled.graph) + cli.ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
+    bad = np.abs(y - original) > allowed
+    if np.any(bad):
+        i = tuple(np.argwhere(bad)[0])
+        return Outcome("wrong", f"output {i}: bnnc {y[i]!r}, original {original[i]!r}")
+    return Outcome("compiled", compared=True)
+
+
+def run_case(folder: Path, data: bytes, files: dict[str, bytes], timeout: float = 20.0) -> Outcome:
+    """Compile in this process through cli.main, as `bnnc compile model.onnx -o out` would."""
+    case = write_case(folder, data, files)
+    before = _listing(folder)
+    compiled, stderr = [], io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(case)  # relative paths bnnc might write resolve inside the case
+    try:
+        with _deadline(timeout), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()), \
+                _capture_compiled(compiled):
+            rc = cli.main(["compile", str(case / "model.onnx"), "-o", str(case / "out")])
+            outcome = agree(compiled[-1]) if rc == 0 else None
+    except _Timeout:
+        return Outcome("hang", f"no result after {timeout} s")
+    except BaseException:  # noqa: BLE001 - any exception reaching here is what the fuzzer looks for
+        return Outcome("traceback", traceback.format_exc(limit=-8))
+    finally:
+        os.chdir(cwd)
+    return _check_written(folder, case, before, rc) or outcome or _refusal(rc, stderr.getvalue())
+
+
+def _refusal(rc: int, stderr: str) -> Outcome:
+    lines = stderr.strip().splitlines()
+    if rc == 2 and len(lines) == 1 and lines[0].startswith("bnnc: error: "):
+        return Outcome("refused", lines[0])
+    return Outcome("message", f"exit {rc}, stderr: {stderr.strip()[:2000]}")
+
+
+def run_case_cli(folder: Path, data: bytes, files: dict[str, bytes], timeout: float = 120.0) -> Outcome:
+    """The same case through a real `python -m compiler.cli` process (no answer check)."""
+    case = write_case(folder, data, files)
+    before = _listing(folder)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "compiler.cli", "compile", "model.onnx", "-o", "out"],
+                              cwd=case, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return Outcome("hang", f"no result after {timeout} s")
+    if "Traceback" in proc.stderr:
+        return Outcome("traceback", proc.stderr[-3000:])
+    written = _check_written(folder, case, before, proc.returncode)
+    if written:
+        return written
+    return Outcome("compiled") if proc.returncode == 0 else _refusal(proc.returncode, proc.stderr)

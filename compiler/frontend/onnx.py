@@ -241,7 +241,10 @@ class _Lowering:
         except Exception as exc:
             raise self.fail(f"cannot evaluate this constant expression: {str(exc).splitlines()[0][:200]}") from None
         for name, value in zip(node.output, results):
-            self.consts[name] = np.asarray(value)
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise self.fail(f"this constant expression evaluates to NaN or infinity in {quote(name)}")
+            self.consts[name] = value
 
 
 # ---- lowering functions, one per ONNX op type
@@ -308,12 +311,18 @@ def _squeeze_like(lw: _Lowering) -> None:
 def _quant(lw: _Lowering) -> None:
     x = lw.value(0)
     scale, zp = lw.const(1, "the scale"), lw.const(2, "the zero point")
-    bits = int(np.asarray(lw.const(3, "the bit width")).item())
+    width = np.asarray(lw.const(3, "the bit width"))
+    if width.size != 1 or not np.isfinite(width).all() or width.item() != int(width.item()) \
+            or not 1 <= int(width.item()) <= 32:
+        raise lw.fail(f"the bit width must be one integer from 1 to 32, got {width.ravel()[:4].tolist()}")
+    bits = int(width.item())
     signed, narrow = bool(lw.attr("signed", 1)), bool(lw.attr("narrow", 0))
     rounding = str(lw.attr("rounding_mode", "ROUND")).upper()
     if np.asarray(scale).size != 1 or np.asarray(zp).size != 1:
         raise lw.fail("only per-tensor scale and zero point are supported on activations")
     s, z = np.float32(np.asarray(scale).item()), np.float32(np.asarray(zp).item())
+    if not s > 0:
+        raise lw.fail(f"the scale must be positive, got {s}")
     if bits == 1 and signed:  # QONNX reads this as bipolar: (x/s + z >= 0) ? 1 : -1
         shifted = lw.emit(Affine, [x], f"{lw.node.output[0]}_shifted",
                           scale=exact.fractions(np.float32(1) / s), bias=exact.fractions(z))
@@ -388,6 +397,8 @@ def _gemm(lw: _Lowering) -> None:
     if lw.attr("transA", 0):
         raise lw.fail("Gemm with transA=1 is not supported")
     w = lw.const(1, "the weight matrix B")
+    if w.ndim != 2:
+        raise lw.fail(f"weight matrix B must be 2-D, got shape {w.shape}")
     w = w if lw.attr("transB", 0) else w.T
     bias = None
     if len(lw.node.input) > 2 and lw.node.input[2]:
@@ -405,6 +416,8 @@ def _matmul(lw: _Lowering) -> None:
 def _batchnorm(lw: _Lowering) -> None:
     x = lw.value(0)
     channels = lw.type_of(x).shape[0]
+    if lw.attr("training_mode", 0):
+        raise lw.fail("training_mode BatchNormalization (batch statistics) is not supported; export in eval mode")
 
     def per_channel(i, what):  # BatchNormalization parameters are (C,), along axis 1
         p = np.asarray(lw.const(i, what), np.float32).reshape(-1)

@@ -34,6 +34,7 @@ def run(seeds: dict[str, bytes], seed: int, indices, cli: bool = False, timeout:
             shutil.rmtree(folder, ignore_errors=True)
         counts[outcome.kind] += 1
         counts["compared"] += outcome.compared
+        counts["rounding"] += outcome.rounding
         if outcome.kind not in GOOD:
             bugs.append((index, name, applied, outcome))
         if on_case:

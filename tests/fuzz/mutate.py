@@ -233,6 +233,9 @@ def mutate(rng, seed: bytes) -> tuple[bytes, dict[str, bytes], list[str]]:
     applied, files = [], {}
     for _ in range(int(rng.integers(1, 4))):
         how = _pick(rng, STRUCTURAL)
-        files.update(how(rng, model) or {})
+        try:
+            files.update(how(rng, model) or {})
+        except Exception:  # the mutation does not apply to what earlier ones left: skip it
+            continue
         applied.append(how.__name__)
     return model.SerializeToString(), files, applied

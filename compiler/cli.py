@@ -6,6 +6,7 @@ finds a mismatch exits 1.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -186,11 +187,13 @@ def cmd_verify(args) -> int:
     reference = driver.execute(compiled, x, "interp")
     bound = driver.error_bound(compiled.graph)
     rows = [("reference", reference)]
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
-        for b in backends:
-            # check=False: mismatches are counted in the table rather than stopping the run.
-            rows.append((b, driver.execute(compiled, x, b, work / b, args.simulator, check=False)))
+    # A temporary work folder is kept when a simulation fails: the error names its log there.
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bnnc-verify-"))
+    for b in backends:
+        # check=False: mismatches are counted in the table rather than stopping the run.
+        rows.append((b, driver.execute(compiled, x, b, work / b, args.simulator, check=False)))
+    if not args.work:
+        shutil.rmtree(work)
     ok = True
     n = len(x)
     classes = original.reshape(n, -1).shape[1] > 1

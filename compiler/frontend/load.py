@@ -174,6 +174,11 @@ def _check_node(node: onnx.NodeProto, index: int, folder: Path) -> None:
         if attr.type == onnx.AttributeProto.TENSORS:
             for t in attr.tensors:
                 _check_tensor(t, f"{label}, attribute {quote(attr.name)}", folder)
+        if attr.type in (onnx.AttributeProto.STRING, onnx.AttributeProto.STRINGS):
+            try:
+                [s.decode() for s in [attr.s, *attr.strings]]
+            except UnicodeDecodeError:
+                raise BnncError(f"{label}: attribute {quote(attr.name)} is not valid UTF-8 text") from None
         if attr.type == onnx.AttributeProto.FLOAT and not math.isfinite(attr.f):
             raise BnncError(f"{label}: attribute {quote(attr.name)} is {attr.f}")
         if attr.type == onnx.AttributeProto.FLOATS and not all(math.isfinite(v) for v in attr.floats):
@@ -184,7 +189,9 @@ def _check_schema(node: onnx.NodeProto, label: str, opset: int) -> None:
     """Input and output counts and attribute names and types as the op's schema states them, so
     that the lowering can read what it expects. Ops without a schema are left to the lowering,
     which names them as unsupported."""
-    if node.domain in QONNX_DOMAINS and node.op_type in _QONNX_SCHEMAS:
+    if node.domain in QONNX_DOMAINS:
+        if node.op_type not in _QONNX_SCHEMAS:
+            raise BnncError(f"{label}: op {node.op_type} (domain {quote(node.domain)}) is not supported by bnnc")
         inputs, attributes = _QONNX_SCHEMAS[node.op_type]
         low, high, outputs = inputs, inputs, (1, 1)
         required = ()

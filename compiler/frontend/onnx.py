@@ -237,7 +237,8 @@ class _Lowering:
     def _fold_constant(self, node) -> None:
         feeds = {i: self.consts[i] for i in node.input if i}
         try:
-            results = ReferenceEvaluator(node, new_ops=ALL_CUSTOM_OPS).run(None, feeds)
+            with np.errstate(all="ignore"):  # a NaN or infinity is refused below, not warned about
+                results = ReferenceEvaluator(node, new_ops=ALL_CUSTOM_OPS).run(None, feeds)
         except Exception as exc:
             raise self.fail(f"cannot evaluate this constant expression: {str(exc).splitlines()[0][:200]}") from None
         for name, value in zip(node.output, results):
@@ -527,6 +528,8 @@ def _conv(lw: _Lowering) -> None:
     w = np.asarray(lw.const(1, "the kernel"), np.float32)
     if w.ndim != 4:
         raise lw.fail(f"only 2-D convolutions are supported (kernel shape {w.shape})")
+    if lw.attr("kernel_shape") is not None and list(lw.attr("kernel_shape")) != list(w.shape[2:]):
+        raise lw.fail(f"kernel_shape {lw.attr('kernel_shape')} does not match the kernel's shape {w.shape}")
     if lw.attr("group", 1) != 1:
         raise lw.fail(f"group={lw.attr('group')} convolutions are not supported (only group=1)")
     if any(d != 1 for d in lw.attr("dilations", [1, 1])):

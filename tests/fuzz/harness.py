@@ -137,10 +137,15 @@ def _float64_original(model: onnx.ModelProto, x: np.ndarray):
     for info in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
         if info.type.tensor_type.elem_type == TensorProto.FLOAT:
             info.type.tensor_type.elem_type = TensorProto.DOUBLE
-    for node in m.graph.node:
+    for node in list(m.graph.node):
         for a in node.attribute:
             if node.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
                 a.i = TensorProto.DOUBLE
+        if node.domain not in ("", "ai.onnx"):  # the QONNX ops compute in float32 by definition
+            out = node.output[0]
+            node.output[0] = out + "__f32"
+            m.graph.node.insert(list(m.graph.node).index(node) + 1,
+                                onnx.helper.make_node("Cast", [out + "__f32"], [out], to=TensorProto.DOUBLE))
     inits = {t.name for t in m.graph.initializer}
     name = next(i.name for i in m.graph.input if i.name not in inits)
     try:

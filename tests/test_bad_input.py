@@ -404,3 +404,15 @@ def test_bad_folding_files(tmp_path, capsys, text, needle):
     fold = tmp_path / "fold.json"
     fold.write_text(text)
     assert_refused(tmp_path, capsys, good_model(tmp_path / "m.onnx"), needle, extra=("--fold", fold))
+
+
+def test_straight_through_estimator_beyond_float32_integers(tmp_path, capsys):
+    # was a wrong answer: with |x| >= 2**24, x + (Sign(x) - x) is 0 in float32, not Sign(x)
+    from tests.models.exporters import torch_sign_mlp
+
+    model = onnx.load(torch_sign_mlp(tmp_path / "ste.onnx", sizes=(8, 8, 4), in_features=12, ste="ste_add"))
+    gamma = next(t for t in model.graph.initializer if t.name.endswith("1.weight"))
+    gamma.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(gamma) * np.float32(1e30), gamma.name))
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert_refused(tmp_path, capsys, path, "Add", "straight-through", "2**24")

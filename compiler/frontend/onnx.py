@@ -478,15 +478,35 @@ def _arith(lw: _Lowering) -> None:
     lw.bind(lw.emit(Affine, [x], scale=np.asarray(scale, dtype=object), bias=np.asarray(bias, dtype=object)))
 
 
+def _magnitude_bound(lw: _Lowering, value: str):
+    """An upper bound on |value| from the ops computing it, or None where it depends on float data."""
+    elem = lw.type_of(value).elem
+    if hasattr(elem, "lo"):  # bipolar, ternary, integers
+        return max(abs(elem.lo), abs(elem.hi))
+    op = next((o for o in lw.ops if o.out == value), None)
+    src = _magnitude_bound(lw, op.inputs[0]) if op is not None and op.inputs else None
+    if src is None:
+        return None
+    if isinstance(op, Affine):
+        return max(abs(v) for v in np.ravel(op.scale)) * src + max(abs(v) for v in np.ravel(op.bias))
+    if isinstance(op, (Dense, Conv)):
+        return src * int(np.prod(op.weights.shape[1:]))
+    return src if isinstance(op, (Reshape, Transpose, Pool)) else None
+
+
 def _two_tensors(lw: _Lowering) -> None:
-    """Only the straight-through-estimator form x + (Sign(x) - x), which is Sign(x). (In float32
-    it is so for |x| < 2**24; binarized layers' accumulators stay far below that.)"""
+    """Only the straight-through-estimator form x + (Sign(x) - x), which is Sign(x) in float32
+    while |x| < 2**24 (beyond that Sign(x) - x rounds to -x and the sum is 0)."""
     op, (a, b) = lw.node.op_type, (lw.values.get(n) for n in lw.node.input[:2])
     if op == "Sub" and isinstance(a, str) and isinstance(b, str):
         return lw.bind(_Sub(a, b))
     if op == "Add":
         for x, d in ((a, b), (b, a)):
             if isinstance(d, _Sub) and d.b == x:
+                bound = _magnitude_bound(lw, x)
+                if bound is not None and bound >= 2 ** 24:
+                    raise lw.fail(f"straight-through estimator on values up to {float(bound):.3g}: in float32 "
+                                  f"it is Sign(x) only while |x| < 2**24")
                 return lw.bind(d.a)
     raise lw.fail(f"{op} of two tensors is only supported as the straight-through estimator "
                   f"x + (Sign(x) - x); residual connections are not supported yet")

@@ -416,3 +416,9 @@ def test_straight_through_estimator_beyond_float32_integers(tmp_path, capsys):
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
     assert_refused(tmp_path, capsys, path, "Add", "straight-through", "2**24")
+
+
+def test_op_type_with_a_line_break(tmp_path, capsys):
+    # was a two-line message: the op type reached it unquoted
+    assert_refused(tmp_path, capsys, edited(tmp_path, lambda m: setattr(m.graph.node[1], "op_type", "Mat\x1cMul")),
+                   "'Mat\\x1cMul'", "not an ONNX op name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,11 @@ _QONNX_SCHEMAS = {
     "MultiThreshold": (2, {"out_scale": _A.FLOAT, "out_bias": _A.FLOAT, "out_dtype": _A.STRING,
                            "data_layout": _A.STRING}),
 }
+
+# ONNX op types are identifiers and domains dotted ones; anything else cannot be an op bnnc knows
+# (and could break a one-line message).
+_OP_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOMAIN = re.compile(r"[A-Za-z0-9_.]*")
 
 # Element types an initializer may have, and the protobuf field holding them when not raw.
 _TYPED_FIELD = {
@@ -78,6 +84,9 @@ def _check_text(graph: onnx.GraphProto) -> None:
         fields = [node.op_type, node.domain, node.name, *node.input, *node.output]
         if not all(isinstance(f, str) for f in fields):
             raise BnncError(f"node #{index}: a name or op type is not valid UTF-8 text")
+        if not _OP_TYPE.fullmatch(node.op_type) or not _DOMAIN.fullmatch(node.domain):
+            raise BnncError(f"node #{index}: op type {quote(node.op_type)} in domain {quote(node.domain)} "
+                            f"is not an ONNX op name")
     for info in [*graph.input, *graph.output, *graph.initializer]:
         if not isinstance(info.name, str):
             raise BnncError("a graph input, output or initializer name is not valid UTF-8 text")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fuzz.campaign import case, run  # noqa: E402
-from tests.fuzz.seeds import build_seeds  # noqa: E402
+from tests.fuzz.seeds import COMMITTED, build_seeds  # noqa: E402
 
 
 def main() -> int:
@@ -31,8 +30,8 @@ def main() -> int:
     p.add_argument("--case", type=int, help="replay this one case and print its outcome in full")
     p.add_argument("--cli", type=int, default=20, help="cases also run through a `python -m compiler.cli` process")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per case before it counts as a hang")
-    p.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "bnnc-fuzz-seeds"),
-                   help="folder for the exported seed models (reused between runs)")
+    p.add_argument("--models", default=str(COMMITTED),
+                   help="folder of seed models, exported into it where missing (default: the committed ones)")
     p.add_argument("--save", help="write each bug's model (and side files) into this folder")
     p.add_argument("--max-gb", type=float, default=6.0, help="heap limit for this process")
     args = p.parse_args()

@@ -298,9 +298,14 @@ def open_build(build_dir: Path) -> Compiled:
     info_path = build_dir / BUILD_INFO
     if not info_path.is_file():
         raise BnncError(f"{build_dir}: not a bnnc build folder (no {BUILD_INFO}); run `bnnc compile` first")
-    opts = json.loads(info_path.read_text())["options"]
-    calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
-    options = Options(pipeline=opts["pipeline"], targets=tuple(opts["targets"]), fold=opts["fold"], calibrate=calibrate)
+    try:
+        opts = json.loads(info_path.read_text())["options"]
+        calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
+        options = Options(pipeline=str(opts["pipeline"]), targets=tuple(opts["targets"]), fold=opts["fold"],
+                          calibrate=calibrate)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a hand-edited or damaged build
+        raise BnncError(f"{info_path}: not a readable build record ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
     return compile_model(build_dir / "model.onnx", options)
 
 

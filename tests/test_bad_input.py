@@ -422,3 +422,17 @@ def test_op_type_with_a_line_break(tmp_path, capsys):
     # was a two-line message: the op type reached it unquoted
     assert_refused(tmp_path, capsys, edited(tmp_path, lambda m: setattr(m.graph.node[1], "op_type", "Mat\x1cMul")),
                    "'Mat\\x1cMul'", "not an ONNX op name")
+
+
+@pytest.mark.parametrize("record", ["{", '{"options": 3}', '{"settings": {}}'])
+def test_damaged_build_record(tmp_path, capsys, record):
+    rc, lines = compile_here(good_model(tmp_path / "m.onnx"), tmp_path, capsys)
+    assert rc == 0, lines
+    (tmp_path / "out" / "build.json").write_text(record)
+    np.save(tmp_path / "x.npy", np.zeros((2, 8), np.float32))
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path / "out"), "--inputs", str(tmp_path / "x.npy"), "--output",
+                     str(tmp_path / "y.npy"), "--backend", "interp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "build.json" in err[0] and "not a readable build record" in err[0], err
+    assert not (tmp_path / "y.npy").exists()

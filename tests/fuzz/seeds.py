@@ -2,7 +2,9 @@
 
 Brevitas models are built without exact BatchNorm ties: the original runs in float32, whose
 rounding breaks such ties either way, so only exact arithmetic can be compared there.
-Built once per folder (torch and Brevitas exports take seconds) and reused from there.
+Exported once into a folder and reused from there: tests/fuzz/models/ holds the committed
+exports (a few KB each; torch and Brevitas take seconds to export). Delete a file there to
+export it again.
 """
 from __future__ import annotations
 
@@ -62,7 +64,10 @@ BUILDERS = {"helper_mlp": _helper_mlp, "helper_mlp_where": _helper_mlp_where, "t
             "larq_cnv": _larq_cnv, "brevitas_cnv": _brevitas_cnv}
 
 
-def build_seeds(folder: Path) -> dict[str, bytes]:
+COMMITTED = Path(__file__).parent / "models"
+
+
+def build_seeds(folder: Path = COMMITTED) -> dict[str, bytes]:
     """{name: serialized model}, exporting into folder what is not there yet."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

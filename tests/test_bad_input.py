@@ -340,7 +340,6 @@ def test_names_that_are_not_utf8(tmp_path, capsys):
 
 def test_quant_bit_width_and_scale(tmp_path, capsys):
     # was: ValueError: negative shift count / OverflowError: too many digits in integer
-    from tests.models.exporters import finn_multithreshold_mlp  # noqa: F401 - keeps the import cheap below
     nodes = [helper.make_node("Quant", ["x", "s", "z", "b"], ["q"], domain="qonnx.custom_op.general", name="quant"),
              helper.make_node("MatMul", ["q", "w"], ["y"], name="mm")]
 
@@ -436,3 +435,32 @@ def test_damaged_build_record(tmp_path, capsys, record):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "build.json" in err[0] and "not a readable build record" in err[0], err
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_conv_pads_of_the_wrong_length(tmp_path, capsys):
+    # was: IndexError: list index out of range
+    from tests.models.conv_exporters import torch_sign_cnv
+
+    model = onnx.load(torch_sign_cnv(tmp_path / "cnv.onnx", channels=(4,), dense=(3,), in_shape=(1, 5, 5)))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    next(a for a in conv.attribute if a.name == "pads").ints[:] = [0, 0, 0]
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert_refused(tmp_path, capsys, path, "Conv", "pads [0, 0, 0]")
+
+
+def test_multithreshold_levels_are_float32(tmp_path):
+    # was a wrong answer: QONNX computes out_scale * level + out_bias in float32, where a bias of
+    # 2**30 swallows the level (2**30 + 2 rounds to 2**30); bnnc kept the two levels apart
+    from compiler.frontend.onnx import import_onnx
+    from compiler.ir.ops import Threshold
+    from tests.models.exporters import finn_multithreshold_mlp
+
+    model = onnx.load(finn_multithreshold_mlp(tmp_path / "finn.onnx", sizes=(8, 4), in_features=6))
+    first = next(n for n in model.graph.node if n.op_type == "MultiThreshold")
+    next(a for a in first.attribute if a.name == "out_bias").f = 2.0 ** 30
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    graph = import_onnx(path)
+    levels = next(op for op in graph.ops if isinstance(op, Threshold)).values
+    assert levels.tolist() == [[2 ** 30, 2 ** 30]]

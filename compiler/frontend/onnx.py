@@ -110,6 +110,14 @@ class _Lowering:
             raise self.fail(f"{what} must be a 1-D integer tensor, got {c.dtype} of shape {c.shape}")
         return [int(v) for v in c]
 
+    def window_attr(self, name: str, default: list[int], minimum: int) -> list[int]:
+        """kernel_shape, strides, dilations (2 entries) or pads (4) of a 2-D window op."""
+        values = list(self.attr(name, default))
+        count = 4 if name == "pads" else 2
+        if len(values) != count or any(v < minimum for v in values):
+            raise self.fail(f"{name} {values} must be {count} integers >= {minimum} (2-D windows only)")
+        return values
+
     def value(self, index: int) -> str:
         name = self.node.input[index]
         v = self.values.get(name)
@@ -362,8 +370,9 @@ def _multithreshold(lw: _Lowering) -> None:
         raise lw.fail("MultiThreshold with data_layout NHWC is not supported")
     if np.any(np.diff(t, axis=1) < 0):
         raise lw.fail("thresholds must be ascending along each row")
-    scale, bias = Fraction(float(lw.attr("out_scale", 1.0))), Fraction(float(lw.attr("out_bias", 0.0)))
-    values = np.array([[scale * level + bias for level in range(t.shape[1] + 1)]], dtype=object)
+    # out_scale * level + out_bias in float32, as QONNX defines it (a huge bias swallows the level)
+    levels = np.arange(t.shape[1] + 1, dtype=np.float32)
+    values = exact.fractions(np.float32(lw.attr("out_scale", 1.0)) * levels + np.float32(lw.attr("out_bias", 0.0)))[None]
     lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
 
 
@@ -552,11 +561,11 @@ def _conv(lw: _Lowering) -> None:
         raise lw.fail(f"kernel_shape {lw.attr('kernel_shape')} does not match the kernel's shape {w.shape}")
     if lw.attr("group", 1) != 1:
         raise lw.fail(f"group={lw.attr('group')} convolutions are not supported (only group=1)")
-    if any(d != 1 for d in lw.attr("dilations", [1, 1])):
+    if any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
         raise lw.fail("dilated convolutions are not supported")
     if lw.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise lw.fail(f"auto_pad={lw.attr('auto_pad')} is not supported; export with explicit pads")
-    own = list(lw.attr("pads", [0, 0, 0, 0]))
+    own = lw.window_attr("pads", [0, 0, 0, 0], 0)
     if any(own) and any(pads):
         if pad_value != 0:
             raise lw.fail("a Pad with a non-zero value followed by a zero-padding Conv is not supported")
@@ -569,7 +578,7 @@ def _conv(lw: _Lowering) -> None:
                       f"(no contribution) or with a bit (+1 or -1)")
     bits, scale = _binary_kernels(lw, w)
     acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=bits,
-                  stride=tuple(lw.attr("strides", [1, 1])), pads=pads, pad_value=int(pad_value))
+                  stride=tuple(lw.window_attr("strides", [1, 1], 1)), pads=pads, pad_value=int(pad_value))
     a = exact.fractions(scale)
     if len(set(a.tolist())) == 1:
         a = np.asarray(a[0], dtype=object)
@@ -600,12 +609,13 @@ def _pad(lw: _Lowering) -> None:
 
 def _maxpool(lw: _Lowering) -> None:
     x = lw.value(0)
-    if any(lw.attr("pads", [0, 0, 0, 0])) or lw.attr("ceil_mode", 0) or any(d != 1 for d in lw.attr("dilations", [1, 1])):
+    if any(lw.window_attr("pads", [0, 0, 0, 0], 0)) or lw.attr("ceil_mode", 0) \
+            or any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
         raise lw.fail("MaxPool with padding, ceil_mode or dilation is not supported")
     if len(lw.node.output) > 1 and lw.node.output[1]:
         raise lw.fail("MaxPool's indices output is not supported")
-    kernel = tuple(lw.attr("kernel_shape"))
-    stride = tuple(lw.attr("strides", list(kernel)))
+    kernel = tuple(lw.window_attr("kernel_shape", [], 1))
+    stride = tuple(lw.window_attr("strides", list(kernel), 1))
     channels = lw.type_of(x).shape[0]
     lw.bind(lw.emit(Pool, [x], kernel=kernel, stride=stride, modes=np.ones(channels, dtype=np.int8)))
 

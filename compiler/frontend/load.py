@@ -99,8 +99,9 @@ def _check_versions(model: onnx.ModelProto, path: Path) -> None:
     default = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not default:
         raise BnncError(f"{path}: the model imports no default ONNX opset")
-    if not all(MIN_OPSET <= v <= MAX_OPSET for v in default):
-        raise BnncError(f"{path}: ONNX opset {default[0]} is not supported ({MIN_OPSET} to {MAX_OPSET})")
+    bad = [v for v in default if not MIN_OPSET <= v <= MAX_OPSET]
+    if bad:
+        raise BnncError(f"{path}: ONNX opset {bad[0]} is not supported ({MIN_OPSET} to {MAX_OPSET})")
 
 
 def _element_count(dims, what: str) -> int:
@@ -114,7 +115,7 @@ def _element_count(dims, what: str) -> int:
     return count
 
 
-def _check_tensor(tensor: TensorProto, what: str, folder: Path) -> np.ndarray:
+def _check_tensor(tensor: TensorProto, what: str, folder: Path) -> None:
     """A constant tensor whose type, size and stored bytes agree; its values must be finite."""
     field = _TYPED_FIELD.get(tensor.data_type)
     if field is None:
@@ -142,7 +143,6 @@ def _check_tensor(tensor: TensorProto, what: str, folder: Path) -> np.ndarray:
         raise BnncError(f"{what}: unreadable data ({type(exc).__name__})") from None
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise BnncError(f"{what}: contains NaN or infinity")
-    return array
 
 
 def _read_external(tensor: TensorProto, what: str, folder: Path, expected: int) -> None:

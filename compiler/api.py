@@ -11,6 +11,7 @@ The CLI (`bnnc compile|run|verify`) is a thin layer over these functions.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,11 +135,13 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
     original = run_original(compiled.model, x).astype(np.float64).reshape((n,) + compiled.output_shape)
     reference = driver.execute(compiled, x, "interp")
     outputs = [("reference", reference)]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(work or tmp)
-        for b in backends:
-            # check=False: mismatches are counted in the table rather than stopping the run.
-            outputs.append((b, driver.execute(compiled, x, b, folder / b, simulator, check=False)))
+    # A temporary work folder is kept when a simulation fails: the error names its log there.
+    folder = Path(work) if work else Path(tempfile.mkdtemp(prefix="bnnc-verify-"))
+    for b in backends:
+        # check=False: mismatches are counted in the table rather than stopping the run.
+        outputs.append((b, driver.execute(compiled, x, b, folder / b, simulator, check=False)))
+    if not work:
+        shutil.rmtree(folder)
     bound = driver.error_bound(compiled.graph)
     allowed = bound + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
     classes = original.reshape(n, -1).shape[1] > 1

@@ -16,7 +16,8 @@ import onnx
 
 from . import interp
 from .diagnostics import BnncError, quote
-from .frontend.onnx import load_model, lower
+from .frontend.load import load_model
+from .frontend.onnx import lower
 from .ir.graph import Graph
 from .ir.ops import FixedAffine, IRError, Quantize
 from .ir.printer import print_graph
@@ -57,10 +58,16 @@ class Compiled:
 
 
 def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.output[0].type.tensor_type.shape.dim]
+    """The output's per-sample shape as the model declares it, if it declares one."""
+    computed = graph.types[graph.outputs[0]].shape
+    output = model.graph.output[0]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in output.type.tensor_type.shape.dim]
     if len(dims) >= 1 and all(d is not None and d > 0 for d in dims[1:]):
+        if int(np.prod(dims[1:])) != int(np.prod(computed)):
+            raise BnncError(f"output {quote(output.name)}: declared shape {dims} does not hold the "
+                            f"{int(np.prod(computed))} values per sample the model computes")
         return tuple(dims[1:])
-    return graph.types[graph.outputs[0]].shape
+    return computed
 
 
 def sample_inputs(graph: Graph, n: int = 64, seed: int = 0) -> np.ndarray:
@@ -131,13 +138,29 @@ def check_inputs(x: np.ndarray, graph: Graph) -> np.ndarray:
 
 
 def load_inputs(path: str | Path, graph: Graph) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise BnncError(f"{path}: no such file") from None
+    """Samples from a .npy file: numbers only (never unpickled), bounded in size, finite."""
+    from .frontend.load import MAX_ELEMENTS
+
+    if not Path(path).is_file():
+        raise BnncError(f"{path}: no such file")
+    try:  # memory-mapped: the header is checked before any data is read
+        x = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise BnncError(f"{path}: holds Python objects (a pickle); bnnc reads numeric .npy arrays only") from None
+        raise BnncError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
     except Exception as exc:
         raise BnncError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
-    return check_inputs(x, graph)
+    if not isinstance(x, np.ndarray):
+        raise BnncError(f"{path}: an .npz archive, not one .npy array")
+    if x.size > MAX_ELEMENTS:
+        raise BnncError(f"{path}: {x.size} values, over bnnc's limit of {MAX_ELEMENTS}")
+    x = check_inputs(np.array(x), graph)
+    if len(x) == 0:
+        raise BnncError(f"{path}: no samples")
+    if not np.all(np.isfinite(x)):
+        raise BnncError(f"{path}: sample {int(np.argwhere(~np.isfinite(x))[0][0])} contains NaN or infinity")
+    return x
 
 
 def folding_spec(fold: str | dict) -> dict | None:
@@ -149,11 +172,25 @@ def folding_spec(fold: str | dict) -> dict | None:
     from .backends.hardware import load_folding
 
     try:
-        return load_folding(fold)
+        spec = load_folding(fold)
     except FileNotFoundError:
         raise BnncError(f"{fold}: no such folding file") from None
-    except (ValueError, AttributeError) as exc:
-        raise BnncError(f"{fold}: not a folding file ({exc})") from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BnncError(f"{fold}: not a folding file ({str(exc).splitlines()[0][:200]})") from None
+    _check_folding(spec, fold)
+    return spec
+
+
+def _check_folding(spec, path) -> None:
+    """{"<layer index>": {"pe": n, "simd": m}}: positive integers, nothing else."""
+    if not isinstance(spec, dict):
+        raise BnncError(f"{path}: a folding file holds {{\"layers\": {{\"0\": {{\"pe\": 8, \"simd\": 64}}}}}}")
+    for key, layer in spec.items():
+        if not (isinstance(key, str) and key.isdigit()) or not isinstance(layer, dict):
+            raise BnncError(f"{path}: layer {quote(key)}: expected a layer index and {{\"pe\": n, \"simd\": m}}")
+        for name, value in layer.items():
+            if name not in ("pe", "simd") or type(value) is not int or value < 1:
+                raise BnncError(f"{path}: layer {key}: {quote(name)} = {str(value)[:40]} (pe and simd are positive integers)")
 
 
 def hardware(compiled: Compiled):
@@ -266,9 +303,14 @@ def open_build(build_dir: Path) -> Compiled:
     info_path = build_dir / BUILD_INFO
     if not info_path.is_file():
         raise BnncError(f"{build_dir}: not a bnnc build folder (no {BUILD_INFO}); run `bnnc compile` first")
-    opts = json.loads(info_path.read_text())["options"]
-    calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
-    options = Options(pipeline=opts["pipeline"], targets=tuple(opts["targets"]), fold=opts["fold"], calibrate=calibrate)
+    try:
+        opts = json.loads(info_path.read_text())["options"]
+        calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
+        options = Options(pipeline=str(opts["pipeline"]), targets=tuple(opts["targets"]), fold=opts["fold"],
+                          calibrate=calibrate)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a hand-edited or damaged build
+        raise BnncError(f"{info_path}: not a readable build record ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
     return compile_model(build_dir / "model.onnx", options)
 
 
@@ -280,6 +322,18 @@ def _sim_runner():
     sys.modules.setdefault("bnnc_sim_runner", module)
     spec.loader.exec_module(module)
     return module
+
+
+def tool_failure(exc: Exception, folder: Path) -> BnncError:
+    """A simulator or compiler failure as one line: what failed, its first error line, and the
+    file holding its whole output (compiler and simulator logs run to many lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "error.log"
+    log.write_text(str(exc) + "\n")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    detail = next((line for line in lines[1:] if "error" in line.lower()), lines[1] if len(lines) > 1 else "")
+    head = lines[0].rstrip(":") + (f": {detail[:200]}" if detail else "")
+    return BnncError(f"{head} (full output in {log})")
 
 
 def device_output(graph: Graph) -> str:
@@ -319,16 +373,19 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
                 result = runner.simulate(rtl_dir, codes, design, expected, simulator=simulator,
                                          build_dir=work / simulator).outputs
             except runner.SimulationError as exc:  # the simulator's own explanation, no traceback
-                raise BnncError(str(exc)) from None
+                raise tool_failure(exc, work / simulator) from None
         elif backend == "hls":
-            from .backends.csim import run_csim
+            from .backends.csim import CsimError, run_csim
             from .backends.hls import emit as emit_hls
             hls_dir = (build_dir / "hls") if build_dir and (build_dir / "hls").is_dir() else None
             if hls_dir is None:
                 hls_dir = Path(build_dir or ".") / "csim_build" / "hls"
                 emit_hls(design, hls_dir)
             progress(f"running the HLS C simulation on {len(x)} vectors...")
-            result = run_csim(hls_dir, design, codes)
+            try:
+                result = run_csim(hls_dir, design, codes)
+            except CsimError as exc:  # g++'s or the executable's own explanation, no traceback
+                raise tool_failure(exc, hls_dir.parent) from None
         else:
             raise BnncError(f"unknown backend {quote(backend)} (choose interp, rtl or hls)")
         progress(f"{backend}: {len(x)} vectors in {time.perf_counter() - start:.1f} s")

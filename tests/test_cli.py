@@ -68,9 +68,9 @@ def test_run_rtl_equals_reference(build, tmp_path):
 
 
 def test_simulator_failure_is_one_clear_error(build, tmp_path):
-    """RTL the simulator cannot build (here: a hand-edited build) ends in the simulator's own
-    error, its lines clipped (Verilator echoes the whole offending literal), with exit code 2
-    and no traceback."""
+    """RTL the simulator cannot build (here: a hand-edited build) ends in one line: the
+    simulator's first error, clipped (Verilator echoes the whole offending literal), and the
+    path of the log holding all of it; exit code 2 and no traceback."""
     out, _ = build
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
@@ -82,8 +82,10 @@ def test_simulator_failure_is_one_clear_error(build, tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     messages = [line for line in result.stderr.splitlines() if not line.startswith("[bnnc]")]
-    assert messages[0].startswith("bnnc: error: verilator could not build")
-    assert "%Error" in result.stderr and max(len(line) for line in messages) < 400
+    assert len(messages) == 1 and messages[0].startswith("bnnc: error: verilator could not build")
+    assert "%Error" in messages[0] and len(messages[0]) < 600
+    log = Path(messages[0].rsplit("full output in ", 1)[1].rstrip(")"))
+    assert log.is_file() and "%Error" in log.read_text()
     assert not (tmp_path / "y.npy").exists()
 
 
@@ -138,3 +140,22 @@ def test_installed_package_finds_its_templates_and_harness(tmp_path):
     check = subprocess.run([sys.executable, "-c", "import bnnc, sys; print(bnnc.__file__)"],
                            capture_output=True, text=True, cwd=work, env=env)
     assert str(target) in check.stdout  # the installed copy ran, not the source tree
+
+
+def test_hls_compiler_failure_is_one_clear_error(build, tmp_path):
+    """C++ that g++ refuses (a hand-edited build) ends in one line with g++'s first error and
+    the path of the log holding its whole output."""
+    out, _ = build
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    top = broken / "hls" / "bnnc_top.cpp"
+    top.write_text(top.read_text() + "\nint broken( { return ; }\n")
+    np.save(tmp_path / "x.npy", np.load(X)[:4])
+    result = bnnc("run", broken, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--backend", "hls")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    messages = [line for line in result.stderr.splitlines() if not line.startswith("[bnnc]")]
+    assert len(messages) == 1 and messages[0].startswith("bnnc: error: compiling the HLS C simulation failed")
+    assert "error" in messages[0].split("failed", 1)[1]
+    log = Path(messages[0].rsplit("full output in ", 1)[1].rstrip(")"))
+    assert log.is_file() and "bnnc_top.cpp" in log.read_text()
+    assert not (tmp_path / "y.npy").exists()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.external_data_helper
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -28,29 +27,8 @@ from ..ir.ops import (
     Transpose,
 )
 from ..ir.types import Real, TensorType
+from .load import load_model
 from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
-
-
-def load_model(path: str | Path) -> onnx.ModelProto:
-    """Read an ONNX file, turning every way it can be unreadable into one clear message."""
-    path = Path(path)
-    if not path.is_file():
-        raise BnncError(f"{path}: no such file")
-    data = path.read_bytes()
-    if not data:
-        raise BnncError(f"{path}: the file is empty, not an ONNX model")
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as exc:  # protobuf raises several types for garbage and truncation
-        raise BnncError(f"{path}: not a readable ONNX model (truncated or another format): "
-                        f"{type(exc).__name__}") from None
-    if not model.graph.node:
-        raise BnncError(f"{path}: the ONNX graph has no nodes (truncated or not an ONNX model)")
-    try:  # large exports (torch's dynamo path) keep weights in a side file next to the model
-        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as exc:
-        raise BnncError(f"{path}: cannot read the model's external weight data ({exc})") from None
-    return model
 
 
 @dataclass(frozen=True)
@@ -124,6 +102,21 @@ class _Lowering:
         if name not in self.consts:
             raise self.fail(f"{what} (input {index}, {quote(name)}) must be a constant")
         return self.consts[name]
+
+    def const_ints(self, index: int, what: str) -> list[int]:
+        """A 1-D integer constant such as a shape, axes or pads."""
+        c = np.asarray(self.const(index, what))
+        if c.ndim != 1 or c.dtype.kind not in "iu":
+            raise self.fail(f"{what} must be a 1-D integer tensor, got {c.dtype} of shape {c.shape}")
+        return [int(v) for v in c]
+
+    def window_attr(self, name: str, default: list[int], minimum: int) -> list[int]:
+        """kernel_shape, strides, dilations (2 entries) or pads (4) of a 2-D window op."""
+        values = list(self.attr(name, default))
+        count = 4 if name == "pads" else 2
+        if len(values) != count or any(v < minimum for v in values):
+            raise self.fail(f"{name} {values} must be {count} integers >= {minimum} (2-D windows only)")
+        return values
 
     def value(self, index: int) -> str:
         name = self.node.input[index]
@@ -257,11 +250,15 @@ class _Lowering:
     def _fold_constant(self, node) -> None:
         feeds = {i: self.consts[i] for i in node.input if i}
         try:
-            results = ReferenceEvaluator(node, new_ops=ALL_CUSTOM_OPS).run(None, feeds)
+            with np.errstate(all="ignore"):  # a NaN or infinity is refused below, not warned about
+                results = ReferenceEvaluator(node, new_ops=ALL_CUSTOM_OPS).run(None, feeds)
         except Exception as exc:
             raise self.fail(f"cannot evaluate this constant expression: {str(exc).splitlines()[0][:200]}") from None
         for name, value in zip(node.output, results):
-            self.consts[name] = np.asarray(value)
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise self.fail(f"this constant expression evaluates to NaN or infinity in {quote(name)}")
+            self.consts[name] = value
 
 
 # ---- lowering functions, one per ONNX op type
@@ -296,7 +293,7 @@ def _reshape_to(lw: _Lowering, target: list[int]) -> None:
 
 
 def _reshape(lw: _Lowering) -> None:
-    _reshape_to(lw, [int(d) for d in lw.const(1, "the target shape")])
+    _reshape_to(lw, lw.const_ints(1, "the target shape"))
 
 
 def _flatten(lw: _Lowering) -> None:
@@ -310,7 +307,7 @@ def _squeeze_like(lw: _Lowering) -> None:
     shape = lw.type_of(lw.value(0)).shape
     axes = lw.attr("axes")
     if axes is None and len(lw.node.input) > 1:
-        axes = [int(a) for a in lw.const(1, "the axes")]
+        axes = lw.const_ints(1, "the axes")
     full = [1] + list(shape)
     rank_out = len(full) + (len(axes or []) if lw.node.op_type == "Unsqueeze" else -len(axes or []))
     axes = [a % (rank_out if lw.node.op_type == "Unsqueeze" else len(full)) for a in (axes or [])]
@@ -328,12 +325,18 @@ def _squeeze_like(lw: _Lowering) -> None:
 def _quant(lw: _Lowering) -> None:
     x = lw.value(0)
     scale, zp = lw.const(1, "the scale"), lw.const(2, "the zero point")
-    bits = int(np.asarray(lw.const(3, "the bit width")).item())
+    width = np.asarray(lw.const(3, "the bit width"))
+    if width.size != 1 or not np.isfinite(width).all() or width.item() != int(width.item()) \
+            or not 1 <= int(width.item()) <= 32:
+        raise lw.fail(f"the bit width must be one integer from 1 to 32, got {width.ravel()[:4].tolist()}")
+    bits = int(width.item())
     signed, narrow = bool(lw.attr("signed", 1)), bool(lw.attr("narrow", 0))
     rounding = str(lw.attr("rounding_mode", "ROUND")).upper()
     if np.asarray(scale).size != 1 or np.asarray(zp).size != 1:
         raise lw.fail("only per-tensor scale and zero point are supported on activations")
     s, z = np.float32(np.asarray(scale).item()), np.float32(np.asarray(zp).item())
+    if not s > 0:
+        raise lw.fail(f"the scale must be positive, got {s}")
     if bits == 1 and signed:  # QONNX reads this as bipolar: (x/s + z >= 0) ? 1 : -1
         shifted = lw.emit(Affine, [x], f"{lw.node.output[0]}_shifted",
                           scale=exact.fractions(np.float32(1) / s), bias=exact.fractions(z))
@@ -372,8 +375,9 @@ def _multithreshold(lw: _Lowering) -> None:
         raise lw.fail("MultiThreshold with data_layout NHWC is not supported")
     if np.any(np.diff(t, axis=1) < 0):
         raise lw.fail("thresholds must be ascending along each row")
-    scale, bias = Fraction(float(lw.attr("out_scale", 1.0))), Fraction(float(lw.attr("out_bias", 0.0)))
-    values = np.array([[scale * level + bias for level in range(t.shape[1] + 1)]], dtype=object)
+    # out_scale * level + out_bias in float32, as QONNX defines it (a huge bias swallows the level)
+    levels = np.arange(t.shape[1] + 1, dtype=np.float32)
+    values = exact.fractions(np.float32(lw.attr("out_scale", 1.0)) * levels + np.float32(lw.attr("out_bias", 0.0)))[None]
     lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
 
 
@@ -408,6 +412,8 @@ def _gemm(lw: _Lowering) -> None:
     if lw.attr("transA", 0):
         raise lw.fail("Gemm with transA=1 is not supported")
     w = lw.const(1, "the weight matrix B")
+    if w.ndim != 2:
+        raise lw.fail(f"weight matrix B must be 2-D, got shape {w.shape}")
     w = w if lw.attr("transB", 0) else w.T
     bias = None
     if len(lw.node.input) > 2 and lw.node.input[2]:
@@ -425,6 +431,8 @@ def _matmul(lw: _Lowering) -> None:
 def _batchnorm(lw: _Lowering) -> None:
     x = lw.value(0)
     channels = lw.type_of(x).shape[0]
+    if lw.attr("training_mode", 0):
+        raise lw.fail("training_mode BatchNormalization (batch statistics) is not supported; export in eval mode")
 
     def per_channel(i, what):  # BatchNormalization parameters are (C,), along axis 1
         p = np.asarray(lw.const(i, what), np.float32).reshape(-1)
@@ -437,6 +445,9 @@ def _batchnorm(lw: _Lowering) -> None:
     # var + eps is rounded to float32 as every runtime does (it decides where exact ties sit);
     # the square root and everything after it are exact.
     var = per_channel(4, "the variance") + np.float32(lw.attr("epsilon", 1e-5))
+    if np.any(~(var > 0)):
+        raise lw.fail(f"variance + epsilon is {var[~(var > 0)][0]} in channel {np.flatnonzero(~(var > 0))[0]}; "
+                      f"it must be positive")
     sigma = np.array([exact.sqrt(v) for v in exact.fractions(var)], dtype=object)
     scale = gamma / sigma
     lw.bind(lw.emit(Affine, [x], scale=scale, bias=beta - mean * scale))
@@ -481,15 +492,35 @@ def _arith(lw: _Lowering) -> None:
     lw.bind(lw.emit(Affine, [x], scale=np.asarray(scale, dtype=object), bias=np.asarray(bias, dtype=object)))
 
 
+def _magnitude_bound(lw: _Lowering, value: str):
+    """An upper bound on |value| from the ops computing it, or None where it depends on float data."""
+    elem = lw.type_of(value).elem
+    if hasattr(elem, "lo"):  # bipolar, ternary, integers
+        return max(abs(elem.lo), abs(elem.hi))
+    op = next((o for o in lw.ops if o.out == value), None)
+    src = _magnitude_bound(lw, op.inputs[0]) if op is not None and op.inputs else None
+    if src is None:
+        return None
+    if isinstance(op, Affine):
+        return max(abs(v) for v in np.ravel(op.scale)) * src + max(abs(v) for v in np.ravel(op.bias))
+    if isinstance(op, (Dense, Conv)):
+        return src * int(np.prod(op.weights.shape[1:]))
+    return src if isinstance(op, (Reshape, Transpose, Pool)) else None
+
+
 def _two_tensors(lw: _Lowering) -> None:
-    """Only the straight-through-estimator form x + (Sign(x) - x), which is Sign(x). (In float32
-    it is so for |x| < 2**24; binarized layers' accumulators stay far below that.)"""
+    """Only the straight-through-estimator form x + (Sign(x) - x), which is Sign(x) in float32
+    while |x| < 2**24 (beyond that Sign(x) - x rounds to -x and the sum is 0)."""
     op, (a, b) = lw.node.op_type, (lw.values.get(n) for n in lw.node.input[:2])
     if op == "Sub" and isinstance(a, str) and isinstance(b, str):
         return lw.bind(_Sub(a, b))
     if op == "Add":
         for x, d in ((a, b), (b, a)):
             if isinstance(d, _Sub) and d.b == x:
+                bound = _magnitude_bound(lw, x)
+                if bound is not None and bound >= 2 ** 24:
+                    raise lw.fail(f"straight-through estimator on values up to {float(bound):.3g}: in float32 "
+                                  f"it is Sign(x) only while |x| < 2**24")
                 return lw.bind(d.a)
     raise lw.fail(f"{op} of two tensors is only supported as the straight-through estimator "
                   f"x + (Sign(x) - x); residual connections are not supported yet")
@@ -507,7 +538,7 @@ def _where(lw: _Lowering) -> None:
     t = lw.channel_param(cond.c, cond.x)
     hi, lo = lw.channel_param(a, cond.x), lw.channel_param(b, cond.x)
     channels = lw.type_of(cond.x).shape[0]
-    per = lambda p: np.broadcast_to(p, (channels,)) if p.ndim else p  # noqa: E731
+    per = lambda p: np.broadcast_to(p, (channels,))  # noqa: E731
     if t.ndim == 0 and lo.ndim == 0 and hi.ndim == 0:
         thresholds, values = np.array([[t[()]]], dtype=object), np.array([[lo[()], hi[()]]], dtype=object)
     else:
@@ -531,13 +562,15 @@ def _conv(lw: _Lowering) -> None:
     w = np.asarray(lw.const(1, "the kernel"), np.float32)
     if w.ndim != 4:
         raise lw.fail(f"only 2-D convolutions are supported (kernel shape {w.shape})")
+    if lw.attr("kernel_shape") is not None and list(lw.attr("kernel_shape")) != list(w.shape[2:]):
+        raise lw.fail(f"kernel_shape {lw.attr('kernel_shape')} does not match the kernel's shape {w.shape}")
     if lw.attr("group", 1) != 1:
         raise lw.fail(f"group={lw.attr('group')} convolutions are not supported (only group=1)")
-    if any(d != 1 for d in lw.attr("dilations", [1, 1])):
+    if any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
         raise lw.fail("dilated convolutions are not supported")
     if lw.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise lw.fail(f"auto_pad={lw.attr('auto_pad')} is not supported; export with explicit pads")
-    own = list(lw.attr("pads", [0, 0, 0, 0]))
+    own = lw.window_attr("pads", [0, 0, 0, 0], 0)
     if any(own) and any(pads):
         if pad_value != 0:
             raise lw.fail("a Pad with a non-zero value followed by a zero-padding Conv is not supported")
@@ -550,7 +583,7 @@ def _conv(lw: _Lowering) -> None:
                       f"(no contribution) or with a bit (+1 or -1)")
     bits, scale = _binary_kernels(lw, w)
     acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=bits,
-                  stride=tuple(lw.attr("strides", [1, 1])), pads=pads, pad_value=int(pad_value))
+                  stride=tuple(lw.window_attr("strides", [1, 1], 1)), pads=pads, pad_value=int(pad_value))
     a = exact.fractions(scale)
     if len(set(a.tolist())) == 1:
         a = np.asarray(a[0], dtype=object)
@@ -566,7 +599,7 @@ def _pad(lw: _Lowering) -> None:
     mode = lw.attr("mode", "constant")
     pads = lw.attr("pads")
     if pads is None:
-        pads = [int(p) for p in lw.const(1, "the pads")]
+        pads = lw.const_ints(1, "the pads")
     value = 0.0
     if len(lw.node.input) > 2 and lw.node.input[2]:
         value = float(np.asarray(lw.const(2, "the pad value")).item())
@@ -581,12 +614,13 @@ def _pad(lw: _Lowering) -> None:
 
 def _maxpool(lw: _Lowering) -> None:
     x = lw.value(0)
-    if any(lw.attr("pads", [0, 0, 0, 0])) or lw.attr("ceil_mode", 0) or any(d != 1 for d in lw.attr("dilations", [1, 1])):
+    if any(lw.window_attr("pads", [0, 0, 0, 0], 0)) or lw.attr("ceil_mode", 0) \
+            or any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
         raise lw.fail("MaxPool with padding, ceil_mode or dilation is not supported")
     if len(lw.node.output) > 1 and lw.node.output[1]:
         raise lw.fail("MaxPool's indices output is not supported")
-    kernel = tuple(lw.attr("kernel_shape"))
-    stride = tuple(lw.attr("strides", list(kernel)))
+    kernel = tuple(lw.window_attr("kernel_shape", [], 1))
+    stride = tuple(lw.window_attr("strides", list(kernel), 1))
     channels = lw.type_of(x).shape[0]
     lw.bind(lw.emit(Pool, [x], kernel=kernel, stride=stride, modes=np.ones(channels, dtype=np.int8)))
 

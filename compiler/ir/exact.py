@@ -36,12 +36,25 @@ def sqrt(value: Fraction) -> Fraction:
     return Fraction(scaled, 1 << SQRT_BITS)
 
 
+class RangeError(ValueError):
+    """An integer constant outside int64, the range hardware parameters are built from."""
+
+
+def int64_array(ints) -> np.ndarray:
+    """Python integers as an int64 array, refusing (rather than wrapping) any out of range."""
+    ints = list(ints)
+    bad = next((v for v in ints if not -(1 << 63) <= v < (1 << 63)), None)
+    if bad is not None:
+        raise RangeError(f"constant {float(bad):.4g} does not fit in 64 bits")
+    return np.array(ints, dtype=np.int64)
+
+
 def ceil_array(values: np.ndarray) -> np.ndarray:
-    return np.array([ceil(v) for v in values.ravel()], dtype=np.int64).reshape(values.shape)
+    return int64_array(ceil(v) for v in values.ravel()).reshape(values.shape)
 
 
 def floor_array(values: np.ndarray) -> np.ndarray:
-    return np.array([floor(v) for v in values.ravel()], dtype=np.int64).reshape(values.shape)
+    return int64_array(floor(v) for v in values.ravel()).reshape(values.shape)
 
 
 def to_float(values: np.ndarray) -> np.ndarray:

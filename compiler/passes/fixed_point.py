@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import Affine, ArgMax, FixedAffine, Softmax
 from ..ir.types import Fixed, Int
@@ -75,8 +76,10 @@ class FoldFixedPoint(Pass):
         acc_max = max(abs(elem.lo), abs(elem.hi))
         frac, err = choose_frac(a, b, acc_max, Fraction(self.rel_error, 10**6))
         unit = 1 << frac
-        mult = np.array([_round(x * unit) for x in a], dtype=np.int64)
-        bias = np.array([_round(x * unit) for x in b], dtype=np.int64)
+        try:
+            mult, bias = (exact.int64_array(_round(x * unit) for x in p) for p in (a, b))
+        except exact.RangeError as exc:
+            raise PassError(f"{op.kind} from ONNX node '{op.origin}': scale or bias {exc}") from None
         return FixedAffine(op.out, op.inputs, mult=mult, bias=bias, frac=frac, error_bound=float(err), origin=op.origin)
 
     def max_error(self, before: Graph, after: Graph) -> float:

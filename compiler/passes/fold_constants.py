@@ -30,7 +30,7 @@ from ..ir.graph import Graph
 from .. import interp
 from ..ir.ops import Affine, Conv, Dense, Pool, Reshape, Sign, Threshold, Transpose
 from ..ir.types import is_integer
-from .manager import Pass, register
+from .manager import Pass, PassError, register
 
 
 def _obj(x) -> np.ndarray:
@@ -305,6 +305,9 @@ class FoldConstants(Pass):
     def _sweep(self, graph: Graph) -> Graph:
         rw = _Rewriter(graph)
         for op in graph.ops:
-            if not any(rule(rw, op) for rule in RULES):
-                rw.emit(op)
+            try:
+                if not any(rule(rw, op) for rule in RULES):
+                    rw.emit(op)
+            except exact.RangeError as exc:  # e.g. a threshold beyond int64 from absurd weights
+                raise PassError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {exc}") from None
         return graph.with_ops(rw.ops)

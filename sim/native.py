@@ -28,7 +28,7 @@ def build(sources: list[Path], top: str, parameters: dict, timescale: tuple[str,
     the log's path if Verilator or the C++ compiler fails."""
     cmd = (["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir", str(build_dir), "--top-module", top,
             "-o", EXECUTABLE, "--timescale", "/".join(timescale)]
-           + list(VERILATOR_ARGS) + (["--trace-fst"] if waves else [])
+           + list(VERILATOR_ARGS) + (["--trace"] if waves else [])
            + [f"-G{k}={v}" for k, v in parameters.items()] + [str(MAIN)] + [str(s) for s in sources])
     with open(log, "w") as out:
         out.write(" ".join(cmd) + "\n")

@@ -70,6 +70,7 @@ class SimResult:
     latency_measured: int  # clock edges from a frame's first input transfer to its last output transfer (idle pipeline)
     engine: str = "cocotb"  # which path ran the bench: "cocotb" or "native" (sim/native.py)
     waves: Path | None = None  # the run's waveform, when asked for
+    mismatch: str | None = None  # the first wrong output, when simulate(on_mismatch="return")
 
 
 class SimulationError(RuntimeError):
@@ -205,7 +206,8 @@ def choose_engine(engine: str, simulator: str, clocks: int) -> str:
 
 def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray | None = None,
              simulator: str = "verilator", build_dir=None, seed: int = 0, backpressure: bool = True,
-             timing_frames: int = 32, engine: str = "auto", waves: bool = False) -> SimResult:
+             timing_frames: int = 32, engine: str = "auto", waves: bool = False,
+             on_mismatch: str = "raise") -> SimResult:
     """Stream `inputs` (N, in_count element values, in the design's order: `Design.serialize`)
     through the RTL in `rtl_dir`; a frame is one transfer, or one pixel per transfer for a conv
     net (`verilog.stream_beats`).
@@ -218,8 +220,9 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
 
     engine: "cocotb" (Verilator or Icarus through cocotb), "native" (the same bench compiled with
     Verilator around a C++ main, sim/native.py) or "auto" (native for long runs). waves: write a
-    waveform of the run (FST; VCD from cocotb's Verilator) into the run folder, named in
-    SimResult.waves and in any SimulationError.
+    waveform of the run (VCD; FST from Icarus) into the run folder, named in
+    SimResult.waves and in any SimulationError. on_mismatch="return": a wrong output does not
+    raise; the outputs are returned with the message in SimResult.mismatch.
     """
     inputs = np.asarray(inputs).reshape(len(inputs), -1)
     if inputs.shape[1] != design.in_count:
@@ -266,9 +269,12 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
         phase = "checked run" if results["timeout"].strip() == "1" else "timing run"
         raise SimulationError(f"{phase}: timeout after {limit} clocks with {results['sent']} input and "
                               f"{results['received']} output transfer(s) in that phase{where}")
+    mismatch = None
     if int(results["errors"]):
         count = design.out_count // out_beats
-        raise SimulationError(f"checked run: {_mismatch(results, count, design.out_elem.bits, out_beats)}{where}")
+        mismatch = f"checked run: {_mismatch(results, count, design.out_elem.bits, out_beats)}{where}"
+        if on_mismatch == "raise":
+            raise SimulationError(mismatch)
     outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count, out_beats)
     if len(outputs) != frames:
         raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(run / 'sim.log')}{where}")
@@ -276,7 +282,8 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     end_half, end_last = int(results["end_half"]), int(results["end_last"])
     per_frame = (end_last - end_half) / (timing_frames - 1 - half) if timing_frames > 2 else float("nan")
     return SimResult(outputs=outputs, cycles=int(results["cycles"]), cycles_per_frame_measured=per_frame,
-                     latency_measured=int(results["latency"]), engine=engine, waves=wave_file)
+                     latency_measured=int(results["latency"]), engine=engine, waves=wave_file,
+                     mismatch=mismatch)
 
 
 def _built(build: Path, digest: str) -> bool:
@@ -285,7 +292,7 @@ def _built(build: Path, digest: str) -> bool:
 
 
 def _run_native(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
-    wave_file = run / "waves.fst" if waves else None
+    wave_file = run / "waves.vcd" if waves else None
     with tool_environment():
         if not _built(build, digest):
             (build / "bnnc_build.sha256").unlink(missing_ok=True)

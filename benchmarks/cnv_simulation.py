@@ -113,13 +113,10 @@ def bench_folding(model: Path, fold: str, work: Path, frames: int, runs: int, se
     expected = env[driver.device_output(graph)].reshape(frames, -1)
 
     runner = driver._sim_runner()
-    sim_dir = out / "sim" / f"verilator-{engine}"  # where runner.simulate builds for build_dir=out / "sim"
-    stamp = sim_dir / "bnnc_build.sha256"
-    cached = stamp.is_file()
+    run_dir = out / "sim" / f"verilator-{engine}" / "run"  # where runner.simulate runs for build_dir=out / "sim"
     rows, ok = [], True
     for i in range(runs):
         t0, wall0, cpu0 = time.time(), time.perf_counter(), child_cpu()
-        before = stamp.stat().st_mtime if stamp.is_file() else None
         try:
             result = runner.simulate(out / "build" / "rtl", codes, design, expected, build_dir=out / "sim",
                                      seed=seed + i, timing_frames=frames, engine=engine)
@@ -128,15 +125,15 @@ def bench_folding(model: Path, fold: str, work: Path, frames: int, runs: int, se
             return False
         wall, cpu = time.perf_counter() - wall0, child_cpu() - cpu0
         build = None
-        if stamp.is_file() and stamp.stat().st_mtime != before:  # this call (re)built the simulator
-            build = stamp.stat().st_mtime - t0
-            print(f"Verilator build: {build:.1f} s wall (verilate {verilate_seconds(sim_dir / 'build.log') or float('nan'):.1f} s, "
+        if result.built:
+            build = (result.build / "bnnc_build.sha256").stat().st_mtime - t0
+            print(f"Verilator build: {build:.1f} s wall (verilate {verilate_seconds(result.build / 'build.log') or float('nan'):.1f} s, "
                   f"the rest C++), peak child RSS so far {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
-        elif i == 0 and cached:
-            print(f"Verilator build: cached in {sim_dir}")
+        elif i == 0:
+            print(f"Verilator build: cached in {result.build}")
         sim_wall = wall - (build or 0.0)
         equal = bool(np.array_equal(result.outputs, expected))
-        row = dict(wall=sim_wall, cpu=cpu, clocks=sim_clocks(sim_dir / "run"), checked=result.cycles,
+        row = dict(wall=sim_wall, cpu=cpu, clocks=sim_clocks(run_dir), checked=result.cycles,
                    cpf=result.cycles_per_frame_measured, lat=result.latency_measured, equal=equal,
                    build=build is not None)
         rows.append(row)
@@ -184,6 +181,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
+        os.environ[driver._sim_runner().CACHE_VARIABLE] = str(work / "sim-cache")  # builds stay in DIR
         model = work / "cnv.onnx"
         if not model.is_file():
             from tests.models import conv_exporters

@@ -1,8 +1,8 @@
 """RTL simulation throughput of both bench drivers: cocotb (Verilator with VPI) and the compiled
 bench (sim/native.py: the same bnnc_bench.v around a C++ main), on the digits MLP and the SFC.
 
-For each model and engine: the Verilator build (wall and CPU seconds, from a cold build folder;
-Verilator's runtime objects may come from objcache), then RUNS simulations of VECTORS vectors
+For each model and engine: the Verilator build (wall and CPU seconds, cold: an empty build cache,
+so the cocotb row also compiles Verilator's runtime and the native row its own), then RUNS simulations of VECTORS vectors
 with the build cached: median vectors per second of wall time and the median CPU seconds of the
 simulator process. Both engines run the same checks (random input gaps and back-pressure, every
 output compared inside the bench, cycles/frame and latency measured on an idle pipeline), and
@@ -62,6 +62,7 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.environ[driver._sim_runner().CACHE_VARIABLE] = str(tmp / "cache")  # cold builds
         for name, path in models(tmp).items():
             compiled = driver.compile_model(path, driver.Options())
             design = driver.hardware(compiled)

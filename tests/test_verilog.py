@@ -413,11 +413,12 @@ def test_compiled_bench_runs_the_same_checks_as_cocotb(tmp_path_factory, tmp_pat
         assert result.engine == engine
         check_run(design, result, expected)
     assert runs["native"].cycles == runs["cocotb"].cycles
-    stamp = tmp_path / "verilator-native" / "bnnc_build.sha256"
+    assert (tmp_path / "verilator-native" / "run" / "outputs.hex").is_file()  # the run's files go to build_dir
+    stamp = runs["native"].build / "bnnc_build.sha256"
     built = stamp.stat().st_mtime_ns
-    short = simulate(rtl, design.serialize(x[:3]), design, expected[:3], seed=7, engine="native", build_dir=tmp_path)
+    short = simulate(rtl, design.serialize(x[:3]), design, expected[:3], seed=7, engine="native", build_dir=tmp_path / "b")
     np.testing.assert_array_equal(short.outputs, expected[:3])
-    assert stamp.stat().st_mtime_ns == built
+    assert short.build == runs["native"].build and not short.built and stamp.stat().st_mtime_ns == built
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")

@@ -258,7 +258,7 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     # The build lives in the cache, keyed by its content: every folder and test simulating the
     # same RTL shares it. build_dir only holds the run's files (and waveform).
     build = (cache_root() / f"{label}-{digest[:20]}").resolve()
-    run = ((Path(build_dir) / label) if build_dir else build) / "run"
+    run = (((Path(build_dir) / label) if build_dir else build) / "run").resolve()
     run.mkdir(parents=True, exist_ok=True)
 
     _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)

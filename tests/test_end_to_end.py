@@ -41,7 +41,12 @@ def samples(compiled, n):
                            rng.random((n - n // 2,) + shape).astype(np.float32)])
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+# The SFC's two unrolled designs (plain and reuse) took 24 of the suite's minutes on a loaded
+# 2-core machine, mostly Verilator compiling them: a slow test (CI runs it).
+SLOW = {"brevitas-sfc-784-256-256-256-10"}
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in sorted(MODELS)])
 def test_rtl_equals_interpreter_and_original_with_and_without_reuse(tmp_path, model):
     path = MODELS[model](tmp_path / "m.onnx")
     plain = driver.compile_model(path, driver.Options())

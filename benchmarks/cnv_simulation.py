@@ -1,4 +1,4 @@
-"""FINN CNV topology through the Verilog backend and Verilator (via cocotb): does the simulated
+"""FINN CNV topology through the Verilog backend and Verilator: does the simulated
 hardware run at the manifest's cycles per frame and latency, and give the interpreter's outputs?
 
 For each folding (`--fold auto` and/or folding files; default: auto and FINN's own CNV folding,
@@ -19,16 +19,20 @@ outputs equal the interpreter's. The Verilator build happens once per folding (t
 and is cached for the other runs. Exits 1 if any measured figure differs from the manifest or
 any output differs (the bench's own check raises SimulationError, reported the same way).
 
-Simulation speed: cocotb builds Verilator with --public-flat-rw (every signal writable through
+--engine picks the bench's driver (sim/runner.simulate): native (default; the bench compiled
+with a C++ main) or cocotb, or both (--engine native --engine cocotb).
+
+Simulation speed under cocotb: cocotb builds Verilator with --public-flat-rw (every signal writable through
 VPI), so Verilator re-evaluates all combinational logic -- here mostly the popcount trees of
 bnnc_dot -- in its "ico" region on every eval(), i.e. at every clock edge cocotb drives: 71% of
 the simulator's samples under `perf` for the auto folding. The cost per clock grows with the
 XNORs per clock: about 1.9 k clocks per CPU second for auto (26,692 XNORs), 20 k for the FINN
 folding (2,225 XNORs); per frame the two cost about the same CPU time. The same bench and RTL
-in a plain Verilator C++ harness (no VPI) ran the auto design at about 10 k clocks per CPU second.
+in a plain Verilator C++ harness (no VPI: the native engine) ran the auto design at about 10 k
+clocks per CPU second.
 
 Usage: python benchmarks/cnv_simulation.py [--fold auto|FILE.json ...] [--frames F] [--runs R]
-       [--work DIR]   (DIR keeps model, builds and Verilator builds; a rerun reuses them)
+       [--engine native|cocotb ...] [--work DIR]   (DIR keeps model, builds and Verilator builds; a rerun reuses them)
 """
 from __future__ import annotations
 
@@ -42,7 +46,6 @@ import statistics
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +56,6 @@ sys.path.insert(0, str(ROOT))
 from bnnc import driver  # noqa: E402
 
 FINN_FOLDING = ROOT / "benchmarks" / "cnv_finn_folding.json"
-CLOCK_NS = 10  # sim/tb_stream.py's clock period
 
 
 def default_frames(cycles_per_frame: int, latency: int) -> int:
@@ -65,9 +67,9 @@ def default_frames(cycles_per_frame: int, latency: int) -> int:
 
 
 def sim_clocks(run_dir: Path) -> int:
-    """Clocks the simulator ran (reset, checked run, timing run), from cocotb's results.xml."""
-    props = {p.get("name"): p.get("value") for p in ET.parse(run_dir / "results.xml").iter("property")}
-    return round(float(props["sim_time_duration"]) / CLOCK_NS)
+    """Clocks the bench ran (reset, checked run, timing run), from its results.txt."""
+    results = dict(line.split(" ", 1) for line in (run_dir / "results.txt").read_text().splitlines())
+    return int(results["clocks"])
 
 
 def verilate_seconds(build_log: Path) -> float | None:
@@ -81,10 +83,10 @@ def child_cpu() -> float:
     return t.children_user + t.children_system
 
 
-def bench_folding(model: Path, fold: str, work: Path, frames: int, runs: int, seed: int) -> bool:
+def bench_folding(model: Path, fold: str, work: Path, frames: int, runs: int, seed: int, engine: str) -> bool:
     label = "auto" if fold == "auto" else Path(fold).stem
     out = work / label
-    print(f"\n== folding: {fold}")
+    print(f"\n== folding: {fold}, engine: {engine}")
 
     start = time.perf_counter()
     compiled = driver.compile_model(model, driver.Options(fold=fold, targets=("verilog",)))
@@ -111,30 +113,30 @@ def bench_folding(model: Path, fold: str, work: Path, frames: int, runs: int, se
     expected = env[driver.device_output(graph)].reshape(frames, -1)
 
     runner = driver._sim_runner()
-    sim_dir = out / "verilator"
-    stamp = sim_dir / "bnnc_build.sha256"
-    cached = stamp.is_file()
+    run_dir = out / "sim" / f"verilator-{engine}" / "run"  # where runner.simulate runs for build_dir=out / "sim"
     rows, ok = [], True
     for i in range(runs):
         t0, wall0, cpu0 = time.time(), time.perf_counter(), child_cpu()
-        before = stamp.stat().st_mtime if stamp.is_file() else None
         try:
-            result = runner.simulate(out / "build" / "rtl", codes, design, expected, build_dir=sim_dir,
-                                     seed=seed + i, timing_frames=frames)
+            result = runner.simulate(out / "build" / "rtl", codes, design, expected, build_dir=out / "sim",
+                                     seed=seed + i, timing_frames=frames, engine=engine)
         except runner.SimulationError as exc:
             print(f"run {i}: SIMULATION FAILED: {exc}")
             return False
         wall, cpu = time.perf_counter() - wall0, child_cpu() - cpu0
         build = None
-        if stamp.is_file() and stamp.stat().st_mtime != before:  # this call (re)built the simulator
-            build = stamp.stat().st_mtime - t0
-            print(f"Verilator build: {build:.1f} s wall (verilate {verilate_seconds(sim_dir / 'build.log') or float('nan'):.1f} s, "
-                  f"the rest C++), peak child RSS so far {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
-        elif i == 0 and cached:
-            print(f"Verilator build: cached in {sim_dir}")
+        if result.built:
+            build = (result.build / "bnnc_build.sha256").stat().st_mtime - t0
+            # the native build runs the C++ compile inside Verilator (--build): no separate verilate time
+            part = (f" (verilate {verilate_seconds(result.build / 'build.log') or float('nan'):.1f} s, the rest C++)"
+                    if engine == "cocotb" else "")
+            print(f"Verilator build: {build:.1f} s wall{part}, "
+                  f"peak child RSS so far {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
+        elif i == 0:
+            print(f"Verilator build: cached in {result.build}")
         sim_wall = wall - (build or 0.0)
         equal = bool(np.array_equal(result.outputs, expected))
-        row = dict(wall=sim_wall, cpu=cpu, clocks=sim_clocks(sim_dir / "run"), checked=result.cycles,
+        row = dict(wall=sim_wall, cpu=cpu, clocks=sim_clocks(run_dir), checked=result.cycles,
                    cpf=result.cycles_per_frame_measured, lat=result.latency_measured, equal=equal,
                    build=build is not None)
         rows.append(row)
@@ -171,6 +173,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=0, help="frames per run (default: enough for steady state)")
     ap.add_argument("--runs", type=int, default=3, help="simulation runs per folding (the first builds)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--engine", action="append", choices=["native", "cocotb"],
+                    help="the bench's driver; repeatable (default: native)")
     ap.add_argument("--work", type=Path, help="keep model, builds and Verilator builds here (default: a temp folder)")
     args = ap.parse_args()
     folds = args.fold or ["auto", str(FINN_FOLDING)]
@@ -180,16 +184,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
+        os.environ[driver._sim_runner().CACHE_VARIABLE] = str(work / "sim-cache")  # builds stay in DIR
         model = work / "cnv.onnx"
         if not model.is_file():
             from tests.models import conv_exporters
             start = time.perf_counter()
             conv_exporters.finn_cnv(model)
             print(f"exported finn_cnv in {time.perf_counter() - start:.1f} s")
-        results = {fold: bench_folding(model, fold, work, args.frames, args.runs, args.seed) for fold in folds}
+        results = {(fold, engine): bench_folding(model, fold, work, args.frames, args.runs, args.seed, engine)
+                   for fold in folds for engine in args.engine or ["native"]}
     print()
-    for fold, ok in results.items():
-        print(f"{fold}: {'OK: measured = manifest, outputs = interpreter' if ok else 'FAILED'}")
+    for (fold, engine), ok in results.items():
+        print(f"{fold} ({engine}): {'OK: measured = manifest, outputs = interpreter' if ok else 'FAILED'}")
     return 0 if all(results.values()) else 1
 
 

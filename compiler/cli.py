@@ -18,6 +18,8 @@ from .diagnostics import BnncError
 from .ir.printer import print_graph
 from .passes import DEFAULT_PIPELINE
 
+TL_PASS = "map-threshold-logic"
+
 # Float32 execution of the original model differs from exact arithmetic by rounding only.
 ORIGINAL_RTOL = 1e-5
 
@@ -117,6 +119,16 @@ def cmd_inspect(args) -> int:
     model = driver.load_model(args.model)
     source = driver.lower(model, Path(args.model).stem)
     wanted = {n.split("{")[0] for n in args.print_after}
+    # map-threshold-logic runs on the hardware plan after the IR pipeline, not on the IR
+    tl = [n for n in args.print_after if n.split("{")[0] == TL_PASS]
+    if args.print_after_all and not tl:
+        tl = [TL_PASS]
+    if tl:
+        from .backends.asic.tl import tl_pass, threshold_logic
+        from .passes.threshold_logic import print_mapping
+
+        for text in tl:
+            tl_pass(text)  # bad options fail before anything is printed
     print("// after import")
     print(print_graph(source))
 
@@ -128,7 +140,11 @@ def cmd_inspect(args) -> int:
             print(f"// {p}: {record.verified}")
 
     samples = _samples(args, source) if args.verify else None
-    driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate), samples, on_stage=show)
+    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate),
+                                    samples, on_stage=show)
+    for text in tl:
+        print(f"// after {text} (on the hardware plan, every layer fully unrolled)")
+        print(print_mapping(threshold_logic(compiled.graph, text)), end="")
     return 0
 
 

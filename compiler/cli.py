@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="ONNX -> Verilog/HLS build folder with a manifest")
     p.add_argument("model")
     p.add_argument("-o", "--output", default="build", help="build folder (default: build)")
-    p.add_argument("--target", default="verilog", choices=["verilog", "hls", "all"])
+    p.add_argument("--target", default="verilog", choices=["verilog", "hls", "asic", "all"],
+                   help="asic: DIR/asic/tl (threshold-logic netlist) and DIR/asic/cmos (RTL for the standard-cell mapping)")
     p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
     p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
     _common(p)
@@ -54,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("build")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--output", required=True, help="Y.npy to write, in the model's units")
-    p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls"])
+    p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls", "tl", "cmos"],
+                   help="tl / cmos: gate-level simulation of the ASIC netlists (cmos needs qflow-tech-osu018 and Icarus)")
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
     p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")
@@ -69,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="original ONNX vs reference vs RTL (vs HLS), one table")
     p.add_argument("model")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
-    p.add_argument("--backends", default="rtl", help="comma list of rtl, hls (default: rtl)")
+    p.add_argument("--backends", default="rtl", help="comma list of rtl, hls, tl, cmos (default: rtl)")
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one)")
     _common(p)
@@ -93,7 +95,7 @@ def _layer_summary(layer: dict) -> str:
 
 def cmd_compile(args) -> int:
     start = time.perf_counter()
-    targets = ("verilog", "hls") if args.target == "all" else (args.target,)
+    targets = ("verilog", "hls", "asic") if args.target == "all" else (args.target,)
     options = driver.Options(args.pipeline, args.fold, targets, args.calibrate)
     samples = None
     if args.verify:
@@ -192,9 +194,9 @@ def cmd_verify(args) -> int:
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
-        if b not in ("rtl", "hls"):
-            raise BnncError(f"unknown backend '{b}' in --backends (choose rtl, hls)")
-    targets = tuple({"rtl": "verilog", "hls": "hls"}[b] for b in backends)
+        if b not in ("rtl", "hls", "tl", "cmos"):
+            raise BnncError(f"unknown backend '{b}' in --backends (choose rtl, hls, tl, cmos)")
+    targets = tuple(dict.fromkeys({"rtl": "verilog", "hls": "hls", "tl": "asic", "cmos": "asic"}[b] for b in backends))
     compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, targets, args.calibrate))
     x = driver.load_inputs(args.inputs, compiled.source)
     driver.progress(f"running the original model on {len(x)} samples...")

@@ -73,9 +73,11 @@ def map_design(cmos_dir: Path, timeout: float = 3600) -> Path:
         f"synth -top {TOP}",
         f"dfflibmap -liberty {LIBERTY}",
         f"abc -liberty {LIBERTY}",
-        "opt_clean",
+        "setundef -zero",  # undriven bits (unused code bits) as 0, not x
+        "splitnets -ports",  # OpenSTA's reader takes no concatenation on the left of an assign
+        "opt_clean -purge",
         f"tee -q -o {(cmos_dir / 'stat.txt').resolve()} stat -liberty {LIBERTY}",
-        f"write_verilog -noattr {(gates / 'netlist.v').resolve()}", ""])
+        f"write_verilog -noattr -noexpr {(gates / 'netlist.v').resolve()}", ""])
     (cmos_dir / "map.ys").write_text(script)
     _run(["yosys", "-q", "-l", str(cmos_dir / "map.log"), str(cmos_dir / "map.ys")], timeout, "Yosys", cmos_dir / "map.log")
     (gates / "filelist.f").write_text(f"{CELL_MODELS}\nnetlist.v\n")
@@ -98,14 +100,18 @@ def _run(cmd: list[str], timeout: float, what: str, log: Path | None = None) -> 
 
 
 def time_netlist(cmos_dir: Path, timeout: float) -> dict:
-    """OpenSTA: the worst register-to-register path (no parasitics, ideal clock)."""
+    """OpenSTA: the worst register-to-register path (no parasitics, ideal clock), of the whole
+    design and into each layer's registers."""
+    netlist = (cmos_dir / "gates" / "netlist.v").resolve()
+    layers = re.findall(r"^\s*bnnc_layer(\d+)\s+(\S+)\s*\(", netlist.read_text(), re.M)
     tcl = "\n".join([
         f"read_liberty {LIBERTY}",
-        f"read_verilog {(cmos_dir / 'gates' / 'netlist.v').resolve()}",
+        f"read_verilog {netlist}",
         f"link_design {TOP}",
         f"create_clock -name clk -period {STA_PERIOD} [get_ports clk]",
-        "report_checks -path_delay max -from [all_registers -clock_pins] -to [all_registers -data_pins] -digits 3",
-        ""])
+        "report_checks -path_delay max -from [all_registers -clock_pins] -to [all_registers -data_pins] -digits 3"]
+        + [f'puts "layer {i}"\nreport_checks -path_delay max -from [all_registers -clock_pins] '
+           f"-to [get_pins {inst}/*/D] -digits 3 -format end" for i, inst in layers] + [""])
     (cmos_dir / "sta.tcl").write_text(tcl)
     text = _run(["sta", "-exit", str(cmos_dir / "sta.tcl")], timeout, "OpenSTA").stdout
     (cmos_dir / "sta.txt").write_text(text)
@@ -115,7 +121,12 @@ def time_netlist(cmos_dir: Path, timeout: float) -> dict:
     period = STA_PERIOD - float(slack.group(1))
     start = re.search(r"Startpoint: (\S+)", text)
     end = re.search(r"Endpoint: (\S+)", text)
-    return {"period_ns": round(period, 3), "fmax_mhz": round(1000 / period, 1),
+    per_layer = {}
+    for index, block in re.findall(r"^layer (\d+)\n(.*?)(?=^layer |\Z)", text, re.M | re.S):
+        found = re.search(r"\s(-?[0-9.]+) \((?:MET|VIOLATED)\)", block)
+        if found:
+            per_layer[f"bnnc_layer{index}"] = round(STA_PERIOD - float(found.group(1)), 3)
+    return {"period_ns": round(period, 3), "fmax_mhz": round(1000 / period, 1), "layer_period_ns": per_layer,
             "from": start.group(1) if start else "?", "to": end.group(1) if end else "?",
             "note": "OpenSTA, no wire parasitics, ideal clock, typical corner"}
 

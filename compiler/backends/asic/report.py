@@ -34,6 +34,7 @@ def asic_section(graph: Graph, build_dir: Path, cmos: bool, timeout: float) -> l
         map_design(build_dir / "asic" / "cmos", timeout)
         summary = json.loads((build_dir / "asic" / "cmos" / "summary.json").read_text())
     modules = summary["modules"] if summary else {}
+    paths = summary["critical_path"].get("layer_period_ns", {}) if summary else {}
     lines = ["## ASIC: CMOS standard cells vs threshold-logic gates", "",
              f"Both fully unrolled (one vector per clock). CMOS: Yosys + ABC onto OSU 0.18 um cells "
              f"(qflow-tech-osu018), per layer module with its registers"
@@ -41,15 +42,17 @@ def asic_section(graph: Graph, build_dir: Path, cmos: bool, timeout: float) -> l
              f"TL: {mapping.options}; TLG area and delay are MODELLED (FTL's -79.4% area / -40.3% delay applied to "
              "the OSU cost of the CMOS function + flip-flop each cell replaces; compiler/backends/asic/cells.py). "
              "Clocked cells: depth = pipeline stages, identity cells carry signals across skipped stages.", "",
-             "| layer | CMOS area (um2) | CMOS cells | transistors | TLGs | depth (clocks) | identity cells | "
-             "TL modelled area (um2) | TL / CMOS |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| layer | CMOS area (um2) | CMOS cells | transistors | CMOS path (ns) | TLGs | depth (clocks) | "
+             "identity cells | TL modelled area (um2) | TL / CMOS |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     kept = dict(mapping.cmos)
     binary_cmos, binary_ref, binary_tl = 0.0, 0.0, 0.0
     indices = sorted(set(kept) | {n.layer for n in mapping.layers})
     for index in indices:
         m = modules.get(f"bnnc_layer{index}")
-        cm = [f"{m['area_um2']:,.0f}", f"{m['cells']:,}", f"{m['transistors']:,}"] if m else ["-", "-", "-"]
+        path = paths.get(f"bnnc_layer{index}")
+        cm = [f"{m['area_um2']:,.0f}", f"{m['cells']:,}", f"{m['transistors']:,}", "-" if path is None else f"{path:.2f}"] \
+            if m else ["-", "-", "-", "-"]
         net = mapping.network(index)
         if net is None:
             lines.append(f"| {index} | " + " | ".join(cm) + f" | CMOS: {kept[index].split(':')[0]} | | | | |")

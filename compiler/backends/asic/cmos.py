@@ -74,7 +74,7 @@ def map_design(cmos_dir: Path, timeout: float = 3600) -> Path:
         f"dfflibmap -liberty {LIBERTY}",
         f"abc -liberty {LIBERTY}",
         "setundef -zero",  # undriven bits (unused code bits) as 0, not x
-        "splitnets -ports",  # OpenSTA's reader takes no concatenation on the left of an assign
+        "splitnets",  # OpenSTA's reader takes no concatenation on the left of an assign (ports stay vectors)
         "opt_clean -purge",
         f"tee -q -o {(cmos_dir / 'stat.txt').resolve()} stat -liberty {LIBERTY}",
         f"write_verilog -noattr -noexpr {(gates / 'netlist.v').resolve()}", ""])

@@ -29,6 +29,6 @@ def layer_equivalence(rtl_dir: Path, tl_dir: Path, index: int, steps: int = 4,
         "hierarchy -top miter",
         f"sat -verify -prove trigger 0 -set-at 1 in_rst 1 -seq {steps} -set-init-zero miter"])
     proc = subprocess.run(["yosys", "-p", script], capture_output=True, text=True, timeout=timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if "SAT" in ln or "QED" in ln or "failed" in ln.lower()]
-    proved = proc.returncode == 0 and any("QED" in ln for ln in proc.stdout.splitlines())
+    lines = [ln for ln in proc.stdout.splitlines() if "SAT" in ln or "ERROR" in ln or "fail" in ln.lower()]
+    proved = proc.returncode == 0 and "no model found: SUCCESS!" in proc.stdout
     return proved, "\n".join(lines[-4:] or (proc.stdout + proc.stderr).splitlines()[-4:])

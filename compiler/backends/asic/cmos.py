@@ -8,7 +8,7 @@ ideal clock), and the SPICE netlists give transistors per cell. Gate-level simul
 netlist with the package's cell models under Icarus (they use UDPs, which Verilator does not run).
 
 Files written by `map_design`: gates/netlist.v, gates/filelist.f (the netlist and the installed
-cell models), map.ys and sta.tcl (the scripts as run), stat.txt (Yosys), sta.txt (OpenSTA's
+cell models), sta_netlist.v (the same, bit-blasted for OpenSTA), map.ys and sta.tcl (the scripts as run), stat.txt (Yosys), sta.txt (OpenSTA's
 critical path) and summary.json (area, cells, transistors, critical path, Fmax; per module).
 """
 from __future__ import annotations
@@ -74,10 +74,13 @@ def map_design(cmos_dir: Path, timeout: float = 3600) -> Path:
         f"dfflibmap -liberty {LIBERTY}",
         f"abc -liberty {LIBERTY}",
         "setundef -zero",  # undriven bits (unused code bits) as 0, not x
-        "splitnets",  # OpenSTA's reader takes no concatenation on the left of an assign (ports stay vectors)
         "opt_clean -purge",
         f"tee -q -o {(cmos_dir / 'stat.txt').resolve()} stat -liberty {LIBERTY}",
-        f"write_verilog -noattr -noexpr {(gates / 'netlist.v').resolve()}", ""])
+        f"write_verilog -noattr -noexpr {(gates / 'netlist.v').resolve()}",
+        # OpenSTA's reader takes no concatenation on the left of an assign: a bit-blasted copy
+        "splitnets -ports",
+        "opt_clean -purge",
+        f"write_verilog -noattr -noexpr {(cmos_dir / 'sta_netlist.v').resolve()}", ""])
     (cmos_dir / "map.ys").write_text(script)
     _run(["yosys", "-q", "-l", str(cmos_dir / "map.log"), str(cmos_dir / "map.ys")], timeout, "Yosys", cmos_dir / "map.log")
     (gates / "filelist.f").write_text(f"{CELL_MODELS}\nnetlist.v\n")
@@ -102,7 +105,7 @@ def _run(cmd: list[str], timeout: float, what: str, log: Path | None = None) -> 
 def time_netlist(cmos_dir: Path, timeout: float) -> dict:
     """OpenSTA: the worst register-to-register path (no parasitics, ideal clock), of the whole
     design and into each layer's registers."""
-    netlist = (cmos_dir / "gates" / "netlist.v").resolve()
+    netlist = (cmos_dir / "sta_netlist.v").resolve()
     layers = re.findall(r"^\s*bnnc_layer(\d+)\s+(\S+)\s*\(", netlist.read_text(), re.M)
     tcl = "\n".join([
         f"read_liberty {LIBERTY}",

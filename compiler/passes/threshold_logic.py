@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

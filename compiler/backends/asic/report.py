@@ -36,8 +36,8 @@ def asic_section(graph: Graph, build_dir: Path, cmos: bool, timeout: float) -> l
     modules = summary["modules"] if summary else {}
     paths = summary["critical_path"].get("layer_period_ns", {}) if summary else {}
     lines = ["## ASIC: CMOS standard cells vs threshold-logic gates", "",
-             f"Both fully unrolled (one vector per clock). CMOS: Yosys + ABC onto OSU 0.18 um cells "
-             f"(qflow-tech-osu018), per layer module with its registers"
+             "Both fully unrolled (one vector per clock). CMOS: Yosys + ABC onto OSU 0.18 um cells "
+             "(qflow-tech-osu018), per layer module with its registers"
              + (f"; not mapped ({why_not})." if why_not else "."),
              f"TL: {mapping.options}; TLG area and delay are MODELLED (FTL's -79.4% area / -40.3% delay applied to "
              "the OSU cost of the CMOS function + flip-flop each cell replaces; compiler/backends/asic/cells.py). "

@@ -24,8 +24,8 @@ from .passes import DEFAULT_PIPELINE
 
 # Float32 execution of the original model differs from exact arithmetic by rounding only.
 ORIGINAL_RTOL = 1e-5
-TARGETS = {"verilog": ("verilog",), "hls": ("hls",), "all": ("verilog", "hls")}
-BACKEND_TARGET = {"rtl": "verilog", "hls": "hls"}
+TARGETS = {"verilog": ("verilog",), "hls": ("hls",), "asic": ("asic",), "all": ("verilog", "hls", "asic")}
+BACKEND_TARGET = {"rtl": "verilog", "hls": "hls", "tl": "asic", "cmos": "asic"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
     for b in backends:
         if b not in BACKEND_TARGET:
             raise BnncError(f"unknown backend '{b}' (choose {', '.join(BACKEND_TARGET)})")
-    targets = tuple(BACKEND_TARGET[b] for b in backends)
+    targets = tuple(dict.fromkeys(BACKEND_TARGET[b] for b in backends))
     compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate))
     x = _samples(x, compiled.source)
     n = len(x)

@@ -17,6 +17,7 @@ from .ir.printer import print_graph
 from .passes import DEFAULT_PIPELINE
 
 VERIFY_WAVES_WORK = "bnnc_verify"  # where `verify --waves` keeps its simulation (and waveform) by default
+TL_PASS = "map-threshold-logic"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="ONNX -> Verilog/HLS build folder with a manifest")
     p.add_argument("model")
     p.add_argument("-o", "--output", default="build", help="build folder (default: build)")
-    p.add_argument("--target", default="verilog", choices=["verilog", "hls", "all"])
+    p.add_argument("--target", default="verilog", choices=["verilog", "hls", "asic", "all"],
+                   help="asic: DIR/asic/tl (threshold-logic netlist) and DIR/asic/cmos (RTL for the standard-cell mapping)")
     p.add_argument("--verify", action="store_true", help="check every pass with the interpreter")
     p.add_argument("--inputs", help="samples (.npy) for --verify; default: random ones")
     p.add_argument("--wrap", default="none", choices=["none", "axis"],
@@ -63,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("build")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--output", required=True, help="Y.npy to write, in the model's units")
-    p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls"])
+    p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls", "tl", "cmos"],
+                   help="tl / cmos: gate-level simulation of the ASIC netlists (cmos needs qflow-tech-osu018 and Icarus)")
     _simulation(p)
 
     p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")
@@ -80,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="original ONNX vs reference vs RTL (vs HLS), one table")
     p.add_argument("model")
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
-    p.add_argument("--backends", default="rtl", help="comma list of rtl, hls (default: rtl)")
+    p.add_argument("--backends", default="rtl", help="comma list of rtl, hls, tl, cmos (default: rtl)")
     _simulation(p)
     p.add_argument("--work", default=None, help="folder for simulation builds (default: a temporary one; "
                    f"with --waves: {VERIFY_WAVES_WORK})")
@@ -126,6 +129,16 @@ def cmd_inspect(args) -> int:
     model = driver.load_model(args.model)
     source = driver.lower(model, Path(args.model).stem)
     wanted = {n.split("{")[0] for n in args.print_after}
+    # map-threshold-logic runs on the hardware plan after the IR pipeline, not on the IR
+    tl = [n for n in args.print_after if n.split("{")[0] == TL_PASS]
+    if args.print_after_all and not tl:
+        tl = [TL_PASS]
+    if tl:
+        from .backends.asic.tl import tl_pass, threshold_logic
+        from .passes.threshold_logic import print_mapping
+
+        for text in tl:
+            tl_pass(text)  # bad options fail before anything is printed
     print("// after import")
     print(print_graph(source, full=args.full))
 
@@ -137,7 +150,11 @@ def cmd_inspect(args) -> int:
             print(f"// {p}: {record.verified}")
 
     samples = _samples(args, source) if args.verify else None
-    driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate), samples, on_stage=show)
+    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate),
+                                    samples, on_stage=show)
+    for text in tl:
+        print(f"// after {text} (on the hardware plan, every layer fully unrolled)")
+        print(print_mapping(threshold_logic(compiled.graph, text)), end="")
     return 0
 
 

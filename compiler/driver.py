@@ -269,6 +269,9 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
         build_manifest = manifest(compiled)
         from .integration import write as write_integration
         write_integration(compiled, stage, build_manifest)
+        if "asic" in compiled.options.targets:
+            from .backends.asic import emit as emit_asic
+            emit_asic(compiled.graph, stage / "asic")
         info = {"options": {"pipeline": compiled.options.pipeline, "fold": _fold_record(compiled.options.fold),
                             "targets": list(compiled.options.targets),
                             "calibrate": "calibration.npy" if compiled.options.calibrate else None}}
@@ -396,8 +399,20 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
                 result = run_csim(hls_dir, design, codes)
             except CsimError as exc:  # g++'s or the executable's own explanation, no traceback
                 raise tool_failure(exc, hls_dir.parent) from None
+        elif backend in ("tl", "cmos"):
+            from .backends.asic import hardware_dir, tl_design
+            asic_dir = hardware_dir(graph, backend, build_dir, Path(build_dir or ".") / "asic_build")
+            # Icarus: the OSU cell models use UDPs, which Verilator does not run, and Verilator takes
+            # many minutes to compile thousands of differently parameterised TLG instances.
+            progress(f"simulating {len(x)} vectors on the {backend.upper()} netlist with icarus...")
+            runner = _sim_runner()
+            try:  # the same stream and timing as the RTL of the fully unrolled plan
+                result = runner.simulate(asic_dir, codes, tl_design(graph), expected, simulator="icarus",
+                                         build_dir=Path(build_dir or ".") / "asic_build" / backend).outputs
+            except runner.SimulationError as exc:
+                raise tool_failure(exc, Path(build_dir or ".") / "asic_build" / backend) from None
         else:
-            raise BnncError(f"unknown backend {quote(backend)} (choose interp, rtl or hls)")
+            raise BnncError(f"unknown backend {quote(backend)} (choose interp, rtl, hls, tl or cmos)")
         progress(f"{backend}: {len(x)} vectors in {time.perf_counter() - start:.1f} s")
         hw = np.asarray(result).reshape(env[last].shape)
         env = interp.run(graph, {name: x}, trace=True, overrides={last: hw})

@@ -337,6 +337,9 @@ def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: l
         lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + _synth_rows(build_dir, designs, timeout, layers, jobs) + [""]
     _svg(rows, build_dir / "report.svg")
     lines += ["![XNORs per layer](report.svg)", ""]
+    if (build_dir / "asic").is_dir():
+        from .backends.asic.report import asic_section
+        lines += asic_section(compiled.graph, build_dir, synth, timeout)
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
     (build_dir / "report.md").write_text(text)
     return text

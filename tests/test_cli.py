@@ -36,8 +36,8 @@ def build(tmp_path_factory):
 
 def test_compile_writes_rtl_hls_ir_and_manifest(build):
     out, stdout = build
-    assert sorted(p.name for p in out.iterdir()) == ["bench", "bnnc.core", "build.json", "dataflow.svg", "hls", "ir",
-                                                     "manifest.json", "model.onnx", "rtl"]
+    assert sorted(p.name for p in out.iterdir()) == ["asic", "bench", "bnnc.core", "build.json", "dataflow.svg", "hls",
+                                                     "ir", "manifest.json", "model.onnx", "rtl"]
     assert list((out / "rtl").glob("*.v")) and list((out / "hls").glob("*.cpp"))
     names = [p.name for p in sorted((out / "ir").iterdir())]
     assert names[0] == "00-import.ir" and names[-1] == "05-fold-fixed-point.ir"

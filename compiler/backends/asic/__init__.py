@@ -1,0 +1,44 @@
+"""The ASIC target: a threshold-logic netlist (tl/) and a CMOS standard-cell baseline (cmos/).
+
+Both build the fully unrolled plan (tl.py says why). `emit` writes what needs no tools; the CMOS
+mapping (Yosys + ABC onto the OSU 0.18 um Liberty, OpenSTA) runs when a netlist is needed:
+`bnnc run/verify --backend cmos` and `bnnc report` (cmos.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...ir.graph import Graph
+from .tl import tl_design, threshold_logic
+
+
+def emit(graph: Graph, out_dir: Path, pass_text: str = "map-threshold-logic") -> list[Path]:
+    """DIR/asic/tl/ (netlist, cells, Liberty model, program.json) and DIR/asic/cmos/ (the RTL and
+    the scripts that map it)."""
+    from .cmos import emit_cmos
+    from .tl_netlist import emit_tl
+
+    out_dir = Path(out_dir)
+    design = tl_design(graph)
+    emit_tl(design, threshold_logic(graph, pass_text), out_dir / "tl")
+    emit_cmos(design, out_dir / "cmos")
+    return sorted(out_dir.iterdir())
+
+
+def hardware_dir(graph: Graph, backend: str, build_dir: Path | None, work: Path) -> Path:
+    """The folder of the TL netlist or of the mapped CMOS netlist, made in `work` when the build
+    folder has none (a CMOS netlist is mapped once and kept in the build folder)."""
+    from .cmos import map_design
+    from .tl_netlist import emit_tl
+
+    asic = Path(build_dir) / "asic" if build_dir and (Path(build_dir) / "asic").is_dir() else None
+    if backend == "tl":
+        if asic is not None:
+            return asic / "tl"
+        emit_tl(tl_design(graph), threshold_logic(graph), work / "tl")
+        return work / "tl"
+    if asic is None:
+        from .cmos import emit_cmos
+        emit_cmos(tl_design(graph), work / "cmos")
+        asic = work
+    return map_design(asic / "cmos")

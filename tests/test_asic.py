@@ -1,0 +1,203 @@
+"""--target asic: the threshold-logic netlist (tl/) and the CMOS standard-cell baseline (cmos/).
+
+Fast tests read the written netlist back in Python and evaluate it; the tool-based ones skip
+with the reason when Icarus, Yosys or Debian's qflow-tech-osu018 / opensta are absent
+(.ci/run: apt-get install -y qflow-tech-osu018 opensta)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnnc import driver
+from bnnc.backends.asic.cmos import CELL_MODELS, missing_tools
+from bnnc.backends.asic.tl import threshold_logic, tl_design
+from bnnc.passes.threshold_logic import reference
+from tests.onnx_builders import sign_bn_mlp
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP = ROOT / "examples" / "digits_mlp"
+CNV = ROOT / "examples" / "digits_cnv"
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
+needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys is not installed")
+needs_cmos = pytest.mark.skipif(missing_tools() is not None, reason=f"CMOS flow unavailable: {missing_tools()}")
+
+
+def bnnc(*args):
+    return subprocess.run([sys.executable, "-m", "bnnc", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """16 -> 12 -> 8 -> 4 sign MLP: layer 0 reads ternary Sign(x) (CMOS), layer 1 is binary (TL)."""
+    folder = tmp_path_factory.mktemp("asic")
+    rng = np.random.default_rng(0)
+    weights = [rng.choice([-1.0, 1.0], s) for s in ((16, 12), (12, 8), (8, 4))]
+    bns = [dict(gamma=rng.uniform(0.5, 1.5, n) * rng.choice([-1, 1], n), beta=rng.normal(0, 1, n),
+                mean=rng.normal(0, 2, n), var=rng.uniform(0.5, 2, n)) for n in (12, 8)]
+    model = sign_bn_mlp(folder / "small.onnx", weights, bns)
+    build = folder / "build"
+    result = bnnc("compile", model, "-o", build, "--target", "asic")
+    assert result.returncode == 0, result.stderr
+    x = rng.normal(0, 1, (40, 16)).astype(np.float32)
+    np.save(folder / "x.npy", x)
+    return Path(model), build, folder / "x.npy"
+
+
+_CELL = re.compile(r"bnnc_tlg(\d+) #\((.*?), \.T\((-?\d+)\)\) tlg(\d+) \((.*?), \.y\(g(\d+)\)\);")
+
+
+def _read_tl_layer(path: Path):
+    """The TL module's gates and output assignments, parsed back from the Verilog."""
+    gates = []
+    for m in _CELL.finditer(path.read_text()):
+        weights = [int(w) for w in re.findall(r"\.W\d+\((-?\d+)\)", m.group(2))]
+        ins = re.findall(r"\.a\d+\(([^)]*)\)", m.group(5))
+        gates.append((weights, int(m.group(3)), ins, int(m.group(6))))
+    outs = dict(re.findall(r"assign result\[(\d+)\] = (~?\S+);", path.read_text()))
+    return gates, {int(k): v for k, v in outs.items()}
+
+
+def _eval_tl_layer(path: Path, bits: np.ndarray) -> np.ndarray:
+    gates, outs = _read_tl_layer(path)
+    values = {}
+
+    def signal(name: str) -> np.ndarray:
+        if name.startswith("~"):
+            return 1 - signal(name[1:])
+        if name.startswith("1'b"):
+            return np.full(len(bits), int(name[3:]))
+        m = re.fullmatch(r"inputs\[(\d+)\]", name)
+        return bits[:, int(m.group(1))] if m else values[name]
+
+    for weights, t, ins, g in gates:  # written in topological order
+        total = sum(w * signal(i) for w, i in zip(weights, ins))
+        values[f"g{g}"] = (total >= t).astype(np.int64)
+    return np.stack([signal(outs[c]) for c in sorted(outs)], axis=1)
+
+
+def test_tl_netlist_read_back_equals_the_neurons(small):
+    model, build, _ = small
+    tl = build / "asic" / "tl"
+    assert (tl / "program.json").is_file() and (tl / "tlg_cells.lib").is_file()
+    compiled = driver.compile_model(model, driver.Options())
+    mapping = threshold_logic(compiled.graph)
+    layer = {layer.index: layer for layer in tl_design(compiled.graph).layers}[1]
+    net = mapping.network(1)
+    x = np.random.default_rng(1).integers(0, 2, (300, 12))
+    got = _eval_tl_layer(tl / "bnnc_layer1.v", x)
+    reached = reference(net, layer.weights, x)[:, :, 0]
+    values = np.where(reached, net.codes[:, 1], net.codes[:, 0])  # bipolar output value per neuron
+    assert np.array_equal(got, (values + 1) // 2)
+    program = json.loads((tl / "program.json").read_text())
+    assert [entry["layer"] for entry in program["layers"]] == [1]
+    assert len(program["layers"][0]["cells"]) == net.gates == len(_read_tl_layer(tl / "bnnc_layer1.v")[0])
+    assert "MODELLED" in (tl / "tlg_cells.lib").read_text()
+    assert "bnnc_tlg" not in (tl / "bnnc_layer0.v").read_text()  # the ternary-input layer stays RTL
+
+
+def test_asic_output_is_deterministic(small, tmp_path):
+    model, build, _ = small
+    again = tmp_path / "again"
+    assert bnnc("compile", model, "-o", again, "--target", "asic").returncode == 0
+    for path in sorted((build / "asic").rglob("*")):
+        if path.is_file() and "cmos/gates" not in str(path) and path.parent.name in ("tl", "rtl"):
+            assert path.read_bytes() == (again / path.relative_to(build)).read_bytes(), path
+
+
+def test_tl_netlist_lints_clean(small):
+    from sim.lint import lint
+
+    assert lint(small[1] / "asic" / "tl") == []
+
+
+@needs_icarus
+def test_tl_gate_level_simulation_equals_interpreter_and_catches_a_wrong_cell(small, tmp_path):
+    model, build, x = small
+    result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "tl")
+    assert result.returncode == 0, result.stderr
+    reference_y = bnnc("run", build, "--inputs", x, "--output", tmp_path / "r.npy", "--backend", "interp")
+    assert reference_y.returncode == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), np.load(tmp_path / "r.npy"))
+    broken = tmp_path / "broken"
+    shutil.copytree(build, broken)
+    layer = broken / "asic" / "tl" / "bnnc_layer1.v"
+    _, outs = _read_tl_layer(layer)
+    out_gate = next(v for v in outs.values() if v.lstrip("~").startswith("g")).lstrip("~")
+    text = re.sub(rf"\.T\((-?\d+)\)\) tlg{out_gate[1:]} ", lambda m: f".T({int(m.group(1)) + 1})) tlg{out_gate[1:]} ",
+                  layer.read_text())
+    layer.write_text(text)
+    failed = bnnc("run", broken, "--inputs", x, "--output", tmp_path / "b.npy", "--backend", "tl")
+    assert failed.returncode == 2 and "output mismatch" in failed.stderr
+
+
+@pytest.mark.slow
+@needs_yosys
+def test_tl_layer_is_formally_equal_to_the_rtl_layer(small, tmp_path):
+    from bnnc.backends.asic.equiv import layer_equivalence
+    from bnnc.backends.verilog import emit
+
+    model, build, _ = small
+    rtl = tmp_path / "rtl"
+    emit(tl_design(driver.compile_model(model, driver.Options()).graph), rtl)
+    proved, log = layer_equivalence(rtl, build / "asic" / "tl", 1)
+    assert proved, log
+    wrong = tmp_path / "wrong"
+    shutil.copytree(build / "asic" / "tl", wrong)
+    layer = wrong / "bnnc_layer1.v"
+    layer.write_text(layer.read_text().replace(".T(2)) tlg", ".T(1)) tlg", 1))
+    assert not layer_equivalence(rtl, wrong, 1)[0]
+
+
+@pytest.mark.slow
+@needs_cmos
+@needs_icarus
+def test_cmos_mapping_simulation_and_report(small, tmp_path):
+    model, build, x = small
+    result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "cmos")
+    assert result.returncode == 0, result.stderr
+    assert bnnc("run", build, "--inputs", x, "--output", tmp_path / "r.npy", "--backend", "interp").returncode == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), np.load(tmp_path / "r.npy"))
+    summary = json.loads((build / "asic" / "cmos" / "summary.json").read_text())
+    layers = {k: v for k, v in summary["modules"].items() if k.startswith("bnnc_layer")}
+    assert sorted(layers) == ["bnnc_layer0", "bnnc_layer1", "bnnc_layer2"]
+    assert sum(v["area_um2"] for v in layers.values()) == pytest.approx(summary["top"]["area_um2"])
+    assert all(v["cells"] > 0 and v["transistors"] >= 2 * v["cells"] for v in layers.values())
+    assert 0 < summary["critical_path"]["period_ns"] < 20
+    # the GPL cell models are read where Debian installed them, never copied into the build
+    assert str(CELL_MODELS) in (build / "asic" / "cmos" / "gates" / "filelist.f").read_text()
+    assert [p.name for p in (build / "asic" / "cmos" / "gates").glob("*.v")] == ["netlist.v"]
+    report = bnnc("report", build, "--no-synth")
+    assert report.returncode == 0, report.stderr
+    assert "## ASIC" in report.stdout and "not mapped (--no-synth)" in report.stdout
+
+
+@pytest.mark.slow
+@needs_icarus
+def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):
+    from tests.models.exporters import finn_multithreshold_mlp
+
+    tfc = finn_multithreshold_mlp(tmp_path / "tfc.onnx", sizes=(64, 64, 64, 10), in_features=784, input_bits=1)
+    x_tfc = np.random.default_rng(0).uniform(0, 1, (200, 784)).astype(np.float32)
+    np.save(tmp_path / "tfc_x.npy", x_tfc)
+    for model, x in ((MLP / "digits_mlp.onnx", MLP / "test_x.npy"), (tfc, tmp_path / "tfc_x.npy")):
+        result = bnnc("verify", model, "--inputs", x, "--backends", "tl", "--work", tmp_path / Path(model).stem)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert re.search(r"^tl\s+200/200", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.slow
+@needs_icarus
+def test_digits_cnv_tl_netlist_equals_the_interpreter(tmp_path):
+    x = np.load(CNV / "test_x.npy")[:10]
+    np.save(tmp_path / "x.npy", x)
+    result = bnnc("verify", CNV / "digits_cnv.onnx", "--inputs", tmp_path / "x.npy", "--backends", "tl",
+                  "--work", tmp_path / "work")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^tl\s+10/10", result.stdout, re.M), result.stdout

@@ -75,11 +75,18 @@ def test_missing_file(tmp_path):
     assert_one_line_error(bnnc("inspect", tmp_path / "nope.onnx"), "no such file")
 
 
-def test_non_binary_weights_are_refused_not_binarized(tmp_path):
+@pytest.mark.parametrize("where, value, says", [
+    ((1, 2), 0.5, "output channel 1 has 0.5 at input 2 but 1 at input 0"),
+    ((1, 0), -0.0, "output channel 1 has zero at input 0 ("),  # once compared -0.0 with itself
+    ((2, 4), 0.1, "output channel 2 has 0.1 at input 4 but 1 at input 0"),  # float32 0.1, plainly
+    ((0, 3), 0.0, "output channel 0 has zero at input 3 but 1 at input 0"),
+])
+def test_non_binary_weights_are_refused_not_binarized(tmp_path, where, value, says):
     w = np.ones((3, 5), np.float32)
-    w[1, 2] = 0.5
+    w[where] = value
     result = bnnc("compile", gemm_model(tmp_path / "m.onnx", w), "-o", tmp_path / "out")
-    assert_one_line_error(result, "'fc1'", "not binary", "output channel 1")
+    assert_one_line_error(result, "'fc1'", "not binary", says)
+    assert "np." not in result.stderr and "-0" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 

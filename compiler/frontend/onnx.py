@@ -20,7 +20,7 @@ import onnx.external_data_helper
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ..diagnostics import BnncError, node_label, quote
+from ..diagnostics import BnncError, node_label, number, quote
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import (
@@ -380,9 +380,10 @@ def _binary_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     bad = np.argwhere((mag != scale) | (scale == 0))
     if bad.size:
         c, k = bad[0]
-        raise lw.fail(f"weights are not binary: output channel {c} has {w[c, k]!r} at input {k} "
-                      f"but {w[c, 0]!r} at input 0 (bnnc needs +-s per output channel and never "
-                      f"binarizes weights itself)")
+        what = (f"{number(w[c, k])} at input {k} but {number(w[c, 0])} at input 0" if k else
+                f"{number(w[c, 0])} at input 0")
+        raise lw.fail(f"weights are not binary: output channel {c} has {what} (bnnc needs +-s with s "
+                      f"other than zero per output channel and never binarizes weights itself)")
     return np.where(w > 0, 1, -1).astype(np.int8), scale[:, 0]
 
 
@@ -541,7 +542,7 @@ def _conv(lw: _Lowering) -> None:
     if not any(pads):
         pad_value = 0.0
     if pad_value not in (0.0, 1.0, -1.0):
-        raise lw.fail(f"padding with {pad_value} is not supported: binary convolutions pad with 0 "
+        raise lw.fail(f"padding with {number(pad_value)} is not supported: binary convolutions pad with 0 "
                       f"(no contribution) or with a bit (+1 or -1)")
     bits, scale = _binary_kernels(lw, w)
     acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=bits,

@@ -335,16 +335,42 @@ def _quant(lw: _Lowering) -> None:
         sign = lw.emit(Sign, [shifted], f"{lw.node.output[0]}_sign", zero=1)
         lw.bind(lw.emit(Affine, [sign], scale=exact.fractions(s), bias=exact.fractions(-z * s)))
         return
+    lo, hi = int_range(bits, signed, narrow)
     if not isinstance(lw.type_of(x).elem, Real):
-        raise lw.fail(f"a {bits}-bit Quant between layers is not supported; bnnc handles multi-bit "
-                      f"quantizers on the model input and binary ones elsewhere")
+        _quant_between_layers(lw, x, s, z, lo, hi, rounding)
+        return
     if rounding not in ("ROUND", "CEIL", "FLOOR"):
         raise lw.fail(f"rounding mode {rounding} is not supported")
-    lo, hi = int_range(bits, signed, narrow)
     q = lw.emit(Quantize, [x], f"{lw.node.output[0]}_int", scale=np.asarray(s), zero_point=np.asarray(z),
                 lo=lo, hi=hi, rounding=rounding)
     # The dequantization is exact: (q - z) * s with the float32 constants as rationals.
     lw.bind(lw.emit(Affine, [q], scale=exact.fractions(s), bias=-exact.fractions(z) * exact.fractions(s)))
+
+
+# Where round(clip(v)) reaches level k, as (threshold, strict): the level holds from v >= t, or
+# from v > t. Half to even: v = k - 1/2 rounds up to k only for an even k.
+_LEVEL_START = {
+    "ROUND": lambda k: (Fraction(2 * k - 1, 2), k % 2 == 1),
+    "FLOOR": lambda k: (Fraction(k), False),
+    "CEIL": lambda k: (Fraction(k - 1), True),
+    "ROUND_TO_ZERO": lambda k: (Fraction(k), False) if k > 0 else (Fraction(k - 1), True),
+}
+
+
+def _quant_between_layers(lw: _Lowering, x: str, s, z, lo: int, hi: int, rounding: str) -> None:
+    """A multi-bit Quant on exact values: q = round(clip(x / s + z, lo, hi)) is a threshold with
+    one level per integer in [lo, hi], then (q - z) * s."""
+    if rounding not in _LEVEL_START:
+        raise lw.fail(f"rounding mode {rounding} is not supported")
+    if s == 0:
+        raise lw.fail("a Quant with scale zero is not supported")
+    scale, shift = exact.fractions(s), exact.fractions(z)
+    scaled = lw.emit(Affine, [x], f"{lw.node.output[0]}_scaled", scale=1 / scale[()], bias=shift)
+    starts = [_LEVEL_START[rounding](k) for k in range(lo + 1, hi + 1)]
+    q = lw.emit(Threshold, [scaled], f"{lw.node.output[0]}_int",
+                thresholds=np.array([[t for t, _ in starts]], dtype=object),
+                values=np.array([list(range(lo, hi + 1))], dtype=np.int64), strict=tuple(gt for _, gt in starts))
+    lw.bind(lw.emit(Affine, [q], scale=scale, bias=-shift * scale))
 
 
 def _bipolar_quant(lw: _Lowering) -> None:

@@ -228,7 +228,7 @@ class Dense(Op):
 
 @dataclass(frozen=True, eq=False)
 class Threshold(Op):
-    """level = #{l : x >= t[c, l]} (t ascending per row); y = values[c, level].
+    """level = #{l : x >= t[c, l]} (t ascending per row; x > t where `strict`); y = values[c, level].
 
     This is QONNX MultiThreshold (values = out_scale * level + out_bias) and, once folded, the
     binarized activation in hardware: integer x, integer thresholds, integer values.
@@ -238,6 +238,9 @@ class Threshold(Op):
 
     thresholds: np.ndarray  # (C, L) or (1, L)
     values: np.ndarray  # (C, L + 1) or (1, L + 1)
+    # Per threshold column: count x > t instead of x >= t. Quantizers that round need it (round
+    # half to even reaches level k at x = k - 1/2 only for even k); fold-thresholds removes it.
+    strict: tuple[bool, ...] = ()
 
     kind = "threshold"
 
@@ -246,17 +249,20 @@ class Threshold(Op):
         rows = {self.thresholds.shape[0], self.values.shape[0]} - {1}
         if (rows and rows != {x.shape[0]}) or self.values.shape[1] != self.thresholds.shape[1] + 1:
             raise _fail(self, f"thresholds {self.thresholds.shape} / values {self.values.shape} do not fit {x}")
+        if self.strict and len(self.strict) != self.thresholds.shape[1]:
+            raise _fail(self, f"{len(self.strict)} strictness flags for {self.thresholds.shape[1]} thresholds")
         if self.values.dtype == object and not exact.all_integral(self.values):
             return TensorType(Exact(), x.shape)
         return TensorType(element_for_values(self.values.ravel()), x.shape)
 
     @property
     def integer(self) -> bool:
-        """Ready for hardware: integer thresholds and values."""
-        return self.thresholds.dtype != object and self.values.dtype != object
+        """Ready for hardware: integer thresholds (x >= t) and values."""
+        return self.thresholds.dtype != object and self.values.dtype != object and not any(self.strict)
 
     def attributes(self):
-        return {"thresholds": self.thresholds, "values": self.values}
+        strict = {"strict": tuple(int(b) for b in self.strict)} if any(self.strict) else {}
+        return {"thresholds": self.thresholds, "values": self.values, **strict}
 
 
 @dataclass(frozen=True, eq=False)

@@ -172,7 +172,7 @@ def threshold_of_threshold(m: Match) -> Rewrite | None:
         return None
     vals = np.broadcast_to(inner.values, (rows, inner.values.shape[1]))
     # the outer threshold evaluated on each of the inner's output values, channel by channel
-    probe = Threshold("probe", ("v",), thresholds=op.thresholds, values=op.values)
+    probe = Threshold("probe", ("v",), thresholds=op.thresholds, values=op.values, strict=op.strict)
     outer = interp.EVAL[Threshold](probe, vals.T.copy())
     thresholds = np.broadcast_to(inner.thresholds, (rows, inner.thresholds.shape[1])).copy()
     merged = replace(inner, out=op.out, thresholds=thresholds, values=np.asarray(outer.T))

@@ -76,18 +76,23 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("where, value, says", [
-    ((1, 2), 0.5, "output channel 1 has 0.5 at input 2 but 1 at input 0"),
-    ((1, 0), -0.0, "output channel 1 has zero at input 0 ("),  # once compared -0.0 with itself
-    ((2, 4), 0.1, "output channel 2 has 0.1 at input 4 but 1 at input 0"),  # float32 0.1, plainly
-    ((0, 3), 0.0, "output channel 0 has zero at input 3 but 1 at input 0"),
+    ((2, 4), 0.1, "output channel 2 has 0.1 at input 4 and 1 at input 1"),  # float32 0.1, plainly
+    ((1, 0), 2.0 ** -30, "output channel 1 has 9.313226e-10 at input 0 and 1 at input 1"),
 ])
-def test_non_binary_weights_are_refused_not_binarized(tmp_path, where, value, says):
+def test_weights_without_a_small_integer_grid_are_refused_not_quantized(tmp_path, where, value, says):
     w = np.ones((3, 5), np.float32)
     w[where] = value
+    w[2, 0] = -0.0  # zeros are weights like any other (ternary)
     result = bnnc("compile", gemm_model(tmp_path / "m.onnx", w), "-o", tmp_path / "out")
-    assert_one_line_error(result, "'fc1'", "not binary", says)
+    assert_one_line_error(result, "'fc1'", "not a scale times integers of at most 8 bits", says)
     assert "np." not in result.stderr and "-0" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_numbers_in_messages_are_plain():
+    from compiler.diagnostics import number
+    assert [number(v) for v in (np.float32(-0.0), np.float32(0.0), np.float32(0.1), np.float32(2.0), -3)] == \
+        ["zero", "zero", "0.1", "2", "-3"]
 
 
 def test_unsupported_op_is_named(tmp_path):

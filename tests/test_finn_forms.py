@@ -57,9 +57,26 @@ def test_converted_cnv_compiles_exactly(tmp_path, shared):
     np.testing.assert_array_equal(hls, reference)
 
 
-@pytest.mark.slow  # about 20 s of Verilator build
-def test_converted_cnv_in_rtl(tmp_path):
-    path = finn_converted_cnv(tmp_path / "cnv.onnx")
+WEIGHTS = {"ternary": (-1.0, 0.0, 1.0), "3bit": tuple(0.25 * np.arange(-4, 4))}
+
+
+@pytest.mark.parametrize("weights", sorted(WEIGHTS))
+def test_converted_cnv_with_multibit_weights_in_hls(tmp_path, weights):
+    """Ternary and 3-bit weights on 8-bit integer pixels (first conv), on bipolar maps (second
+    conv, after a max pool) and on bipolar vectors (dense)."""
+    path = finn_converted_cnv(tmp_path / "cnv.onnx", weights=WEIGHTS[weights])
+    compiled = driver.compile_model(path, driver.Options(targets=("verilog", "hls")))
+    x = inputs(compiled, 24)
+    reference = driver.execute(compiled, x, "interp")
+    np.testing.assert_allclose(reference, run_original(onnx.load(path), x).reshape(reference.shape), rtol=1e-5,
+                               atol=driver.error_bound(compiled.graph) + 1e-6)
+    np.testing.assert_array_equal(driver.execute(compiled, x, "hls", tmp_path / "hls"), reference)
+
+
+@pytest.mark.slow  # about 20-40 s of Verilator build each
+@pytest.mark.parametrize("weights", ["binary", *sorted(WEIGHTS)])
+def test_converted_cnv_in_rtl(tmp_path, weights):
+    path = finn_converted_cnv(tmp_path / "cnv.onnx", weights=WEIGHTS.get(weights, (-1.0, 1.0)))
     compiled = driver.compile_model(path, driver.Options())
     x = inputs(compiled, 8)
     np.testing.assert_array_equal(driver.execute(compiled, x, "rtl", tmp_path / "rtl"),

@@ -33,6 +33,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..diagnostics import BnncError
+from ..ir.ops import weight_kind
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer, encode
@@ -184,6 +185,7 @@ class LayerView:
     acc_width: int
     activation: str  # threshold, affine or pass
     activation_type: str  # C++ type of the activation object
+    weight_bits: int  # 1: +-1 weights as bits (XNOR); else two's-complement integers (ternary: 2)
     weight_lines: list[str]
     threshold_lines: list[str]
     value_lines: list[str]
@@ -250,14 +252,15 @@ def _check_affine_range(layer: Layer) -> None:
                         f"C simulation's 64-bit arithmetic holds")
 
 
-def _chunk_words(bits: np.ndarray, pe: int, simd: int) -> np.ndarray:
+def _chunk_words(bits: np.ndarray, pe: int, simd: int, width: int = 1) -> np.ndarray:
     """(C, K) 0/1 -> (PE, NF * SF) words: [pe][nf * SF + sf] bit i is input sf * SIMD + i of
-    channel nf * PE + pe -- the layout of the weights and of the reuse masks."""
+    channel nf * PE + pe -- the layout of the weights and of the reuse masks. With width > 1,
+    (C, K) integers as width-bit two's-complement fields [i*width +: width] (multi-bit weights)."""
     c, k = bits.shape
-    chunks = bits.reshape(c, k // simd, simd)
+    chunks = bits.reshape(c, k // simd, simd).astype(np.int64) & ((1 << width) - 1)
     words = np.zeros((c, k // simd), dtype=object)
     for i in range(simd):
-        words += chunks[:, :, i].astype(object) << i
+        words += chunks[:, :, i].astype(object) << (i * width)
     return _by_pe(words, pe).reshape(pe, -1)
 
 
@@ -329,7 +332,8 @@ def layer_view(layer: Layer) -> LayerView:
     unit_elem = in_elem
     if window and window.width != in_elem.width:
         unit_elem = ElemView("bnn::MaskedBipolar", window.width)
-    weights = _chunk_words((layer.weights > 0), pe, simd)
+    weight_bits = 1 if isinstance(layer.weight_elem, Bipolar) else layer.weight_elem.bits
+    weights = _chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
@@ -362,16 +366,18 @@ def layer_view(layer: Layer) -> LayerView:
     reuse = _reuse_view(layer) if layer.reuse is not None else None
     if reuse and pe > 1:
         partitions += [Partition(f"{name}_reuse.{table}", 1) for table in ("depths", "parents", "negates", "differs")]
+    weights_note = f"{weight_kind(layer.weights)} weights, " if weight_bits > 1 else ""
     what = f"conv {window.describe}" if window else "dense"
     pixels = f" x {layer.vectors} pixels" if window else ""
     reused = f", reuse: {reuse.children} channels from a parent, {reuse.xnors} of {c * k} XNORs" if reuse else ""
     summary = (f"layer {layer.index} (ONNX node {sanitize(layer.origin) or '?'}): {what}, {k} -> {c}{pixels}, "
-               f"{layer.in_elem} in, {layer.out_elem} out, PE={pe} SIMD={simd}, {layer.cycles} cycles per frame"
+               f"{layer.in_elem} in, {weights_note}{layer.out_elem} out, PE={pe} SIMD={simd}, "
+               f"{layer.cycles} cycles per frame"
                f"{reused}")
     return LayerView(kind="conv" if window else "dense", name=name, summary=summary, in_count=k, out_count=c,
                      simd=simd, pe=pe, nf=nf, sf=sf, vectors=layer.vectors, in_elem=unit_elem, out_elem=out_elem,
                      acc_width=acc_width, activation=activation, activation_type=activation_type,
-                     weight_lines=_rows(weights, lambda w: _bits(w, simd)),
+                     weight_bits=weight_bits, weight_lines=_rows(weights, lambda w: _bits(w, simd * weight_bits)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
                      bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse)
 

@@ -28,6 +28,7 @@ import jinja2
 import numpy as np
 
 from ..diagnostics import BnncError, quote
+from ..ir.ops import weight_kind
 from ..ir.types import Bipolar, Element, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer, encode
@@ -100,7 +101,8 @@ class LayerView:
     group_w: int  # bits of one channel group's output codes (PE elements)
     group_out_msb: int
     collected_msb: int  # of the register that gathers groups 0 .. groups-2
-    mode: str  # "xnor" (popcount), "masked" (popcount of the inputs inside the map), "integer" (sum of +-x)
+    mode: str  # "xnor" (popcount), "masked" (popcount of the inputs inside the map), "integer" (sum of +-x),
+    #            "multiply" (sum of x * w with multi-bit or ternary weights)
     bipolar_param: int
     masked_param: int
     signed_param: int
@@ -136,6 +138,7 @@ class LayerView:
     reuse_formulas: tuple[str, ...]
     sum_wires: tuple[SumWire, ...]
     sums_concat: str
+    weight_bits: int = 1  # 1: +-1 weights as bits; else two's-complement integers (mode "multiply")
 
 
 @dataclass(frozen=True)
@@ -390,18 +393,21 @@ def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int
     return Rom(signal, "group", _msb(width), tuple(entries), _lit(0, width, "h"))
 
 
-def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int) -> Rom:
+def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int = 1) -> Rom:
     """Per (group, chunk): bit l*SIMD + s is lane l's weight for chunk input s; 1 means +1.
-    `lanes`: the channel offsets within a group that have a lane (all of them without reuse)."""
+    `lanes`: the channel offsets within a group that have a lane (all of them without reuse).
+    weight_bits > 1: field [(l*SIMD + s)*weight_bits +: weight_bits], two's complement."""
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
-    ones = (np.asarray(layer.weights) > 0).reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
-    width = len(lanes) * simd
+    fields = np.asarray(layer.weights) > 0 if weight_bits == 1 else np.asarray(layer.weights).astype(np.int64)
+    ones = fields.reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
+    width = len(lanes) * simd * weight_bits
     entries = []
     for g in range(c // pe):
         for s in range(k // simd):
             addr = (g << chunk_bits) | s
-            entries.append(RomEntry(_lit(addr, group_bits + chunk_bits),
-                                    _lit(_pack_bits(ones[g, s].ravel()), width, "h")))
+            word = (_pack_bits(ones[g, s].ravel()) if weight_bits == 1 else
+                    _pack([v & ((1 << weight_bits) - 1) for v in ones[g, s].ravel().tolist()], weight_bits))
+            entries.append(RomEntry(_lit(addr, group_bits + chunk_bits), _lit(word, width, "h")))
     return Rom("weights", "{group, chunk}", _msb(width), tuple(entries), _lit(0, width, "h"))
 
 
@@ -411,7 +417,14 @@ def layer_mode(layer: Layer) -> str:
     """"xnor": bipolar inputs, popcount of XNOR. "masked": the same, but some window positions
     are zero padding, which is not a bit: they must add nothing, so each input carries an
     `inside` bit. "integer": sum of +-x over integer (or ternary, fixed-point) codes, where a zero
-    pad is the code 0."""
+    pad is the code 0. "multiply": ternary or multi-bit weights, sum of x * w (x = +-1 for bipolar
+    inputs)."""
+    if not isinstance(layer.weight_elem, Bipolar):
+        win = layer.window
+        if isinstance(layer.in_elem, Bipolar) and win is not None and win.pad_value == 0 and any(win.pads):
+            raise ValueError(f"layer {layer.index}: zero padding of a bipolar map in front of "
+                             f"{weight_kind(layer.weights)} weights is not supported by the Verilog backend yet")
+        return "multiply"
     if not isinstance(layer.in_elem, Bipolar):
         return "integer"
     win = layer.window
@@ -423,7 +436,9 @@ def _accumulator(layer: Layer, mode: str) -> tuple[int, str, int]:
     an affine output only needs it modulo 2**out_bits, so its accumulator is that narrow.
     bnnc_dot extends each term to the sum's width, which must hold one term (and be >= 2)."""
     k = layer.in_count
-    term_w = 1 if mode != "integer" else layer.in_elem.bits + 1
+    term_w = 1 if mode not in ("integer", "multiply") else layer.in_elem.bits + 1
+    if mode == "multiply":
+        term_w += layer.weight_elem.bits
     if layer.post == "threshold":
         if mode == "xnor":
             width = max((k + 1).bit_length(), 2)
@@ -431,12 +446,16 @@ def _accumulator(layer: Layer, mode: str) -> tuple[int, str, int]:
         if mode == "masked":  # P in [0, K] and the dot product 2P - inside in [-K, K] (thresholds up to K + 1)
             width = (k + 1).bit_length() + 1
             return width, f"popcount P in [0, {k}] over the inputs inside the map; dot = 2P - inside, signed", term_w
-        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
+        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi)) * _largest_weight(layer)
         width = max(int_for_range(-span, span + 1).bits, term_w)
         return width, f"dot product in [-{span}, {span}], signed", term_w
     width = max(layer.out_elem.bits, term_w, 2)
-    what = {"xnor": "popcount P", "masked": "popcount P (inside inputs)", "integer": "dot product"}[mode]
+    what = {"xnor": "popcount P", "masked": "popcount P (inside inputs)"}.get(mode, "dot product")
     return width, f"{what} modulo 2^{width}", term_w
+
+
+def _largest_weight(layer: Layer) -> int:
+    return int(np.abs(np.asarray(layer.weights, dtype=np.int64)).max(initial=1))
 
 
 def _threshold_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
@@ -456,7 +475,7 @@ def _threshold_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
         lo, hi = -k, k + 1  # compared with the dot product itself
         converted = thresholds
     else:
-        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
+        span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi)) * _largest_weight(layer)
         lo, hi = -span, span + 1
         converted = thresholds
     # Outside the accumulator's range a threshold is always / never reached: clamping keeps that.
@@ -575,6 +594,7 @@ def layer_view(layer: Layer) -> LayerView:
     lanes = [p for p in range(layer.pe) if p not in child_set]
     sum_wires, sums_concat = _sum_wires(layer, mode, acc_w, children, lanes) if plan else ((), "")
     in_bits = 2 if mode == "masked" else layer.in_elem.bits
+    weight_bits = layer.weight_elem.bits if mode == "multiply" else 1
     out_bits = layer.out_elem.bits
     group_w = layer.pe * out_bits
     pixels, c_in, inside = 0, 0, ""
@@ -597,14 +617,14 @@ def layer_view(layer: Layer) -> LayerView:
         chunk_msb=_msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
         group_w=group_w, group_out_msb=_msb(group_w),
         collected_msb=_msb((groups - 1) * group_w),
-        mode=mode, bipolar_param=int(mode != "integer"), masked_param=int(mode == "masked"),
+        mode=mode, bipolar_param=int(isinstance(layer.in_elem, Bipolar)), masked_param=int(mode == "masked"),
         signed_param=int(_elem_signed(layer.in_elem)), signed_compare=mode != "xnor", term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_msb=_msb(group_bits), chunk_ctr_msb=_msb(chunk_bits),
         group_zero=_lit(0, group_bits), group_one=_lit(1, group_bits), last_group=_lit(groups - 1, group_bits),
         chunk_zero=_lit(0, chunk_bits), chunk_one=_lit(1, chunk_bits), last_chunk=_lit(chunks - 1, chunk_bits),
         acc_zero=_lit(0, acc_w),
-        weights=_weight_rom(layer, lanes, group_bits, chunk_bits),
+        weights=_weight_rom(layer, lanes, group_bits, chunk_bits, weight_bits), weight_bits=weight_bits,
         post=post, post_note=post_note, levels=levels, lane_thr_w=lane_thr_w, lane_code_w=lane_code_w,
         post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > out_bits,
         pixels=pixels, pixel_channels=c_in, pixel_channels_lit=_lit(c_in, acc_w) if c_in else "",

@@ -2,10 +2,11 @@
 function registered for its op type (see LOWERINGS at the bottom), or refused by name.
 
 Semantics honoured exactly (see DESIGN.md section 2): QONNX Quant (scale, shift, clamp, round in
-float32), BipolarQuant (0 -> +1), ONNX Sign (0 -> 0), MultiThreshold (x >= t), the torch STE
-forms Add(x, Sub(Sign(x), x)) and Where(GreaterOrEqual(x, c), a, b), BatchNormalization, and
-Gemm/MatMul whose weights are +-s per output channel. Weights that are not binary are refused,
-never binarized.
+float32 on the model input; a multi-level threshold between layers), BipolarQuant (0 -> +1), ONNX
+Sign (0 -> 0), MultiThreshold (x >= t), the torch STE forms Add(x, Sub(Sign(x), x)) and
+Where(GreaterOrEqual(x, c), a, b), BatchNormalization, and Gemm/MatMul/Conv whose weights are a
+scale per output channel times integers (+-1, ternary, up to 8 bits: see weights.py). Other
+weights are refused, never quantized.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from ..diagnostics import BnncError, node_label, number, quote
+from .weights import MAX_BITS, NotIntegerWeights, integer_rows
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import (
@@ -398,28 +400,25 @@ def _multithreshold(lw: _Lowering) -> None:
     lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
 
 
-def _binary_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(C, K) float weights -> (+-1 int8, per-channel scale); refuses anything not +-s per row."""
+def _integer_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, K) float weights -> (int8 integers, per-channel Fraction scale), exactly."""
     w = np.asarray(w, dtype=np.float32)
-    mag = np.abs(w)
-    scale = mag[:, :1]
-    bad = np.argwhere((mag != scale) | (scale == 0))
-    if bad.size:
-        c, k = bad[0]
-        what = (f"{number(w[c, k])} at input {k} but {number(w[c, 0])} at input 0" if k else
-                f"{number(w[c, 0])} at input 0")
-        raise lw.fail(f"weights are not binary: output channel {c} has {what} (bnnc needs +-s with s "
-                      f"other than zero per output channel and never binarizes weights itself)")
-    return np.where(w > 0, 1, -1).astype(np.int8), scale[:, 0]
+    try:
+        return integer_rows(w)
+    except NotIntegerWeights as bad:
+        c, (k1, k2) = bad.channel, bad.inputs
+        raise lw.fail(f"weights are not a scale times integers of at most {MAX_BITS} bits: output channel {c} "
+                      f"has {number(w[c, k1])} at input {k1} and {number(w[c, k2])} at input {k2} (bnnc never "
+                      f"quantizes weights itself; export them through a weight quantizer)") from None
 
 
 def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0) -> None:
     shape = lw.type_of(x).shape
     if len(shape) != 1 or shape[0] != w.shape[1]:
         raise lw.fail(f"weights of shape {w.shape[::-1]} do not fit an input of shape {shape}")
-    bits, scale = _binary_weights(lw, w)
-    acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=bits)
-    a = exact.fractions(scale) * Fraction(alpha)
+    ints, scale = _integer_weights(lw, w)
+    acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=ints)
+    a = scale * Fraction(alpha)
     b = exact.fractions(np.zeros(w.shape[0], np.float32)) if bias is None else lw.channel_param(bias, acc)
     if len(set(a.tolist())) == 1:
         a = np.asarray(a[0], dtype=object)
@@ -538,9 +537,9 @@ def _where(lw: _Lowering) -> None:
     lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values))
 
 
-def _binary_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    bits, scale = _binary_weights(lw, w.reshape(w.shape[0], -1))
-    return bits.reshape(w.shape), scale
+def _integer_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ints, scale = _integer_weights(lw, w.reshape(w.shape[0], -1))
+    return ints.reshape(w.shape), scale
 
 
 def _conv(lw: _Lowering) -> None:
@@ -570,10 +569,10 @@ def _conv(lw: _Lowering) -> None:
     if pad_value not in (0.0, 1.0, -1.0):
         raise lw.fail(f"padding with {number(pad_value)} is not supported: binary convolutions pad with 0 "
                       f"(no contribution) or with a bit (+1 or -1)")
-    bits, scale = _binary_kernels(lw, w)
-    acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=bits,
+    ints, scale = _integer_kernels(lw, w)
+    acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=ints,
                   stride=tuple(lw.attr("strides", [1, 1])), pads=pads, pad_value=int(pad_value))
-    a = exact.fractions(scale)
+    a = scale
     if len(set(a.tolist())) == 1:
         a = np.asarray(a[0], dtype=object)
     bias = np.zeros(w.shape[0], np.float32)

@@ -10,12 +10,13 @@ vector or of a CHW map); a parameter of shape () applies to every element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from . import exact
 from .types import (
-    Exact, Fixed, Int, Real, TensorType, element_for_values, int_for_range, is_integer,
+    Bipolar, Element, Exact, Fixed, Int, Real, TensorType, Ternary, element_for_values, int_for_range, is_integer,
 )
 
 
@@ -161,6 +162,15 @@ def _reuse_attributes(reuse: Reuse | None) -> dict:
 
 # ---- hardware ops
 
+class _Weighted:
+    """max |w| of a weight layer, computed once per op (passes rebuild graphs, and with them
+    every result type, many times)."""
+
+    @cached_property
+    def largest_weight(self) -> int:
+        return int(np.abs(self.weights.astype(np.int64)).max(initial=0))
+
+
 @dataclass(frozen=True, eq=False)
 class Reuse:
     """A channel-reuse tree for a weight layer (MST-compression): channel c is computed from
@@ -200,11 +210,33 @@ class Reuse:
         return np.flatnonzero(rows[c] != sign * rows[self.parent[c]])
 
 
-@dataclass(frozen=True, eq=False)
-class Dense(Op):
-    """y[c] = sum_k x[k] * w[c, k] with w in {-1, +1}, on integer (or fixed-point code) inputs."""
+def binary(weights: np.ndarray) -> bool:
+    """Every weight is -1 or +1 (XNOR-popcount hardware, channel reuse)."""
+    return bool(np.all(np.abs(weights) == 1))
 
-    weights: np.ndarray  # (C, K) int8 of -1/+1
+
+def weight_element(weights: np.ndarray) -> Element:
+    """The narrowest element holding every weight: Bipolar (+-1), Ternary or an Int."""
+    return element_for_values(np.unique(weights).tolist() or [1])
+
+
+def weight_kind(weights: np.ndarray) -> str:
+    """How messages and reports name a layer's weights: binary, ternary or n-bit."""
+    elem = weight_element(weights)
+    return {Bipolar: "binary", Ternary: "ternary"}.get(type(elem)) or f"{elem.bits}-bit"
+
+
+def _check_reuse(op: "Dense | Conv") -> None:
+    if op.reuse is not None and not binary(op.weights):
+        raise _fail(op, "a channel-reuse tree needs +-1 weights")
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(_Weighted, Op):
+    """y[c] = sum_k x[k] * w[c, k] with integer weights (+-1 for a binary layer; ternary or
+    multi-bit: the weight quantizer's integers), on integer (or fixed-point code) inputs."""
+
+    weights: np.ndarray  # (C, K) int8
     reuse: Reuse | None = None
 
     kind = "dense"
@@ -214,9 +246,10 @@ class Dense(Op):
         c, k = self.weights.shape
         if x.shape != (k,):
             raise _fail(self, f"weights {c}x{k} do not fit input {x}")
+        _check_reuse(self)
         if not is_integer(x.elem):
             return TensorType(Exact(), (c,))  # before folding; hardware needs integer inputs
-        span = k * max(abs(x.elem.lo), abs(x.elem.hi))
+        span = k * max(abs(x.elem.lo), abs(x.elem.hi)) * self.largest_weight
         lo, hi = (-span, span)
         if isinstance(x.elem, Fixed):
             return TensorType(Fixed(int_for_range(lo, hi).bits, x.elem.frac), (c,))
@@ -266,15 +299,15 @@ class Threshold(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class Conv(Op):
-    """y[o,i,j] = sum_{c,u,v} xp[c, i*s+u, j*s+v] * w[o,c,u,v], w in {-1, +1}.
+class Conv(_Weighted, Op):
+    """y[o,i,j] = sum_{c,u,v} xp[c, i*s+u, j*s+v] * w[o,c,u,v], integer w (as for Dense).
 
     xp is x padded by `pads` (top, left, bottom, right) with `pad_value`: 0 for ONNX/Brevitas
     zero padding (a padded position contributes nothing: it is not a bit), +1 or -1 for Larq's
     pad_values, which are bits like any other.
     """
 
-    weights: np.ndarray  # (O, C, kh, kw) int8 of -1/+1
+    weights: np.ndarray  # (O, C, kh, kw) int8
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]
     pad_value: int
@@ -295,9 +328,10 @@ class Conv(Op):
         oh, ow = self.out_hw(*x.shape[1:])
         if oh < 1 or ow < 1:
             raise _fail(self, f"kernel {kh}x{kw} does not fit input {x}")
+        _check_reuse(self)
         if not is_integer(x.elem):
             return TensorType(Exact(), (o, oh, ow))
-        span = c * kh * kw * max(abs(x.elem.lo), abs(x.elem.hi), abs(self.pad_value))
+        span = c * kh * kw * max(abs(x.elem.lo), abs(x.elem.hi), abs(self.pad_value)) * self.largest_weight
         return TensorType(int_for_range(-span, span), (o, oh, ow))
 
     def attributes(self):

@@ -192,8 +192,8 @@ def _uniform_elementwise(op) -> bool:
 
 def elementwise_above_layout(m: Match) -> Rewrite | None:
     op = m.op
-    chain = m.layout_chain(op.inputs[0]) if _uniform_elementwise(op) else []
-    if not chain:
+    chain = m.layout_chain(op.inputs[0]) if isinstance(op, (Sign, Affine, Threshold)) else []
+    if not chain or not _uniform_elementwise(op):
         return None
     first_row = lambda a: a[:1] if a.ndim == 2 else a  # noqa: E731  (per-channel rows are all equal)
     changes = {"thresholds": first_row(op.thresholds), "values": first_row(op.values)} if isinstance(op, Threshold) else {}
@@ -295,16 +295,17 @@ def match(graph: Graph, op: Op) -> Match:
     return Match(graph, op, producers, uses)
 
 
-def first_rewrite(graph: Graph) -> Rewrite | None:
-    """The first rule that matches, trying the ops in topological order."""
+def first_rewrite(graph: Graph, start: int = 0) -> tuple[int, Rewrite] | None:
+    """(position of the first op it removes, rewrite) for the first rule that matches, trying
+    the ops from `start` on in topological order."""
     producers = {op.out: op for op in graph.ops}
     uses = Counter(v for op in graph.ops for v in op.inputs) + Counter(graph.outputs)
-    for op in graph.ops:
+    for op in graph.ops[start:]:
         m = Match(graph, op, producers, uses)
         for rule in RULES:
             rewrite = rule(m)
             if rewrite is not None:
-                return rewrite
+                return min(graph.ops.index(r) for r in rewrite.removed), rewrite
     return None
 
 
@@ -327,10 +328,17 @@ class FoldConstants(Pass):
     def run(self, graph: Graph) -> Graph:
         # Every rule either removes an op or moves an affine/elementwise op one layer later
         # (past a layer, a pool or a reshape), so a graph of n ops settles within n*n rewrites.
+        # Ops in front of a rewrite keep their match results, so the scan resumes there; a
+        # last scan from the top confirms the fixed point.
         limit = len(graph.ops) ** 2 + 1
-        for _ in range(limit):
-            rewrite = first_rewrite(graph)
-            if rewrite is None:
-                return graph
-            graph = apply(graph, rewrite)
+        start, changed = 0, False
+        for _ in range(2 * limit):
+            found = first_rewrite(graph, start)
+            if found is None:
+                if start == 0 and not changed:
+                    return graph
+                start, changed = 0, False
+                continue
+            start, rewrite = found
+            graph, changed = apply(graph, rewrite), True
         raise IRError(f"fold-constants: no fixed point after {limit} rewrites (a cycle of rules)")

@@ -19,12 +19,13 @@ __all__ = ["finn_converted_cnv"]
 
 
 def finn_converted_cnv(path, seed=0, in_shape=(3, 8, 8), channels=(8, "M", 8), dense=(16, 10),
-                       shared_input_thresholds=True) -> str:
+                       shared_input_thresholds=True, weights=(-1.0, 1.0)) -> str:
     """input [1, C, H, W] in [-1, 1) -> MultiThreshold (255 thresholds (k - 127.5) / 128, levels
     0..255) -> Add(-128) -> Mul(1/128) -> [Conv 3x3 unpadded (+-1) -> MultiThreshold (bipolar)
     -> MaxPool 2x2 where "M" follows]* -> Reshape -> [MatMul (+-1) -> MultiThreshold]* -> MatMul
     -> Mul -> Add.  ``shared_input_thresholds``: one threshold row for all input channels (else
-    the row repeated per channel)."""
+    the row repeated per channel). ``weights``: the values weights are drawn from (e.g. -1, 0, 1
+    for ternary, or 2-bit integers times a scale)."""
     path = _prepare(path)
     rs = np.random.RandomState(seed)
     nodes, inits, dtypes = [], [], {}
@@ -65,8 +66,8 @@ def finn_converted_cnv(path, seed=0, in_shape=(3, 8, 8), channels=(8, "M", 8), d
             x = node("MaxPool", [x], f"MaxPool_{i}", kernel_shape=[2, 2], strides=[2, 2])
             h, w = h // 2, w // 2
             continue
-        wt = init(f"W_conv_{i}", np.where(rs.rand(ch, c, 3, 3) < 0.5, -1.0, 1.0))
-        dtypes[wt] = "BIPOLAR"
+        wt = init(f"W_conv_{i}", rs.choice(weights, (ch, c, 3, 3)))
+        dtypes[wt] = "BIPOLAR" if set(weights) == {-1.0, 1.0} else "FLOAT32"
         x = node("Conv", [x, wt], f"Conv_{i}", kernel_shape=[3, 3], pads=[0, 0, 0, 0], strides=[1, 1])
         if first:  # it reads (q - 128) / 128: every multiple of 1/128 in range is a reachable sum
             x = bipolar_threshold(x, np.round(rs.randn(ch, 1) * 3 * 128) / 128)
@@ -77,8 +78,8 @@ def finn_converted_cnv(path, seed=0, in_shape=(3, 8, 8), channels=(8, "M", 8), d
     x = node("Reshape", [x, "flat_shape"], "Reshape_0")
     fan_in = c * h * w
     for i, out in enumerate(dense):
-        wt = init(f"W_fc_{i}", np.where(rs.rand(fan_in, out) < 0.5, -1.0, 1.0))
-        dtypes[wt] = "BIPOLAR"
+        wt = init(f"W_fc_{i}", rs.choice(weights, (fan_in, out)))
+        dtypes[wt] = "BIPOLAR" if set(weights) == {-1.0, 1.0} else "FLOAT32"
         x = node("MatMul", [x, wt], f"MatMul_{i}")
         if i < len(dense) - 1:
             x = bipolar_threshold(x, tie_thresholds(out, fan_in))

@@ -14,7 +14,7 @@ from compiler.original import run_original
 from tests.models.bnn_pynq import bnn_pynq
 
 SMALL = ["tfc_1w1a", "tfc_1w2a"]
-BIG = ["sfc_1w2a", "lfc_1w2a", "cnv_1w2a"]
+BIG = ["tfc_2w2a", "sfc_1w2a", "sfc_2w2a", "lfc_1w2a", "cnv_1w2a", "cnv_2w2a"]
 
 
 def samples(compiled, n: int) -> np.ndarray:

@@ -82,3 +82,30 @@ def test_quant_between_layers_in_rtl(tmp_path):
     compiled = driver.compile_model(path, driver.Options())
     x = inputs(100)
     np.testing.assert_array_equal(driver.execute(compiled, x, "rtl", tmp_path), driver.execute(compiled, x, "interp"))
+
+
+def test_manifest_and_rtl_count_products_not_xnors(tmp_path):
+    """A ternary-weight layer is built as x*w products; the manifest says so, and the emitted
+    RTL instantiates 2-bit-weight dot products for exactly those layers."""
+    import re
+
+    from compiler.backends.verilog import emit
+    from tests.models.finn_forms import finn_converted_cnv
+
+    path = finn_converted_cnv(tmp_path / "cnv.onnx", weights=(-1.0, 0.0, 1.0))
+    compiled = driver.compile_model(path, driver.Options())
+    design = driver.hardware(compiled)
+    emit(design, tmp_path / "rtl")
+    checked = 0
+    for layer in driver.manifest(compiled)["hardware"]["layers"]:
+        if layer["kind"] not in ("dense", "conv"):
+            continue  # a pool
+        res = layer["resources"]
+        assert res["unit"] == "multiply_add" and res["xnors"] == 0
+        module = (tmp_path / "rtl" / f"bnnc_layer{layer['index']}.v").read_text()
+        lanes = int(re.search(r"localparam LANES\s*=\s*(\d+)", module).group(1))
+        simd = int(re.search(r"localparam SIMD\s*=\s*(\d+)", module).group(1))
+        assert ".W_W(2)" in module
+        assert res["multiply_terms"] == lanes * simd
+        checked += 1
+    assert checked == 4  # two convs, two dense layers

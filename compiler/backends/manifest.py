@@ -96,7 +96,9 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
                          "pads": list(w.pads), "pad_value": w.pad_value, "out_hw": list(w.out_hw),
                          "vectors": layer.vectors, "padding": {"masked": "zero pads add nothing (an in-map bit per input)",
                                                                "xnor": "none" if not any(w.pads) else f"a {w.pad_value} bit",
-                                                               "integer": f"the code of {w.pad_value}"}[view.mode],
+                                                               "integer": f"the code of {w.pad_value}",
+                                                               "multiply": "none" if not any(w.pads) else
+                                                               f"the code of {w.pad_value}"}[view.mode],
                          "tail_padding_shifts": window_tail(w)}
     if reads_map:
         out["gathers_map"] = True
@@ -107,14 +109,16 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     lanes = layer.pe - len(plan)
     dot_inputs = lanes * layer.simd + sum(len(d) for *_, d in plan)
     out["resources"] = {
-        "unit": {"xnor": "xnor_popcount", "masked": "xnor_popcount_masked", "integer": "add_sub"}[view.mode],
-        "xnors": dot_inputs if view.mode != "integer" else 0,
+        "unit": {"xnor": "xnor_popcount", "masked": "xnor_popcount_masked", "integer": "add_sub",
+                 "multiply": "multiply_add"}[view.mode],
+        "xnors": dot_inputs if view.mode in ("xnor", "masked") else 0,
         "add_sub_terms": 0 if view.mode != "integer" else dot_inputs,
+        "multiply_terms": 0 if view.mode != "multiply" else dot_inputs,  # x * w, w of weight_bits bits
         "adder_tree_input_bits": dot_inputs * view.term_w,
         "accumulator_bits": lanes * view.acc_w if view.chunks > 1 else 0,
         "comparators": layer.pe * view.levels,
         "multipliers": layer.pe if view.post == "affine" else 0,
-        "weight_rom_bits": lanes * layer.simd * view.groups * view.chunks,
+        "weight_rom_bits": lanes * layer.simd * view.groups * view.chunks * view.weight_bits,
         "register_bits": (layer.in_count * view.in_bits  # input buffer
                           + layer.out_count * layer.out_elem.bits  # output register
                           + (view.groups - 1) * view.group_w  # groups collected for the output
@@ -124,8 +128,8 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     return out
 
 
-RESOURCE_KEYS = ("xnors", "add_sub_terms", "adder_tree_input_bits", "accumulator_bits", "comparators",
-                 "multipliers", "weight_rom_bits", "register_bits", "fifo_bits")
+RESOURCE_KEYS = ("xnors", "add_sub_terms", "multiply_terms", "adder_tree_input_bits", "accumulator_bits",
+                 "comparators", "multipliers", "weight_rom_bits", "register_bits", "fifo_bits")
 
 
 def design_manifest(design: Design) -> dict:

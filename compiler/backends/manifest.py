@@ -98,6 +98,8 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
                                                                "xnor": "none" if not any(w.pads) else f"a {w.pad_value} bit",
                                                                "integer": f"the code of {w.pad_value}",
                                                                "multiply": "none" if not any(w.pads) else
+                                                               "zero pads add nothing (an in-map bit per input)"
+                                                               if view.masked_param else
                                                                f"the code of {w.pad_value}"}[view.mode],
                          "tail_padding_shifts": window_tail(w)}
     if reads_map:

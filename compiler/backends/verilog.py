@@ -28,7 +28,6 @@ import jinja2
 import numpy as np
 
 from ..diagnostics import BnncError, quote
-from ..ir.ops import weight_kind
 from ..ir.types import Bipolar, Element, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer, encode
@@ -420,15 +419,17 @@ def layer_mode(layer: Layer) -> str:
     pad is the code 0. "multiply": ternary or multi-bit weights, sum of x * w (x = +-1 for bipolar
     inputs)."""
     if not isinstance(layer.weight_elem, Bipolar):
-        win = layer.window
-        if isinstance(layer.in_elem, Bipolar) and win is not None and win.pad_value == 0 and any(win.pads):
-            raise ValueError(f"layer {layer.index}: zero padding of a bipolar map in front of "
-                             f"{weight_kind(layer.weights)} weights is not supported by the Verilog backend yet")
         return "multiply"
     if not isinstance(layer.in_elem, Bipolar):
         return "integer"
+    return "masked" if masked_input(layer) else "xnor"
+
+
+def masked_input(layer: Layer) -> bool:
+    """Bipolar inputs behind zero padding: each input carries an `inside` bit (modes "masked"
+    and "multiply")."""
     win = layer.window
-    return "masked" if win is not None and win.pad_value == 0 and any(win.pads) else "xnor"
+    return isinstance(layer.in_elem, Bipolar) and win is not None and win.pad_value == 0 and any(win.pads)
 
 
 def _accumulator(layer: Layer, mode: str) -> tuple[int, str, int]:
@@ -593,7 +594,7 @@ def layer_view(layer: Layer) -> LayerView:
     child_set = {c for c, *_ in plan}
     lanes = [p for p in range(layer.pe) if p not in child_set]
     sum_wires, sums_concat = _sum_wires(layer, mode, acc_w, children, lanes) if plan else ((), "")
-    in_bits = 2 if mode == "masked" else layer.in_elem.bits
+    in_bits = 2 if masked_input(layer) else layer.in_elem.bits
     weight_bits = layer.weight_elem.bits if mode == "multiply" else 1
     out_bits = layer.out_elem.bits
     group_w = layer.pe * out_bits
@@ -617,7 +618,7 @@ def layer_view(layer: Layer) -> LayerView:
         chunk_msb=_msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
         group_w=group_w, group_out_msb=_msb(group_w),
         collected_msb=_msb((groups - 1) * group_w),
-        mode=mode, bipolar_param=int(isinstance(layer.in_elem, Bipolar)), masked_param=int(mode == "masked"),
+        mode=mode, bipolar_param=int(isinstance(layer.in_elem, Bipolar)), masked_param=int(masked_input(layer)),
         signed_param=int(_elem_signed(layer.in_elem)), signed_compare=mode != "xnor", term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_msb=_msb(group_bits), chunk_ctr_msb=_msb(chunk_bits),
@@ -657,7 +658,7 @@ def window_view(unit: Unit) -> WindowView:
     padded = any(win.pads)
     if not padded:
         mode, pad_note, pad_pixel, pad_meaning = "none", "no padding", "", ""
-    elif unit.kind == "conv" and layer_mode(unit.layer) == "masked":
+    elif unit.kind == "conv" and masked_input(unit.layer):
         mode, pad_pixel, pad_meaning = "mask", "", ""
         pad_note = "padding is zero, which is not a bit: an element is {in_map, bit} and padding has in_map = 0"
     else:

@@ -542,6 +542,21 @@ def _integer_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ints.reshape(w.shape), scale
 
 
+def _ungrouped(lw: _Lowering, w: np.ndarray, groups: int, in_shape) -> np.ndarray:
+    """A grouped (or depthwise) kernel as the full one: output channel o reads only the input
+    channels of its group, every other weight is 0 -- the same sums, exactly."""
+    if groups == 1:
+        return w
+    o, per_group = w.shape[:2]
+    if groups < 1 or o % groups or len(in_shape) != 3 or in_shape[0] != per_group * groups:
+        raise lw.fail(f"group={groups} does not fit a kernel of shape {w.shape} on an input of shape {in_shape}")
+    full = np.zeros((o, per_group * groups) + w.shape[2:], dtype=w.dtype)
+    for out in range(o):
+        g = out // (o // groups)
+        full[out, g * per_group:(g + 1) * per_group] = w[out]
+    return full
+
+
 def _conv(lw: _Lowering) -> None:
     src = lw.values.get(lw.node.input[0])
     pads, pad_value = (0, 0, 0, 0), 0.0
@@ -552,8 +567,7 @@ def _conv(lw: _Lowering) -> None:
     w = np.asarray(lw.const(1, "the kernel"), np.float32)
     if w.ndim != 4:
         raise lw.fail(f"only 2-D convolutions are supported (kernel shape {w.shape})")
-    if lw.attr("group", 1) != 1:
-        raise lw.fail(f"group={lw.attr('group')} convolutions are not supported (only group=1)")
+    w = _ungrouped(lw, w, int(lw.attr("group", 1)), lw.type_of(src).shape)
     if any(d != 1 for d in lw.attr("dilations", [1, 1])):
         raise lw.fail("dilated convolutions are not supported")
     if lw.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):

@@ -404,8 +404,10 @@ def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int
     for g in range(c // pe):
         for s in range(k // simd):
             addr = (g << chunk_bits) | s
-            word = (_pack_bits(ones[g, s].ravel()) if weight_bits == 1 else
-                    _pack([v & ((1 << weight_bits) - 1) for v in ones[g, s].ravel().tolist()], weight_bits))
+            fields = ones[g, s].ravel()
+            if weight_bits > 1:  # two's-complement fields as their bits, least significant first
+                fields = (fields[:, None] >> np.arange(weight_bits)) & 1
+            word = _pack_bits(fields.ravel())
             entries.append(RomEntry(_lit(addr, group_bits + chunk_bits), _lit(word, width, "h")))
     return Rom("weights", "{group, chunk}", _msb(width), tuple(entries), _lit(0, width, "h"))
 

@@ -1,6 +1,6 @@
 """ONNX -> Verilog compile time for SFC-sized (784-256-256-256-10) and FINN-CNV-topology models.
 
-Goals here: SFC under 1 s, CNV under 5 s. Prints the median of several in-process compiles
+Goals here: SFC under 1 s, CNV under 5 s (binary, and FINN's own CNV 2w2a). Prints the median of several in-process compiles
 (import + passes + lowering + Verilog + manifest, written to disk) and of several `bnnc compile`
 processes (adds Python start-up and imports), with the design's figures from the manifest written
 by that compile: layers, cycles per frame and latency of the Verilog pipeline (auto folding).
@@ -22,10 +22,12 @@ RUNS = 5
 
 
 def export_models(folder: Path) -> dict[str, Path]:
-    from tests.models import conv_exporters, exporters
+    from tests.models import bnn_pynq, conv_exporters, exporters
     return {
         "SFC 784-256-256-256-10": Path(exporters.brevitas_mlp(folder / "sfc.onnx", sizes=(256, 256, 256, 10), in_features=784)),
         "FINN CNV (32x32x3)": Path(conv_exporters.finn_cnv(folder / "cnv.onnx")),
+        # FINN's own CNV with ternary weights and activations (brevitas_examples.bnn_pynq)
+        "bnn_pynq CNV 2w2a": Path(bnn_pynq.bnn_pynq(folder / "cnv_2w2a.onnx", "cnv_2w2a")),
     }
 
 

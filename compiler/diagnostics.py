@@ -18,3 +18,11 @@ def node_label(node, index: int) -> str:
         return f"node {quote(node.name)} ({node.op_type})"
     out = node.output[0] if node.output else "?"
     return f"node #{index} {node.op_type} -> {quote(out)}"
+
+
+def number(value) -> str:
+    """A number as a user reads it: plain digits, never np.float32(...); +0 and -0 are 'zero'."""
+    if value == 0:
+        return "zero"
+    text = str(value)  # numpy scalars print their shortest round-trip digits, e.g. 0.1 for float32
+    return text[:-2] if text.endswith(".0") else text

@@ -19,11 +19,11 @@ from .diagnostics import BnncError, quote
 from .frontend.load import load_model
 from .frontend.onnx import lower
 from .ir.graph import Graph
-from .ir.ops import FixedAffine, IRError, Quantize
+from .ir.ops import FixedAffine, IRError, Quantize, weight_kind
 from .ir.printer import print_graph
 from .ir.types import Fixed
 from .passes import DEFAULT_PIPELINE, PassError, parse_pipeline, run_pipeline
-from .passes.channel_reuse import ChannelReuse
+from .passes.channel_reuse import ChannelReuse, skipped_layers
 from .resources import resource_dir
 
 BUILD_INFO = "build.json"
@@ -109,6 +109,10 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
         for i, p in enumerate(passes):
             if isinstance(p, ChannelReuse) and not p.groups:
                 p = replace(p, groups=_reuse_groups(graph, options.fold))
+            if isinstance(p, ChannelReuse):
+                for op in skipped_layers(graph):
+                    progress(f"channel-reuse: ONNX node {quote(op.origin)} has {weight_kind(op.weights)} weights; "
+                             f"channel reuse is for binary (+-1) weights only, so its channels are computed from scratch")
             graph, _ = run_pipeline(graph, [p], feeds, after_each)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None

@@ -182,7 +182,8 @@ def _threshold(op: Threshold, x):
     x = _exact(x)
     level = np.zeros(x.shape, dtype=np.int64)
     for col in range(op.thresholds.shape[1]):
-        level += (x >= _channel(op.thresholds[:, col], x.ndim)).astype(np.int64)
+        above = np.greater if op.strict and op.strict[col] else np.greater_equal
+        level += above(x, _channel(op.thresholds[:, col], x.ndim)).astype(np.int64)
     rows = np.arange(op.values.shape[0]) if op.values.shape[0] > 1 else np.zeros(x.shape[1], dtype=np.int64)
     rows = np.broadcast_to(rows.reshape((1, -1) + (1,) * (x.ndim - 2)), x.shape)
     return op.values[rows, level]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import driver
 from .diagnostics import BnncError
+from .ir.ops import weight_kind
 
 REUSE = "channel-reuse"
 CELL_GROUPS = {"LUT": re.compile(r"LUT\d"), "FF": re.compile(r"FD\w*"), "CARRY": re.compile(r"CARRY\d"),
@@ -162,6 +163,8 @@ def _rows(plain, reused) -> tuple[list[Row], int, str | None]:
             kind = f"conv {b.window.kernel[0]}x{b.window.kernel[1]}, {b.vectors} px"
         if p.mode == Mode.INTEGER:
             kind += f", {b.in_elem} in (+-x terms)"
+        elif p.mode == Mode.MULTIPLY:
+            kind += f", {b.in_elem} in, {weight_kind(b.weights)} weights (x*w terms)"
         children = p.reuse(policy)
         built, with_clock, note = p.terms_per_vector(policy), p.terms_per_clock(policy), children.note
         if reason is not None:
@@ -189,8 +192,10 @@ def _with_saving(value, full) -> str:
 
 
 def _table(rows: list[Row], interval: int) -> list[str]:
-    lines = ["| layer | kind | in x out | pe x simd | cycles/frame | XNORs | MST tree | built (RTL) | tree weight "
-             "| depth | XNORs per clock (without -> with) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    # multi-bit layers count products, not XNORs: then the columns say so
+    terms = "XNORs" if not any("x*w terms" in r.kind for r in rows) else "XNORs or x*w terms"
+    lines = [f"| layer | kind | in x out | pe x simd | cycles/frame | {terms} | MST tree | built (RTL) | tree weight "
+             f"| depth | {terms} per clock (without -> with) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         clock = f"{r.clock[0]:,} -> {r.clock[1]:,}" if r.clock else "-"
         lines.append(f"| {r.index} | {r.kind} | {r.shape} | {r.fold} | {r.cycles} | {_n(r.full)} | "
@@ -208,7 +213,8 @@ def _table(rows: list[Row], interval: int) -> list[str]:
 
 
 LEGEND = """\
-- XNORs: popcount inputs of one output vector without reuse, C*K (+-x terms for integer inputs).
+- XNORs: popcount inputs of one output vector without reuse, C*K (+-x terms for integer inputs,
+  x*w products for ternary or multi-bit weights: the kind column says which).
   A conv layer computes one vector per output pixel (px); the `all` row counts per frame.
 - MST tree: every child of the `channel-reuse` tree computed from its parent over the |D| inputs
   where they differ (the tree's ideal saving); tree weight: sum of |D|; depth: levels (1 = none).

@@ -75,12 +75,24 @@ def test_missing_file(tmp_path):
     assert_one_line_error(bnnc("inspect", tmp_path / "nope.onnx"), "no such file")
 
 
-def test_non_binary_weights_are_refused_not_binarized(tmp_path):
+@pytest.mark.parametrize("where, value, says", [
+    ((2, 4), 0.1, "output channel 2 has 0.1 at input 4 and 1 at input 1"),  # float32 0.1, plainly
+    ((1, 0), 2.0 ** -30, "output channel 1 has 9.313226e-10 at input 0 and 1 at input 1"),
+])
+def test_weights_without_a_small_integer_grid_are_refused_not_quantized(tmp_path, where, value, says):
     w = np.ones((3, 5), np.float32)
-    w[1, 2] = 0.5
+    w[where] = value
+    w[2, 0] = -0.0  # zeros are weights like any other (ternary)
     result = bnnc("compile", gemm_model(tmp_path / "m.onnx", w), "-o", tmp_path / "out")
-    assert_one_line_error(result, "'fc1'", "not binary", "output channel 1")
+    assert_one_line_error(result, "'fc1'", "not a scale times integers of at most 8 bits", says)
+    assert "np." not in result.stderr and "-0" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_numbers_in_messages_are_plain():
+    from bnnc.diagnostics import number
+    assert [number(v) for v in (np.float32(-0.0), np.float32(0.0), np.float32(0.1), np.float32(2.0), -3)] == \
+        ["zero", "zero", "0.1", "2", "-3"]
 
 
 def test_unsupported_op_is_named(tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from .. import interp
-from ..ir.ops import ArgMax, Conv, Dense, FixedAffine, IRError, Pool, Reshape, Reuse, Threshold, Transpose
+from ..ir.ops import ArgMax, Conv, Dense, FixedAffine, IRError, Pool, Reshape, Reuse, Threshold, Transpose, weight_element
 from ..ir.types import Bipolar, Element, is_integer
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
@@ -35,7 +35,7 @@ class Layer:
     origin: str  # ONNX node the weights came from
     in_elem: Element
     out_elem: Element
-    weights: np.ndarray  # (C, K) int8, -1/+1
+    weights: np.ndarray  # (C, K) int8: -1/+1, or the integers of ternary / multi-bit weights
     acc_elem: Element  # type of the dot product sum_k x[k] * w[c, k]
     thresholds: np.ndarray | None = None  # (C, L) int64 on the dot product, ascending
     values: np.ndarray | None = None  # (C, L + 1) int64 output value per level
@@ -50,6 +50,11 @@ class Layer:
     def vectors(self) -> int:
         """Matrix-vector products per frame: one per output pixel of a conv, else one."""
         return self.window.out_hw[0] * self.window.out_hw[1] if self.window else 1
+
+    @property
+    def weight_elem(self) -> Element:
+        """Bipolar for +-1 weights (XNOR-popcount), else Ternary or an Int (multiply-add)."""
+        return weight_element(self.weights)
 
     @property
     def in_count(self) -> int:

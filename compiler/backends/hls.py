@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..diagnostics import BnncError
+from ..ir.ops import weight_kind
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer
@@ -125,6 +126,7 @@ class LayerView:
     acc_width: int
     activation: str  # threshold, affine or pass
     activation_type: str  # C++ type of the activation object
+    weight_bits: int  # 1: +-1 weights as bits (XNOR); else two's-complement integers (ternary: 2)
     weight_lines: list[str]
     threshold_lines: list[str]
     value_lines: list[str]
@@ -246,7 +248,8 @@ def layer_view(layer: Layer) -> LayerView:
     unit_elem = in_elem
     if window and window.width != in_elem.width:
         unit_elem = ElemView("bnn::MaskedBipolar", window.width)
-    weights = chunk_words((layer.weights > 0), pe, simd)
+    weight_bits = plan(layer).weight_bits
+    weights = chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
@@ -279,16 +282,17 @@ def layer_view(layer: Layer) -> LayerView:
     reuse = _reuse_view(layer) if layer.reuse is not None else None
     if reuse and pe > 1:
         partitions += [Partition(f"{name}_reuse.{table}", 1) for table in ("depths", "parents", "negates", "differs")]
+    weights_note = f"{weight_kind(layer.weights)} weights, " if weight_bits > 1 else ""
     what = f"conv {window.describe}" if window else "dense"
     pixels = f" x {layer.vectors} pixels" if window else ""
     reused = f", reuse: {reuse.children} channels from a parent, {reuse.xnors} of {c * k} XNORs" if reuse else ""
     summary = (f"layer {layer.index} (ONNX node {sanitize(layer.origin) or '?'}): {what}, {k} -> {c}{pixels}, "
-               f"{layer.in_elem} in, {layer.out_elem} out, PE={pe} SIMD={simd}, {layer.cycles} cycles per frame"
-               f"{reused}")
+               f"{layer.in_elem} in, {weights_note}{layer.out_elem} out, PE={pe} SIMD={simd}, "
+               f"{layer.cycles} cycles per frame{reused}")
     return LayerView(kind="conv" if window else "dense", name=name, summary=summary, in_count=k, out_count=c,
                      simd=simd, pe=pe, nf=nf, sf=sf, vectors=layer.vectors, in_elem=unit_elem, out_elem=out_elem,
                      acc_width=acc_width, activation=activation, activation_type=activation_type,
-                     weight_lines=rows(weights, lambda w: cpp_bits(w, simd)),
+                     weight_bits=weight_bits, weight_lines=rows(weights, lambda w: cpp_bits(w, simd * weight_bits)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
                      bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse)
 

@@ -56,12 +56,13 @@ def by_pe(per_channel: np.ndarray, pe: int) -> np.ndarray:
     return np.swapaxes(per_channel.reshape((c // pe, pe) + per_channel.shape[1:]), 0, 1)
 
 
-def chunk_words(bits: np.ndarray, pe: int, simd: int) -> np.ndarray:
+def chunk_words(bits: np.ndarray, pe: int, simd: int, width: int = 1) -> np.ndarray:
     """(C, K) 0/1 -> (PE, NF * SF) words: [pe][nf * SF + sf] bit i is input sf * SIMD + i of
-    channel nf * PE + pe -- the layout of the weights and of the reuse masks."""
+    channel nf * PE + pe -- the layout of the weights and of the reuse masks. With width > 1,
+    (C, K) integers as width-bit two's-complement fields [i*width +: width] (multi-bit weights)."""
     c, k = bits.shape
-    chunks = bits.reshape(c, k // simd, simd)
+    chunks = bits.reshape(c, k // simd, simd).astype(np.int64) & ((1 << width) - 1)
     words = np.zeros((c, k // simd), dtype=object)
     for i in range(simd):
-        words += chunks[:, :, i].astype(object) << i
+        words += chunks[:, :, i].astype(object) << (i * width)
     return by_pe(words, pe).reshape(pe, -1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary
 from .hardware import Design, Layer, PoolLayer
-from .plan import POLICY_TEXT, REUSE_POLICY, TOP, Mode, Post, plan, verilog_unsupported
+from .plan import POLICY_TEXT, REUSE_POLICY, TOP, Mode, Post, masked_input, plan, verilog_unsupported
 from .verilog_timing import line_pixels, timing, window_tail
 
 TIMING_MODEL = (
@@ -99,7 +99,11 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
                          "pads": list(w.pads), "pad_value": w.pad_value, "out_hw": list(w.out_hw),
                          "vectors": layer.vectors, "padding": {"masked": "zero pads add nothing (an in-map bit per input)",
                                                                "xnor": "none" if not any(w.pads) else f"a {w.pad_value} bit",
-                                                               "integer": f"the code of {w.pad_value}"}[mode.value],
+                                                               "integer": f"the code of {w.pad_value}",
+                                                               "multiply": "none" if not any(w.pads) else
+                                                               "zero pads add nothing (an in-map bit per input)"
+                                                               if masked_input(layer) else
+                                                               f"the code of {w.pad_value}"}[mode.value],
                          "tail_padding_shifts": window_tail(w)}
     if reads_map:
         out["gathers_map"] = True
@@ -113,14 +117,16 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     lanes = layer.pe - len(verilog.children)
     dot_inputs = lp.terms_per_clock(verilog.policy)
     out["resources"] = {
-        "unit": {Mode.XNOR: "xnor_popcount", Mode.MASKED: "xnor_popcount_masked", Mode.INTEGER: "add_sub"}[mode],
-        "xnors": dot_inputs if mode != Mode.INTEGER else 0,
+        "unit": {Mode.XNOR: "xnor_popcount", Mode.MASKED: "xnor_popcount_masked", Mode.INTEGER: "add_sub",
+                 Mode.MULTIPLY: "multiply_add"}[mode],
+        "xnors": dot_inputs if mode in (Mode.XNOR, Mode.MASKED) else 0,
         "add_sub_terms": 0 if mode != Mode.INTEGER else dot_inputs,
+        "multiply_terms": 0 if mode != Mode.MULTIPLY else dot_inputs,  # x * w, w of weight_bits bits
         "adder_tree_input_bits": dot_inputs * lp.acc.term_width,
         "accumulator_bits": lanes * lp.acc.width if folding.chunks > 1 else 0,
         "comparators": layer.pe * levels,
         "multipliers": layer.pe if lp.post != Post.THRESHOLD else 0,
-        "weight_rom_bits": lanes * layer.simd * folding.groups * folding.chunks,
+        "weight_rom_bits": lanes * layer.simd * folding.groups * folding.chunks * lp.weight_bits,
         "register_bits": (layer.in_count * lp.in_bits  # input buffer
                           + layer.out_count * layer.out_elem.bits  # output register
                           + (folding.groups - 1) * layer.pe * layer.out_elem.bits  # groups collected for the output
@@ -130,8 +136,8 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     return out
 
 
-RESOURCE_KEYS = ("xnors", "add_sub_terms", "adder_tree_input_bits", "accumulator_bits", "comparators",
-                 "multipliers", "weight_rom_bits", "register_bits", "fifo_bits")
+RESOURCE_KEYS = ("xnors", "add_sub_terms", "multiply_terms", "adder_tree_input_bits", "accumulator_bits",
+                 "comparators", "multipliers", "weight_rom_bits", "register_bits", "fifo_bits")
 
 
 def design_manifest(design: Design) -> dict:

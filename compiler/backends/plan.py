@@ -3,7 +3,8 @@
 
 A `LayerPlan` is a `hardware.Layer` (the numbers) plus the decisions about how to compute it:
 - `mode`: how one term of the dot product is formed (XNOR of bits; XNOR of the bits inside the
-  map, when zero padding is not a bit; or +-x on integer codes),
+  map, when zero padding is not a bit; +-x on integer codes; or x * w for ternary and multi-bit
+  weights),
 - the accumulator: the dot product's range and the narrower counting accumulator of a popcount
   unit (popcount P instead of the dot product 2P - K),
 - thresholds normalised (ascending, at least one level, clamped into the accumulator's range
@@ -55,6 +56,7 @@ class Mode(_Named):
     XNOR = "xnor"  # bipolar inputs: popcount of XNOR
     MASKED = "masked"  # the same, but zero padding is not a bit: each input carries an `inside` bit
     INTEGER = "integer"  # sum of +-x over integer (ternary, fixed-point) codes; a zero pad is the code 0
+    MULTIPLY = "multiply"  # ternary or multi-bit weights: sum of x * w (x = +-1 for bipolar inputs)
 
 
 class Post(_Named):
@@ -125,7 +127,7 @@ class WindowPlan:
 
 
 def window_plan(win: Window, elem, masked: bool, what: str) -> WindowPlan:
-    """`masked`: the layer reads zero padding as "not an input" (Mode.MASKED)."""
+    """`masked`: the layer reads zero padding as "not an input" (bipolar inputs, see masked_input)."""
     c, h, w = win.in_shape
     if not any(win.pads):
         padding, code = Padding.NONE, 0
@@ -194,11 +196,23 @@ def popcount_threshold(t: int, k: int) -> int:
     return -((-(t + k)) // 2)
 
 
+def masked_input(layer: Layer) -> bool:
+    """Bipolar inputs behind zero padding: each input carries an `inside` bit (modes MASKED and,
+    with multi-bit weights, MULTIPLY)."""
+    win = layer.window
+    return isinstance(layer.in_elem, Bipolar) and win is not None and win.pad_value == 0 and any(win.pads)
+
+
 def layer_mode(layer: Layer) -> Mode:
+    if not isinstance(layer.weight_elem, Bipolar):
+        return Mode.MULTIPLY
     if not isinstance(layer.in_elem, Bipolar):
         return Mode.INTEGER
-    win = layer.window
-    return Mode.MASKED if win is not None and win.pad_value == 0 and any(win.pads) else Mode.XNOR
+    return Mode.MASKED if masked_input(layer) else Mode.XNOR
+
+
+def largest_weight(layer: Layer) -> int:
+    return int(np.abs(np.asarray(layer.weights, dtype=np.int64)).max(initial=1))
 
 
 def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
@@ -206,9 +220,11 @@ def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
     accumulator is that narrow. bnnc_dot extends each term to the sum's width, which must hold one
     term (and be >= 2)."""
     k, acc = layer.in_count, layer.acc_elem
-    term_w = 1 if mode != Mode.INTEGER else layer.in_elem.bits + 1
-    span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi))
-    count_lo, count_hi = {Mode.XNOR: (0, k + 1), Mode.MASKED: (-k, k + 1), Mode.INTEGER: (-span, span + 1)}[mode]
+    term_w = 1 if mode in (Mode.XNOR, Mode.MASKED) else layer.in_elem.bits + 1
+    if mode == Mode.MULTIPLY:  # a product of the (W_IN + 1)-bit input value and the weight
+        term_w += layer.weight_elem.bits
+    span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi)) * largest_weight(layer)
+    count_lo, count_hi = {Mode.XNOR: (0, k + 1), Mode.MASKED: (-k, k + 1)}.get(mode, (-span, span + 1))
     common = dict(lo=acc.lo, hi=acc.hi, bits=acc.bits, term_width=term_w, count_lo=count_lo, count_hi=count_hi)
     if post == Post.THRESHOLD:
         if mode == Mode.XNOR:
@@ -220,7 +236,7 @@ def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
         return Accumulator(width=max(int_for_range(-span, span + 1).bits, term_w),
                            note=f"dot product in [-{span}, {span}], signed", **common)
     width = max(layer.out_elem.bits, term_w, 2)
-    what = {Mode.XNOR: "popcount P", Mode.MASKED: "popcount P (inside inputs)", Mode.INTEGER: "dot product"}[mode]
+    what = {Mode.XNOR: "popcount P", Mode.MASKED: "popcount P (inside inputs)"}.get(mode, "dot product")
     return Accumulator(width=width, note=f"{what} modulo 2^{width}", **common)
 
 
@@ -256,8 +272,14 @@ class LayerPlan:
 
     @property
     def in_bits(self) -> int:
-        """Bits of one input of the matrix-vector unit: {inside, bit} in MASKED mode."""
-        return 2 if self.mode == Mode.MASKED else self.layer.in_elem.bits
+        """Bits of one input of the matrix-vector unit: {inside, bit} for bipolar inputs behind
+        zero padding (MASKED, and MULTIPLY on such inputs)."""
+        return 2 if masked_input(self.layer) else self.layer.in_elem.bits
+
+    @property
+    def weight_bits(self) -> int:
+        """1: +-1 weights as bits (1 means +1); else two's-complement integers (MULTIPLY)."""
+        return self.layer.weight_elem.bits if self.mode == Mode.MULTIPLY else 1
 
     @property
     def cycles_per_frame(self) -> int:
@@ -344,7 +366,7 @@ def plan_layer(layer: Layer) -> LayerPlan:
     window = None
     if layer.window is not None:
         what = f"layer {layer.index} (ONNX node {quote(layer.origin)})"
-        window = window_plan(layer.window, layer.in_elem, mode == Mode.MASKED, what)
+        window = window_plan(layer.window, layer.in_elem, masked_input(layer), what)
     folding = Folding(layer.pe, layer.simd, c // layer.pe, layer.in_count // layer.simd)
     return LayerPlan(layer, Kind.CONV if layer.window is not None else Kind.DENSE, mode, post, folding, acc,
                      thresholds, mult, bias, window)

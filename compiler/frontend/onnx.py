@@ -2,10 +2,11 @@
 function registered for its op type (see LOWERINGS at the bottom), or refused by name.
 
 Semantics honoured exactly (see DESIGN.md section 2): QONNX Quant (scale, shift, clamp, round in
-float32), BipolarQuant (0 -> +1), ONNX Sign (0 -> 0), MultiThreshold (x >= t), the torch STE
-forms Add(x, Sub(Sign(x), x)) and Where(GreaterOrEqual(x, c), a, b), BatchNormalization, and
-Gemm/MatMul whose weights are +-s per output channel. Weights that are not binary are refused,
-never binarized.
+float32 on the model input; a multi-level threshold between layers), BipolarQuant (0 -> +1), ONNX
+Sign (0 -> 0), MultiThreshold (x >= t), the torch STE forms Add(x, Sub(Sign(x), x)) and
+Where(GreaterOrEqual(x, c), a, b), BatchNormalization, and Gemm/MatMul/Conv whose weights are a
+scale per output channel times integers (+-1, ternary, up to 8 bits: see weights.py). Other
+weights are refused, never quantized.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ..diagnostics import BnncError, node_label, quote
+from ..diagnostics import BnncError, node_label, number, quote
+from .weights import MAX_BITS, NotIntegerWeights, integer_rows
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import (
@@ -343,16 +345,42 @@ def _quant(lw: _Lowering) -> None:
         sign = lw.emit(Sign, [shifted], f"{lw.node.output[0]}_sign", zero=1)
         lw.bind(lw.emit(Affine, [sign], scale=exact.fractions(s), bias=exact.fractions(-z * s)))
         return
+    lo, hi = int_range(bits, signed, narrow)
     if not isinstance(lw.type_of(x).elem, Real):
-        raise lw.fail(f"a {bits}-bit Quant between layers is not supported; bnnc handles multi-bit "
-                      f"quantizers on the model input and binary ones elsewhere")
+        _quant_between_layers(lw, x, s, z, lo, hi, rounding)
+        return
     if rounding not in ("ROUND", "CEIL", "FLOOR"):
         raise lw.fail(f"rounding mode {rounding} is not supported")
-    lo, hi = int_range(bits, signed, narrow)
     q = lw.emit(Quantize, [x], f"{lw.node.output[0]}_int", scale=np.asarray(s), zero_point=np.asarray(z),
                 lo=lo, hi=hi, rounding=rounding)
     # The dequantization is exact: (q - z) * s with the float32 constants as rationals.
     lw.bind(lw.emit(Affine, [q], scale=exact.fractions(s), bias=-exact.fractions(z) * exact.fractions(s)))
+
+
+# Where round(clip(v)) reaches level k, as (threshold, strict): the level holds from v >= t, or
+# from v > t. Half to even: v = k - 1/2 rounds up to k only for an even k.
+_LEVEL_START = {
+    "ROUND": lambda k: (Fraction(2 * k - 1, 2), k % 2 == 1),
+    "FLOOR": lambda k: (Fraction(k), False),
+    "CEIL": lambda k: (Fraction(k - 1), True),
+    "ROUND_TO_ZERO": lambda k: (Fraction(k), False) if k > 0 else (Fraction(k - 1), True),
+}
+
+
+def _quant_between_layers(lw: _Lowering, x: str, s, z, lo: int, hi: int, rounding: str) -> None:
+    """A multi-bit Quant on exact values: q = round(clip(x / s + z, lo, hi)) is a threshold with
+    one level per integer in [lo, hi], then (q - z) * s."""
+    if rounding not in _LEVEL_START:
+        raise lw.fail(f"rounding mode {rounding} is not supported")
+    if s == 0:
+        raise lw.fail("a Quant with scale zero is not supported")
+    scale, shift = exact.fractions(s), exact.fractions(z)
+    scaled = lw.emit(Affine, [x], f"{lw.node.output[0]}_scaled", scale=1 / scale[()], bias=shift)
+    starts = [_LEVEL_START[rounding](k) for k in range(lo + 1, hi + 1)]
+    q = lw.emit(Threshold, [scaled], f"{lw.node.output[0]}_int",
+                thresholds=np.array([[t for t, _ in starts]], dtype=object),
+                values=np.array([list(range(lo, hi + 1))], dtype=np.int64), strict=tuple(gt for _, gt in starts))
+    lw.bind(lw.emit(Affine, [q], scale=scale, bias=-shift * scale))
 
 
 def _bipolar_quant(lw: _Lowering) -> None:
@@ -381,27 +409,25 @@ def _multithreshold(lw: _Lowering) -> None:
     lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
 
 
-def _binary_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(C, K) float weights -> (+-1 int8, per-channel scale); refuses anything not +-s per row."""
+def _integer_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, K) float weights -> (int8 integers, per-channel Fraction scale), exactly."""
     w = np.asarray(w, dtype=np.float32)
-    mag = np.abs(w)
-    scale = mag[:, :1]
-    bad = np.argwhere((mag != scale) | (scale == 0))
-    if bad.size:
-        c, k = bad[0]
-        raise lw.fail(f"weights are not binary: output channel {c} has {w[c, k]!r} at input {k} "
-                      f"but {w[c, 0]!r} at input 0 (bnnc needs +-s per output channel and never "
-                      f"binarizes weights itself)")
-    return np.where(w > 0, 1, -1).astype(np.int8), scale[:, 0]
+    try:
+        return integer_rows(w)
+    except NotIntegerWeights as bad:
+        c, (k1, k2) = bad.channel, bad.inputs
+        raise lw.fail(f"weights are not a scale times integers of at most {MAX_BITS} bits: output channel {c} "
+                      f"has {number(w[c, k1])} at input {k1} and {number(w[c, k2])} at input {k2} (bnnc never "
+                      f"quantizes weights itself; export them through a weight quantizer)") from None
 
 
 def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0) -> None:
     shape = lw.type_of(x).shape
     if len(shape) != 1 or shape[0] != w.shape[1]:
         raise lw.fail(f"weights of shape {w.shape[::-1]} do not fit an input of shape {shape}")
-    bits, scale = _binary_weights(lw, w)
-    acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=bits)
-    a = exact.fractions(scale) * Fraction(alpha)
+    ints, scale = _integer_weights(lw, w)
+    acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=ints)
+    a = scale * Fraction(alpha)
     b = exact.fractions(np.zeros(w.shape[0], np.float32)) if bias is None else lw.channel_param(bias, acc)
     if len(set(a.tolist())) == 1:
         a = np.asarray(a[0], dtype=object)
@@ -547,9 +573,24 @@ def _where(lw: _Lowering) -> None:
     lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values))
 
 
-def _binary_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    bits, scale = _binary_weights(lw, w.reshape(w.shape[0], -1))
-    return bits.reshape(w.shape), scale
+def _integer_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ints, scale = _integer_weights(lw, w.reshape(w.shape[0], -1))
+    return ints.reshape(w.shape), scale
+
+
+def _ungrouped(lw: _Lowering, w: np.ndarray, groups: int, in_shape) -> np.ndarray:
+    """A grouped (or depthwise) kernel as the full one: output channel o reads only the input
+    channels of its group, every other weight is 0 -- the same sums, exactly."""
+    if groups == 1:
+        return w
+    o, per_group = w.shape[:2]
+    if groups < 1 or o % groups or len(in_shape) != 3 or in_shape[0] != per_group * groups:
+        raise lw.fail(f"group={groups} does not fit a kernel of shape {w.shape} on an input of shape {in_shape}")
+    full = np.zeros((o, per_group * groups) + w.shape[2:], dtype=w.dtype)
+    for out in range(o):
+        g = out // (o // groups)
+        full[out, g * per_group:(g + 1) * per_group] = w[out]
+    return full
 
 
 def _conv(lw: _Lowering) -> None:
@@ -564,8 +605,7 @@ def _conv(lw: _Lowering) -> None:
         raise lw.fail(f"only 2-D convolutions are supported (kernel shape {w.shape})")
     if lw.attr("kernel_shape") is not None and list(lw.attr("kernel_shape")) != list(w.shape[2:]):
         raise lw.fail(f"kernel_shape {lw.attr('kernel_shape')} does not match the kernel's shape {w.shape}")
-    if lw.attr("group", 1) != 1:
-        raise lw.fail(f"group={lw.attr('group')} convolutions are not supported (only group=1)")
+    w = _ungrouped(lw, w, int(lw.attr("group", 1)), lw.type_of(src).shape)
     if any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
         raise lw.fail("dilated convolutions are not supported")
     if lw.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
@@ -579,12 +619,12 @@ def _conv(lw: _Lowering) -> None:
     if not any(pads):
         pad_value = 0.0
     if pad_value not in (0.0, 1.0, -1.0):
-        raise lw.fail(f"padding with {pad_value} is not supported: binary convolutions pad with 0 "
+        raise lw.fail(f"padding with {number(pad_value)} is not supported: binary convolutions pad with 0 "
                       f"(no contribution) or with a bit (+1 or -1)")
-    bits, scale = _binary_kernels(lw, w)
-    acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=bits,
+    ints, scale = _integer_kernels(lw, w)
+    acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=ints,
                   stride=tuple(lw.window_attr("strides", [1, 1], 1)), pads=pads, pad_value=int(pad_value))
-    a = exact.fractions(scale)
+    a = scale
     if len(set(a.tolist())) == 1:
         a = np.asarray(a[0], dtype=object)
     bias = np.zeros(w.shape[0], np.float32)

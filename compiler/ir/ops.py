@@ -10,12 +10,13 @@ vector or of a CHW map); a parameter of shape () applies to every element.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from . import exact
 from .types import (
-    Exact, Fixed, Int, Real, TensorType, element_for_values, int_for_range, is_integer,
+    Bipolar, Element, Exact, Fixed, Int, Real, TensorType, Ternary, element_for_values, int_for_range, is_integer,
 )
 
 
@@ -161,6 +162,15 @@ def _reuse_attributes(reuse: Reuse | None) -> dict:
 
 # ---- hardware ops
 
+class _Weighted:
+    """max |w| of a weight layer, computed once per op (passes rebuild graphs, and with them
+    every result type, many times)."""
+
+    @cached_property
+    def largest_weight(self) -> int:
+        return int(np.abs(self.weights.astype(np.int64)).max(initial=0))
+
+
 @dataclass(frozen=True, eq=False)
 class Reuse:
     """A channel-reuse tree for a weight layer (MST-compression): channel c is computed from
@@ -209,11 +219,33 @@ class Reuse:
         return c * k - sum(k - len(self.differing(weights, int(j))) for j in children)
 
 
-@dataclass(frozen=True, eq=False)
-class Dense(Op):
-    """y[c] = sum_k x[k] * w[c, k] with w in {-1, +1}, on integer (or fixed-point code) inputs."""
+def binary(weights: np.ndarray) -> bool:
+    """Every weight is -1 or +1 (XNOR-popcount hardware, channel reuse)."""
+    return bool(np.all(np.abs(weights) == 1))
 
-    weights: np.ndarray  # (C, K) int8 of -1/+1
+
+def weight_element(weights: np.ndarray) -> Element:
+    """The narrowest element holding every weight: Bipolar (+-1), Ternary or an Int."""
+    return element_for_values(np.unique(weights).tolist() or [1])
+
+
+def weight_kind(weights: np.ndarray) -> str:
+    """How messages and reports name a layer's weights: binary, ternary or n-bit."""
+    elem = weight_element(weights)
+    return {Bipolar: "binary", Ternary: "ternary"}.get(type(elem)) or f"{elem.bits}-bit"
+
+
+def _check_reuse(op: "Dense | Conv") -> None:
+    if op.reuse is not None and not binary(op.weights):
+        raise _fail(op, "a channel-reuse tree needs +-1 weights")
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(_Weighted, Op):
+    """y[c] = sum_k x[k] * w[c, k] with integer weights (+-1 for a binary layer; ternary or
+    multi-bit: the weight quantizer's integers), on integer (or fixed-point code) inputs."""
+
+    weights: np.ndarray  # (C, K) int8
     reuse: Reuse | None = None
 
     kind = "dense"
@@ -223,9 +255,10 @@ class Dense(Op):
         c, k = self.weights.shape
         if x.shape != (k,):
             raise _fail(self, f"weights {c}x{k} do not fit input {x}")
+        _check_reuse(self)
         if not is_integer(x.elem):
             return TensorType(Exact(), (c,))  # before folding; hardware needs integer inputs
-        span = k * max(abs(x.elem.lo), abs(x.elem.hi))
+        span = k * max(abs(x.elem.lo), abs(x.elem.hi)) * self.largest_weight
         lo, hi = (-span, span)
         if isinstance(x.elem, Fixed):
             return TensorType(Fixed(int_for_range(lo, hi).bits, x.elem.frac), (c,))
@@ -237,7 +270,7 @@ class Dense(Op):
 
 @dataclass(frozen=True, eq=False)
 class Threshold(Op):
-    """level = #{l : x >= t[c, l]} (t ascending per row); y = values[c, level].
+    """level = #{l : x >= t[c, l]} (t ascending per row; x > t where `strict`); y = values[c, level].
 
     This is QONNX MultiThreshold (values = out_scale * level + out_bias) and, once folded, the
     binarized activation in hardware: integer x, integer thresholds, integer values.
@@ -247,6 +280,9 @@ class Threshold(Op):
 
     thresholds: np.ndarray  # (C, L) or (1, L)
     values: np.ndarray  # (C, L + 1) or (1, L + 1)
+    # Per threshold column: count x > t instead of x >= t. Quantizers that round need it (round
+    # half to even reaches level k at x = k - 1/2 only for even k); fold-thresholds removes it.
+    strict: tuple[bool, ...] = ()
 
     kind = "threshold"
 
@@ -255,29 +291,32 @@ class Threshold(Op):
         rows = {self.thresholds.shape[0], self.values.shape[0]} - {1}
         if (rows and rows != {x.shape[0]}) or self.values.shape[1] != self.thresholds.shape[1] + 1:
             raise _fail(self, f"thresholds {self.thresholds.shape} / values {self.values.shape} do not fit {x}")
+        if self.strict and len(self.strict) != self.thresholds.shape[1]:
+            raise _fail(self, f"{len(self.strict)} strictness flags for {self.thresholds.shape[1]} thresholds")
         if self.values.dtype == object and not exact.all_integral(self.values):
             return TensorType(Exact(), x.shape)
         return TensorType(element_for_values(self.values.ravel()), x.shape)
 
     @property
     def integer(self) -> bool:
-        """Ready for hardware: integer thresholds and values."""
-        return self.thresholds.dtype != object and self.values.dtype != object
+        """Ready for hardware: integer thresholds (x >= t) and values."""
+        return self.thresholds.dtype != object and self.values.dtype != object and not any(self.strict)
 
     def attributes(self):
-        return {"thresholds": self.thresholds, "values": self.values}
+        strict = {"strict": tuple(int(b) for b in self.strict)} if any(self.strict) else {}
+        return {"thresholds": self.thresholds, "values": self.values, **strict}
 
 
 @dataclass(frozen=True, eq=False)
-class Conv(Op):
-    """y[o,i,j] = sum_{c,u,v} xp[c, i*s+u, j*s+v] * w[o,c,u,v], w in {-1, +1}.
+class Conv(_Weighted, Op):
+    """y[o,i,j] = sum_{c,u,v} xp[c, i*s+u, j*s+v] * w[o,c,u,v], integer w (as for Dense).
 
     xp is x padded by `pads` (top, left, bottom, right) with `pad_value`: 0 for ONNX/Brevitas
     zero padding (a padded position contributes nothing: it is not a bit), +1 or -1 for Larq's
     pad_values, which are bits like any other.
     """
 
-    weights: np.ndarray  # (O, C, kh, kw) int8 of -1/+1
+    weights: np.ndarray  # (O, C, kh, kw) int8
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]
     pad_value: int
@@ -298,9 +337,10 @@ class Conv(Op):
         oh, ow = self.out_hw(*x.shape[1:])
         if oh < 1 or ow < 1:
             raise _fail(self, f"kernel {kh}x{kw} does not fit input {x}")
+        _check_reuse(self)
         if not is_integer(x.elem):
             return TensorType(Exact(), (o, oh, ow))
-        span = c * kh * kw * max(abs(x.elem.lo), abs(x.elem.hi), abs(self.pad_value))
+        span = c * kh * kw * max(abs(x.elem.lo), abs(x.elem.hi), abs(self.pad_value)) * self.largest_weight
         return TensorType(int_for_range(-span, span), (o, oh, ow))
 
     def attributes(self):

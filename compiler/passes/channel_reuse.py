@@ -11,6 +11,8 @@ needs (`add-cost`, default: the accumulator width). Among equal costs the shallo
 (fewer dependent adds = less latency); `max-depth` bounds the chain of dependent adds.
 `groups` restricts reuse to blocks of consecutive channels (the channels a folded layer computes
 in the same clock); the driver fills it from the folding.
+Layers whose weights are not all +-1 (ternary, multi-bit) keep no tree: y_j = s*y_p + 2*sum_D
+holds for +-1 weights only. `skipped_layers` names them, for the driver to say so.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.ops import Conv, Dense, Reuse
+from ..ir.ops import Conv, Dense, Reuse, binary
 from .manager import Pass, register
 
 
@@ -81,7 +83,9 @@ class ChannelReuse(Pass):
     def run(self, graph: Graph) -> Graph:
         ops, layer = [], 0
         for op in graph.ops:
-            if isinstance(op, (Dense, Conv)) and not graph.on_host(op):
+            if isinstance(op, (Dense, Conv)) and not graph.on_host(op) and not binary(op.weights):
+                layer += 1  # the tree's algebra needs +-1 weights (see skipped_layers)
+            elif isinstance(op, (Dense, Conv)) and not graph.on_host(op):
                 rows = op.weights.reshape(op.weights.shape[0], -1)
                 add = self.add_cost if self.add_cost >= 0 else graph.types[op.out].elem.bits
                 group = self.groups[layer] if layer < len(self.groups) else 0
@@ -90,3 +94,9 @@ class ChannelReuse(Pass):
                 layer += 1
             ops.append(op)
         return graph.with_ops(ops)
+
+
+def skipped_layers(graph: Graph) -> list:
+    """The hardware weight layers channel-reuse leaves alone: their weights are not +-1."""
+    return [op for op in graph.ops if isinstance(op, (Dense, Conv)) and not graph.on_host(op)
+            and not binary(op.weights)]

@@ -1,25 +1,32 @@
 """fold-constants: exact algebra on constant parameters, so every weight layer sees integers.
 
-Local rewrites (RULES, in order), applied in one topological sweep; each only looks backwards at
-ops already rewritten, so one sweep reaches the fixed point and a second one confirms it:
+Local rewrite rules, each a pure function `(match) -> Rewrite | None` of one op and the graph
+around it (read only). One bounded loop applies the first rule that matches, in topological
+order of the ops, rebuilds the graph, and repeats until no rule matches:
   affine(affine(x))         -> affine(x)               compose scale and bias exactly
   affine(threshold(x))      -> threshold(x)            map the threshold's output values
   sign(threshold(x))        -> threshold(x)            sign of the output values (Larq's Sign(Sign(x)+0.1))
-  threshold(x) -> layer     -> affine(g).threshold'    factor a common scale g out of the values
-  dense(affine_s(x))        -> affine(dense(x))        scalar s, any bias b: W(sx + b) = sWx + Wb
-  conv(affine_s(x))         -> affine(conv(x))         scalar s; bias only without padding; the pad
-                                                       value is rescaled and must stay 0 or +-1
-  pool(affine(x))           -> affine(pool'(x))        per channel: a < 0 turns max into min
   threshold(threshold(x))   -> threshold(x)            the outer one applied to the inner's values
   f(layout(x))              -> layout(f(x))            sign, or an affine/threshold with the same
                                                        parameters everywhere, moves above reshapes
                                                        and transposes, so those end up right in
                                                        front of a dense layer (which only
                                                        permutes its weight columns for them)
+  layer(threshold(x))       -> affine(layer'(thr'(x)))  factor a common scale g out of the values and
+                                                       move it through the layer (the next two rules)
+  dense(affine_s(x))        -> affine(dense(x))        scalar s, any bias b: W(sx + b) = sWx + Wb
+  conv(affine_s(x))         -> affine(conv(x))         scalar s; bias only without padding; the pad
+                                                       value is rescaled and must stay 0 or +-1
+  pool(affine(x))           -> affine(pool'(x))        per channel: a < 0 turns max into min
 A dense layer looks through reshapes/transposes for the affine or threshold that feeds it.
+
+A rule absorbs only single-use producers of the matched op, so the ops it removes form a chain
+ending in the matched op; its new ops take the place of that op, where every input they read
+is already defined.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -28,7 +35,7 @@ import numpy as np
 from ..ir import exact
 from ..ir.graph import Graph
 from .. import interp
-from ..ir.ops import Affine, Conv, Dense, Pool, Reshape, Sign, Threshold, Transpose
+from ..ir.ops import Affine, Conv, Dense, IRError, Op, Pool, Reshape, Sign, Threshold, Transpose
 from ..ir.types import is_integer
 from .manager import Pass, PassError, register
 
@@ -50,30 +57,33 @@ def _scalar(param: np.ndarray) -> np.ndarray:
     return _obj(param.ravel()[0] if param.ndim else param[()])
 
 
-class _Rewriter:
-    """Builds the new op list; `value_of` follows values already rewritten in this sweep."""
+@dataclass(frozen=True)
+class Rewrite:
+    """Remove `removed` (the matched op and producers it absorbed) and put `added` in the
+    matched op's place, in this order."""
 
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self.ops: list = []
-        self.by_out: dict = {}
-        self.uses = {name: len(graph.consumers(name)) + (name in graph.outputs) for name in graph.types}
+    removed: tuple[Op, ...]
+    added: tuple[Op, ...]
 
-    def emit(self, op):
-        self.ops.append(op)
-        self.by_out[op.out] = op
-        return op
+
+class Match:
+    """One op of a graph and read-only questions about its surroundings."""
+
+    def __init__(self, graph: Graph, op: Op, producers: dict, uses: Counter):
+        self.graph, self.op, self._producers, self._uses = graph, op, producers, uses
+
+    def type_of(self, value: str):
+        return self.graph.types[value]
 
     def single_use_producer(self, value: str, kind):
-        op = self.by_out.get(value)
-        return op if isinstance(op, kind) and self.uses.get(value, 0) == 1 else None
+        op = self._producers.get(value)
+        return op if isinstance(op, kind) and self._uses[value] == 1 else None
 
     def fresh(self, base: str) -> str:
         name, n = f"{base}_pre", 0
-        while name in self.graph.types or name in self.by_out:
+        while name in self.graph.types:
             n += 1
             name = f"{base}_pre{n}"
-        self.uses[name] = 1  # a fresh value feeds exactly the op built next to it
         return name
 
     def layout_chain(self, value: str) -> list:
@@ -87,10 +97,6 @@ class _Rewriter:
     def below_layout(self, value: str) -> str:
         chain = self.layout_chain(value)
         return chain[0].inputs[0] if chain else value
-
-    def type_of(self, value: str):
-        return Graph(self.graph.name, self.graph.inputs, tuple(self.ops), (value,)).types[value] \
-            if value in self.by_out else dict(self.graph.inputs)[value]
 
 
 def _compose(inner: Affine, outer: Affine) -> Affine:
@@ -115,111 +121,62 @@ def _factor_scale(th: Threshold) -> Fraction | None:
     return g if all((v / g).denominator == 1 for v in vals) else None
 
 
-def _affine_of_affine(rw: _Rewriter, op) -> bool:
-    inner = isinstance(op, Affine) and rw.single_use_producer(op.inputs[0], Affine)
-    if not inner:
-        return False
-    rw.ops.remove(inner)
-    rw.emit(_compose(inner, op))
-    return True
+def _simplified(m: Match, th: Threshold) -> Threshold:
+    """Merge levels that now give equal values (integer thresholds on integer inputs only)."""
+    elem = m.type_of(th.inputs[0]).elem
+    if not (th.integer and is_integer(elem)):
+        return th
+    from .fold_thresholds import simplify
+    channels = m.type_of(th.inputs[0]).shape[0]
+    rows = max(th.thresholds.shape[0], th.values.shape[0])
+    rows = channels if rows > 1 else 1
+    t = np.broadcast_to(th.thresholds, (rows, th.thresholds.shape[1])).copy()
+    v = np.broadcast_to(th.values, (rows, th.values.shape[1])).copy()
+    t, v = simplify(t, v, elem.lo, elem.hi)
+    return replace(th, thresholds=t, values=v)
 
 
-def _affine_of_threshold(rw: _Rewriter, op) -> bool:
-    th = isinstance(op, Affine) and rw.single_use_producer(op.inputs[0], Threshold)
+# ---- the rules
+
+def affine_of_affine(m: Match) -> Rewrite | None:
+    op = m.op
+    inner = isinstance(op, Affine) and m.single_use_producer(op.inputs[0], Affine)
+    return Rewrite((inner, op), (_compose(inner, op),)) if inner else None
+
+
+def affine_of_threshold(m: Match) -> Rewrite | None:
+    op = m.op
+    th = isinstance(op, Affine) and m.single_use_producer(op.inputs[0], Threshold)
     if not th:
-        return False
-    rw.ops.remove(th)
-    rw.emit(_map_values(th, op, rw.type_of(op.inputs[0]).shape[0]))
-    return True
-
-
-def _sign_of_threshold(rw: _Rewriter, op) -> bool:
-    th = isinstance(op, Sign) and rw.single_use_producer(op.inputs[0], Threshold)
-    if not th:
-        return False
-    rw.ops.remove(th)
-    sign = np.vectorize(lambda v: 1 if v > 0 else -1 if v < 0 else op.zero, otypes=[np.int64])
-    rw.emit(_simplified(rw, replace(th, out=op.out, values=sign(th.values))))
-    return True
-
-
-def _factor_threshold_scale(rw: _Rewriter, op) -> bool:
-    """Emit threshold' + affine(g) in place of a threshold with non-integer values feeding a
-    layer; returns False so that the layer itself is handled by the next rules."""
-    th = isinstance(op, (Dense, Conv)) and rw.single_use_producer(rw.below_layout(op.inputs[0]), Threshold)
-    g = _factor_scale(th) if th else None
-    if g is not None:
-        rw.ops.remove(th)
-        mid = rw.fresh(th.out)
-        rw.emit(replace(th, out=mid, values=exact.floor_array(th.values.astype(object) / g)))
-        rw.emit(Affine(th.out, (mid,), scale=_obj(g), bias=_obj(Fraction(0)), origin=th.origin))
-    return False
-
-
-def _integer_source(rw: _Rewriter, op, kinds):
-    """The single-use Affine feeding op, if op is one of kinds and the Affine reads integers."""
-    if not isinstance(op, kinds):
         return None
-    aff = rw.single_use_producer(op.inputs[0], Affine)
-    return aff if aff is not None and is_integer(rw.type_of(aff.inputs[0]).elem) else None
+    return Rewrite((th, op), (_map_values(th, op, m.type_of(op.inputs[0]).shape[0]),))
 
 
-def _move_below(rw: _Rewriter, aff: Affine, op, scale, bias, **changes) -> bool:
-    rw.ops.remove(aff)
-    moved = replace(op, out=rw.fresh(op.out), inputs=aff.inputs, **changes)
-    rw.emit(moved)
-    rw.emit(Affine(op.out, (moved.out,), scale=_obj(scale), bias=_obj(bias), origin=op.origin))
-    return True
+def sign_of_threshold(m: Match) -> Rewrite | None:
+    op = m.op
+    th = isinstance(op, Sign) and m.single_use_producer(op.inputs[0], Threshold)
+    if not th:
+        return None
+    sign = np.vectorize(lambda v: 1 if v > 0 else -1 if v < 0 else op.zero, otypes=[np.int64])
+    return Rewrite((th, op), (_simplified(m, replace(th, out=op.out, values=sign(th.values))),))
 
 
-def _affine_through_dense(rw: _Rewriter, op) -> bool:
-    if not isinstance(op, Dense):
-        return False
-    chain = rw.layout_chain(op.inputs[0])
-    src = chain[0].inputs[0] if chain else op.inputs[0]
-    aff = rw.single_use_producer(src, Affine)
-    if aff is None or not _uniform(aff.scale) or not is_integer(rw.type_of(aff.inputs[0]).elem):
-        return False
-    # the bias, laid out like the dense layer's input (through the same reshapes/transposes)
-    shape = rw.type_of(aff.inputs[0]).shape
-    bias = np.broadcast_to(aff.bias.reshape(aff.bias.shape + (1,) * (len(shape) - aff.bias.ndim)) if aff.bias.ndim else aff.bias, shape)
-    for layout in chain:
-        bias = interp.EVAL[type(layout)](layout, bias[None])[0]
-    rw.ops.remove(aff)
-    for layout in chain:
-        rw.ops.remove(layout)
-    cur = aff.inputs[0]
-    for layout in chain:
-        cur = rw.emit(replace(layout, inputs=(cur,))).out
-    moved = replace(op, out=rw.fresh(op.out), inputs=(cur,))
-    rw.emit(moved)
-    rw.emit(Affine(op.out, (moved.out,), scale=_scalar(aff.scale), bias=exact.dot(op.weights, bias.ravel()),
-                   origin=op.origin))
-    return True
-
-
-def _affine_through_conv(rw: _Rewriter, op) -> bool:
-    aff = _integer_source(rw, op, Conv)
-    if aff is None or not _uniform(aff.scale) or _scalar(aff.scale)[()] == 0:
-        return False
-    s = _scalar(aff.scale)[()]
-    pad = Fraction(op.pad_value) / s
-    if any(op.pads) and (pad.denominator != 1 or abs(pad) > 1 or any(b != 0 for b in aff.bias.ravel())):
-        return False  # a padded position would need its own bias: leave it, hardware will refuse
-    channels = op.weights.shape[1]
-    per_in = _per_channel(aff.bias, channels)
-    bias = exact.dot(op.weights.sum(axis=(2, 3)), per_in)
-    return _move_below(rw, aff, op, s, bias, pad_value=int(pad))
-
-
-def _affine_through_pool(rw: _Rewriter, op) -> bool:
-    aff = isinstance(op, Pool) and rw.single_use_producer(op.inputs[0], Affine)
-    if not aff:
-        return False
-    channels = op.modes.shape[0]
-    scale = _per_channel(aff.scale, channels)
-    modes = np.array([m if a >= 0 else -m for m, a in zip(op.modes, scale)], dtype=np.int8)
-    return _move_below(rw, aff, op, aff.scale, aff.bias, modes=modes)
+def threshold_of_threshold(m: Match) -> Rewrite | None:
+    op = m.op
+    inner = isinstance(op, Threshold) and m.single_use_producer(op.inputs[0], Threshold)
+    if not inner:
+        return None
+    channels = m.type_of(op.inputs[0]).shape[0]
+    rows = max(inner.values.shape[0], op.values.shape[0], op.thresholds.shape[0])
+    if rows not in (1, channels):
+        return None
+    vals = np.broadcast_to(inner.values, (rows, inner.values.shape[1]))
+    # the outer threshold evaluated on each of the inner's output values, channel by channel
+    probe = Threshold("probe", ("v",), thresholds=op.thresholds, values=op.values, strict=op.strict)
+    outer = interp.EVAL[Threshold](probe, vals.T.copy())
+    thresholds = np.broadcast_to(inner.thresholds, (rows, inner.thresholds.shape[1])).copy()
+    merged = replace(inner, out=op.out, thresholds=thresholds, values=np.asarray(outer.T))
+    return Rewrite((inner, op), (_simplified(m, merged),))
 
 
 def _uniform_elementwise(op) -> bool:
@@ -233,60 +190,137 @@ def _uniform_elementwise(op) -> bool:
     return False
 
 
-def _elementwise_above_layout(rw: _Rewriter, op) -> bool:
-    chain = rw.layout_chain(op.inputs[0]) if _uniform_elementwise(op) else []
-    if not chain:
-        return False
-    for layout in chain:
-        rw.ops.remove(layout)
+def elementwise_above_layout(m: Match) -> Rewrite | None:
+    op = m.op
+    chain = m.layout_chain(op.inputs[0]) if isinstance(op, (Sign, Affine, Threshold)) else []
+    if not chain or not _uniform_elementwise(op):
+        return None
     first_row = lambda a: a[:1] if a.ndim == 2 else a  # noqa: E731  (per-channel rows are all equal)
     changes = {"thresholds": first_row(op.thresholds), "values": first_row(op.values)} if isinstance(op, Threshold) else {}
     if isinstance(op, Affine):
         changes = {"scale": _scalar(op.scale), "bias": _scalar(op.bias)}
-    cur = rw.emit(replace(op, out=rw.fresh(op.out), inputs=chain[0].inputs, **changes)).out
+    moved = replace(op, out=m.fresh(op.out), inputs=chain[0].inputs, **changes)
+    added, cur = [moved], moved.out
     for layout in chain[:-1]:
-        cur = rw.emit(replace(layout, inputs=(cur,))).out
-    rw.emit(replace(chain[-1], inputs=(cur,), out=op.out))
-    return True
+        added.append(replace(layout, inputs=(cur,)))
+        cur = layout.out
+    added.append(replace(chain[-1], inputs=(cur,), out=op.out))
+    return Rewrite((*chain, op), tuple(added))
 
 
-def _threshold_of_threshold(rw: _Rewriter, op) -> bool:
-    inner = isinstance(op, Threshold) and rw.single_use_producer(op.inputs[0], Threshold)
-    if not inner:
-        return False
-    channels = rw.type_of(op.inputs[0]).shape[0]
-    rows = max(inner.values.shape[0], op.values.shape[0], op.thresholds.shape[0])
-    if rows not in (1, channels):
-        return False
-    vals = np.broadcast_to(inner.values, (rows, inner.values.shape[1]))
-    # the outer threshold evaluated on each of the inner's output values, channel by channel
-    probe = Threshold("probe", ("v",), thresholds=op.thresholds, values=op.values)
-    outer = interp.EVAL[Threshold](probe, vals.T.copy())
-    rw.ops.remove(inner)
-    thresholds = np.broadcast_to(inner.thresholds, (rows, inner.thresholds.shape[1])).copy()
-    values = np.asarray(outer.T)
-    rw.emit(_simplified(rw, replace(inner, out=op.out, thresholds=thresholds, values=values)))
-    return True
+def factor_threshold_scale(m: Match) -> Rewrite | None:
+    """threshold' + layer' + affine(g*...) in place of a threshold with non-integer values and
+    the layer it feeds: the common scale g is factored out of the values and moved through the
+    layer in one rewrite (on its own, affine(threshold) would merge it straight back)."""
+    op = m.op
+    th = isinstance(op, (Dense, Conv)) and m.single_use_producer(m.below_layout(op.inputs[0]), Threshold)
+    g = _factor_scale(th) if th else None
+    if g is None:
+        return None
+    mid = m.fresh(th.out)
+    factor = Affine(th.out, (mid,), scale=_obj(g), bias=_obj(Fraction(0)), origin=th.origin)
+    integer = replace(th, out=mid, values=exact.floor_array(th.values.astype(object) / g))
+    factored = apply(m.graph, Rewrite((th,), (integer, factor)))
+    through = (affine_through_dense if isinstance(op, Dense) else affine_through_conv)(match(factored, op))
+    if through is None:
+        return None
+    return Rewrite((th, *(r for r in through.removed if r is not factor)), (integer, *through.added))
 
 
-def _simplified(rw: _Rewriter, th: Threshold) -> Threshold:
-    """Merge levels that now give equal values (integer thresholds on integer inputs only)."""
-    elem = rw.type_of(th.inputs[0]).elem
-    if not (th.integer and is_integer(elem)):
-        return th
-    from .fold_thresholds import simplify
-    channels = rw.type_of(th.inputs[0]).shape[0]
-    rows = max(th.thresholds.shape[0], th.values.shape[0])
-    rows = channels if rows > 1 else 1
-    t = np.broadcast_to(th.thresholds, (rows, th.thresholds.shape[1])).copy()
-    v = np.broadcast_to(th.values, (rows, th.values.shape[1])).copy()
-    t, v = simplify(t, v, elem.lo, elem.hi)
-    return replace(th, thresholds=t, values=v)
+def _moved_below(m: Match, aff: Affine, scale, bias, **changes) -> Rewrite:
+    op = m.op
+    moved = replace(op, out=m.fresh(op.out), inputs=aff.inputs, **changes)
+    after = Affine(op.out, (moved.out,), scale=_obj(scale), bias=_obj(bias), origin=op.origin)
+    return Rewrite((aff, op), (moved, after))
 
 
-RULES = (_affine_of_affine, _affine_of_threshold, _sign_of_threshold, _threshold_of_threshold,
-         _elementwise_above_layout, _factor_threshold_scale, _affine_through_dense, _affine_through_conv,
-         _affine_through_pool)
+def affine_through_dense(m: Match) -> Rewrite | None:
+    op = m.op
+    if not isinstance(op, Dense):
+        return None
+    chain = m.layout_chain(op.inputs[0])
+    src = chain[0].inputs[0] if chain else op.inputs[0]
+    aff = m.single_use_producer(src, Affine)
+    if aff is None or not _uniform(aff.scale) or not is_integer(m.type_of(aff.inputs[0]).elem):
+        return None
+    # the bias, laid out like the dense layer's input (through the same reshapes/transposes)
+    shape = m.type_of(aff.inputs[0]).shape
+    bias = np.broadcast_to(aff.bias.reshape(aff.bias.shape + (1,) * (len(shape) - aff.bias.ndim)) if aff.bias.ndim else aff.bias, shape)
+    for layout in chain:
+        bias = interp.EVAL[type(layout)](layout, bias[None])[0]
+    added, cur = [], aff.inputs[0]
+    for layout in chain:
+        added.append(replace(layout, inputs=(cur,)))
+        cur = layout.out
+    moved = replace(op, out=m.fresh(op.out), inputs=(cur,))
+    added += [moved, Affine(op.out, (moved.out,), scale=_scalar(aff.scale),
+                            bias=exact.dot(op.weights, bias.ravel()), origin=op.origin)]
+    return Rewrite((aff, *chain, op), tuple(added))
+
+
+def affine_through_conv(m: Match) -> Rewrite | None:
+    op = m.op
+    aff = isinstance(op, Conv) and m.single_use_producer(op.inputs[0], Affine)
+    if not aff or not is_integer(m.type_of(aff.inputs[0]).elem):
+        return None
+    if not _uniform(aff.scale) or _scalar(aff.scale)[()] == 0:
+        return None
+    s = _scalar(aff.scale)[()]
+    pad = Fraction(op.pad_value) / s
+    if any(op.pads) and (pad.denominator != 1 or abs(pad) > 1 or any(b != 0 for b in aff.bias.ravel())):
+        return None  # a padded position would need its own bias: leave it, hardware will refuse
+    per_in = _per_channel(aff.bias, op.weights.shape[1])
+    bias = exact.dot(op.weights.sum(axis=(2, 3)), per_in)
+    return _moved_below(m, aff, s, bias, pad_value=int(pad))
+
+
+def affine_through_pool(m: Match) -> Rewrite | None:
+    op = m.op
+    aff = isinstance(op, Pool) and m.single_use_producer(op.inputs[0], Affine)
+    if not aff:
+        return None
+    scale = _per_channel(aff.scale, op.modes.shape[0])
+    modes = np.array([mode if a >= 0 else -mode for mode, a in zip(op.modes, scale)], dtype=np.int8)
+    return _moved_below(m, aff, aff.scale, aff.bias, modes=modes)
+
+
+RULES = (affine_of_affine, affine_of_threshold, sign_of_threshold, threshold_of_threshold,
+         elementwise_above_layout, factor_threshold_scale, affine_through_dense, affine_through_conv,
+         affine_through_pool)
+
+
+def match(graph: Graph, op: Op) -> Match:
+    producers = {o.out: o for o in graph.ops}
+    uses = Counter(v for o in graph.ops for v in o.inputs) + Counter(graph.outputs)
+    return Match(graph, op, producers, uses)
+
+
+def first_rewrite(graph: Graph, start: int = 0) -> tuple[int, Rewrite] | None:
+    """(position of the first op it removes, rewrite) for the first rule that matches, trying
+    the ops from `start` on in topological order."""
+    producers = {op.out: op for op in graph.ops}
+    uses = Counter(v for op in graph.ops for v in op.inputs) + Counter(graph.outputs)
+    for op in graph.ops[start:]:
+        m = Match(graph, op, producers, uses)
+        for rule in RULES:
+            try:
+                rewrite = rule(m)
+            except exact.RangeError as exc:  # e.g. a threshold beyond int64 from absurd weights
+                raise PassError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {exc}") from None
+            if rewrite is not None:
+                return min(graph.ops.index(r) for r in rewrite.removed), rewrite
+    return None
+
+
+def apply(graph: Graph, rewrite: Rewrite) -> Graph:
+    removed = {id(op) for op in rewrite.removed}
+    ops = []
+    for op in graph.ops:
+        if op is rewrite.removed[-1]:
+            ops.extend(rewrite.added)
+        elif id(op) not in removed:
+            ops.append(op)
+    return graph.with_ops(ops)
 
 
 @register
@@ -295,19 +329,19 @@ class FoldConstants(Pass):
     name = "fold-constants"
 
     def run(self, graph: Graph) -> Graph:
-        for _ in range(2):
-            new = self._sweep(graph)
-            if new.ops == graph.ops:
-                break
-            graph = new
-        return graph
-
-    def _sweep(self, graph: Graph) -> Graph:
-        rw = _Rewriter(graph)
-        for op in graph.ops:
-            try:
-                if not any(rule(rw, op) for rule in RULES):
-                    rw.emit(op)
-            except exact.RangeError as exc:  # e.g. a threshold beyond int64 from absurd weights
-                raise PassError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {exc}") from None
-        return graph.with_ops(rw.ops)
+        # Every rule either removes an op or moves an affine/elementwise op one layer later
+        # (past a layer, a pool or a reshape), so a graph of n ops settles within n*n rewrites.
+        # Ops in front of a rewrite keep their match results, so the scan resumes there; a
+        # last scan from the top confirms the fixed point.
+        limit = len(graph.ops) ** 2 + 1
+        start, changed = 0, False
+        for _ in range(2 * limit):
+            found = first_rewrite(graph, start)
+            if found is None:
+                if start == 0 and not changed:
+                    return graph
+                start, changed = 0, False
+                continue
+            start, rewrite = found
+            graph, changed = apply(graph, rewrite), True
+        raise IRError(f"fold-constants: no fixed point after {limit} rewrites (a cycle of rules)")

@@ -4,6 +4,7 @@ For an integer input s (or fixed-point code) and the exact affine y = a*s + b in
   threshold t:   a > 0:  y >= t  <=>  s >= ceil((t - b) / a)
                  a < 0:  y >= t  <=>  s <= floor((t - b) / a)  <=>  not s >= floor(...) + 1,
                          so the levels reverse and the output values are read backwards
+                 strict (y > t, a rounding quantizer's odd levels): floor(...) + 1 and ceil(...)
                  a = 0:  y = b, a constant level
   sign:          tau = -b / a;  s < ceil(tau) | ceil(tau) <= s <= floor(tau) | s > floor(tau),
                  i.e. thresholds [ceil(tau), floor(tau) + 1] and values [-, zero, +] (reversed
@@ -36,15 +37,17 @@ def _channel_params(param: np.ndarray, channels: int) -> list[Fraction]:
     return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]
 
 
-def _integer_rows(a: Fraction, b: Fraction, thresholds: list, values: list) -> tuple[list[int], list]:
-    """One channel of threshold(a*s + b) as thresholds on s."""
+def _integer_rows(a: Fraction, b: Fraction, thresholds: list, values: list, strict) -> tuple[list[int], list]:
+    """One channel of threshold(a*s + b) as thresholds on s (strict: a*s + b > t)."""
     count = len(thresholds)
     if a == 0:
-        level = sum(1 for t in thresholds if b >= t)
+        level = sum(1 for t, gt in zip(thresholds, strict) if (b > t if gt else b >= t))
         return [0] * count, [values[level]] * (count + 1)
-    if a > 0:
-        return [ceil((Fraction(t) - b) / a) for t in thresholds], list(values)
-    raised = sorted(floor((Fraction(t) - b) / a) + 1 for t in thresholds)
+    bounds = [(Fraction(t) - b) / a for t in thresholds]
+    if a > 0:  # s >= u, or s > u  <=>  s >= floor(u) + 1
+        return [floor(u) + 1 if gt else ceil(u) for u, gt in zip(bounds, strict)], list(values)
+    # s <= u, i.e. not s >= floor(u) + 1; or s < u, i.e. not s >= ceil(u)
+    raised = sorted(ceil(u) if gt else floor(u) + 1 for u, gt in zip(bounds, strict))
     return raised, list(reversed(values))
 
 
@@ -130,7 +133,8 @@ class FoldThresholds(Pass):
             else:
                 row = c if op.thresholds.shape[0] > 1 else 0
                 vrow = c if op.values.shape[0] > 1 else 0
-                t, v = _integer_rows(a_s[c], b_s[c], list(op.thresholds[row]), list(op.values[vrow]))
+                strict = op.strict or (False,) * op.thresholds.shape[1]
+                t, v = _integer_rows(a_s[c], b_s[c], list(op.thresholds[row]), list(op.values[vrow]), strict)
             rows_t.append(t)
             rows_v.append(v)
         values = np.array(rows_v, dtype=object)

@@ -19,6 +19,9 @@
 // the root, so the leaves need no negation adders and the tree only as many bits as its values:
 // a 56-term lane of u8 inputs with variable weights and a 19-bit sum takes 1,051 LUTs instead of
 // 2,263 when each leaf was w ? x : -x at full width.
+// W_W > 1: multi-bit weights, W_W-bit two's complement at w[i*W_W +: W_W]; the sum is the dot
+// product sum_i x_i * w_i itself (also for BIPOLAR inputs, x_i = +-1, and MASKED ones, 0 when
+// invalid). Each term is a (W_IN+1) x W_W-bit product (a few LUTs at these widths), one per leaf.
 // The tree is a heap inside one always block, balanced for any N without recursive modules,
 // and simulators keep it a loop instead of unrolling it per term; synthesis trims the constant
 // upper bits of the narrow subtrees.
@@ -28,13 +31,14 @@ module bnnc_dot #(
     parameter W_OUT   = 2,
     parameter BIPOLAR = 1,
     parameter MASKED  = 0,
-    parameter SIGNED  = 0
+    parameter SIGNED  = 0,
+    parameter W_W     = 1
 ) (
     input  wire [N*W_IN-1:0] x,
-    input  wire [N-1:0]      w,
+    input  wire [N*W_W-1:0]  w,
     output wire [W_OUT-1:0]  sum
 );
-    localparam GROUP  = BIPOLAR != 0 ? 6 : 1;
+    localparam GROUP  = BIPOLAR != 0 && W_W == 1 ? 6 : 1;
     localparam COUNT  = (N + GROUP - 1) / GROUP;  // groups: the leaves in use
     localparam LEAVES = 1 << $clog2(COUNT);
     localparam COUNT_W = W_OUT < 3 ? W_OUT : 3;  // a group's count (at most 6), modulo 2^W_OUT like the sum
@@ -46,14 +50,43 @@ module bnnc_dot #(
     reg [W_OUT-1:0] terms;    // N as a W_OUT-bit value. SIGNED: w*x = w*u - w*2^(W_IN-1), which with
                               // the -1 terms' 1 - 2^W_IN leaves out negated - N*2^(W_IN-1) in all
     reg [W_OUT-1:0] total;
+    localparam XW = W_IN + 1;   // W_W > 1: an input value, two's complement
+    localparam PW = XW + W_W;   // a product
+    reg [XW-1:0] xv;
+    reg [W_W-1:0] wv;
+    reg [PW-1:0] product;
+    // the product sign-extended past W_OUT, whatever the two widths; its top bits are not needed
+    reg [PW+W_OUT-1:0] product_ext_unused_top;
     integer i, j;
     always @* begin
         value = {W_IN{1'b0}};
         terms = {W_OUT{1'b0}};
         agree = {W_OUT{1'b0}};
         negated = {W_OUT{1'b0}};
+        xv = {XW{1'b0}};
+        wv = {W_W{1'b0}};
+        product = {PW{1'b0}};
+        product_ext_unused_top = {(PW+W_OUT){1'b0}};
         for (i = 0; i < LEAVES; i = i + 1) begin
-            if (BIPOLAR != 0) begin
+            if (W_W > 1) begin
+                if (i < N) begin
+                    if (BIPOLAR != 0 && MASKED != 0)  // {valid, bit}: +-1 inside the map, else 0
+                        xv = {{(XW-1){x[i*W_IN + 1] & ~x[i*W_IN]}}, x[i*W_IN + 1]};
+                    else if (BIPOLAR != 0)
+                        xv = {{(XW-1){~x[i*W_IN]}}, 1'b1};
+                    else if (SIGNED != 0)
+                        xv = {x[i*W_IN + W_IN - 1], x[i*W_IN +: W_IN]};
+                    else
+                        xv = {1'b0, x[i*W_IN +: W_IN]};
+                    wv = w[i*W_W +: W_W];
+                    // unsigned product of the PW-bit two's-complement patterns: exact modulo 2^PW,
+                    // where the signed product fits
+                    product = {{W_W{xv[XW-1]}}, xv} * {{XW{wv[W_W-1]}}, wv};
+                    product_ext_unused_top = {{W_OUT{product[PW-1]}}, product};
+                    node[LEAVES + i] = product_ext_unused_top[W_OUT-1:0];
+                end else
+                    node[LEAVES + i] = {W_OUT{1'b0}};
+            end else if (BIPOLAR != 0) begin
                 agree = {W_OUT{1'b0}};
                 for (j = i * GROUP; j < i * GROUP + GROUP; j = j + 1)
                     if (j < N && MASKED != 0)
@@ -74,7 +107,7 @@ module bnnc_dot #(
         end
         for (i = LEAVES - 1; i >= 1; i = i - 1)
             node[i] = node[2*i] + node[2*i + 1];
-        if (BIPOLAR != 0)
+        if (BIPOLAR != 0 || W_W > 1)
             total = node[1];
         else if (SIGNED != 0)
             total = node[1] + negated - (terms << (W_IN - 1));

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...ir.types import Bipolar
 from ..hardware import Layer, pack
-from ..plan import Mode, ReusePolicy, buffer_position, plan
+from ..plan import Mode, ReusePolicy, buffer_position, masked_input, plan
 from ..templating import sanitize
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 
@@ -58,7 +59,8 @@ class LayerView:
     group_w: int  # bits of one channel group's output codes (PE elements)
     group_out_msb: int
     collected_msb: int  # of the register that gathers groups 0 .. groups-2
-    mode: str  # "xnor" (popcount), "masked" (popcount of the inputs inside the map), "integer" (sum of +-x)
+    mode: str  # "xnor" (popcount), "masked" (popcount of the inputs inside the map), "integer" (sum of +-x),
+    #            "multiply" (sum of x * w with ternary or multi-bit weights)
     bipolar_param: int
     masked_param: int
     signed_param: int
@@ -87,6 +89,7 @@ class LayerView:
     reuse_formulas: tuple[str, ...]
     sum_wires: tuple[SumWire, ...]
     sums_concat: str
+    weight_bits: int  # 1: +-1 weights as bits; else two's-complement integers (mode "multiply")
 
 
 NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
@@ -110,18 +113,21 @@ def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int
     return Rom(signal, "group", msb(width), tuple(entries), lit(0, width, "h"))
 
 
-def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int) -> Rom:
+def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int) -> Rom:
     """Per (group, chunk): bit l*SIMD + s is lane l's weight for chunk input s; 1 means +1.
-    `lanes`: the channel offsets within a group that have a lane (all of them without reuse)."""
+    `lanes`: the channel offsets within a group that have a lane (all of them without reuse).
+    weight_bits > 1: field [(l*SIMD + s)*weight_bits +: weight_bits], two's complement."""
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
-    ones = (np.asarray(layer.weights) > 0).reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
-    width = len(lanes) * simd
+    fields = np.asarray(layer.weights) > 0 if weight_bits == 1 else np.asarray(layer.weights, dtype=np.int64)
+    fields = fields.reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
+    width = len(lanes) * simd * weight_bits
     entries = []
     for g in range(c // pe):
         for s in range(k // simd):
             addr = (g << chunk_bits) | s
-            entries.append(RomEntry(lit(addr, group_bits + chunk_bits),
-                                    lit(pack_bits(ones[g, s].ravel()), width, "h")))
+            word = pack_bits(fields[g, s].ravel()) if weight_bits == 1 else \
+                pack(fields[g, s].ravel() & ((1 << weight_bits) - 1), weight_bits)
+            entries.append(RomEntry(lit(addr, group_bits + chunk_bits), lit(word, width, "h")))
     return Rom("weights", "{group, chunk}", msb(width), tuple(entries), lit(0, width, "h"))
 
 
@@ -218,7 +224,7 @@ def layer_view(layer: Layer) -> LayerView:
     child_set = {child.channel for child in built}
     lanes = [p for p in range(layer.pe) if p not in child_set]
     sum_wires, sums_concat = _sum_wires(layer, mode, acc_w, children, lanes) if built else ((), "")
-    in_bits = 2 if mode == "masked" else layer.in_elem.bits
+    in_bits = lp.in_bits
     out_bits = layer.out_elem.bits
     group_w = layer.pe * out_bits
     pixels, c_in, inside = 0, 0, ""
@@ -242,11 +248,11 @@ def layer_view(layer: Layer) -> LayerView:
         chunk_msb=msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
         group_w=group_w, group_out_msb=msb(group_w),
         collected_msb=msb((groups - 1) * group_w),
-        mode=mode, bipolar_param=int(mode != "integer"), masked_param=int(mode == "masked"),
+        mode=mode, bipolar_param=int(isinstance(layer.in_elem, Bipolar)), masked_param=int(masked_input(layer)),
         signed_param=int(elem_signed(layer.in_elem)), signed_compare=mode != "xnor", term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_bits=group_bits, chunk_bits=chunk_bits,
-        weights=_weight_rom(layer, lanes, group_bits, chunk_bits),
+        weights=_weight_rom(layer, lanes, group_bits, chunk_bits, lp.weight_bits), weight_bits=lp.weight_bits,
         post=post, post_note=post_note, levels=levels, lane_thr_w=lane_thr_w, lane_code_w=lane_code_w,
         post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > out_bits,
         pixels=pixels, pixel_channels=c_in, pixel_channels_lit=lit(c_in, acc_w) if c_in else "",

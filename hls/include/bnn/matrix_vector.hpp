@@ -1,6 +1,7 @@
-// Binary-weight matrix-vector unit with PE/SIMD folding.
+// Matrix-vector unit with PE/SIMD folding, for binary (XNOR) or multi-bit weights.
 //
-// y[c] = activation_c(sum_k x[k] * w[c][k]) with w in {-1, +1}, for C outputs and K inputs.
+// y[c] = activation_c(sum_k x[k] * w[c][k]) with w in {-1, +1} or WB-bit integers, for C outputs
+// and K inputs.
 // Each clock, PE output channels consume SIMD inputs each: a frame takes (C/PE) * (K/SIMD) clocks.
 // Channel c = nf * PE + pe is computed by processing element pe in channel group nf.
 //
@@ -70,6 +71,38 @@ struct Dot<MaskedBipolar, SIMD, ACC_W> {
   }
 };
 
+// Multi-bit (and ternary) weights: lane i's weight is a WB-bit two's-complement integer at bits
+// [i*WB +: WB]; the term is value(x_i) * w_i, a small multiplier (LUTs at these widths). Bipolar
+// inputs give +-w_i.
+template <typename Elem, int SIMD, int WB, int ACC_W>
+struct WeightedDot {
+  static ap_int<ACC_W> of(const ap_uint<SIMD * Elem::width>& x, const ap_uint<SIMD * WB>& w) {
+#pragma HLS INLINE
+    ap_int<ACC_W> sum = 0;
+    for (int i = 0; i < SIMD; i++) {
+#pragma HLS UNROLL
+      const ap_int<WB> weight = ap_int<WB>(field<WB>(w, i));
+      sum += ap_int<ACC_W>(Elem::value(field<Elem::width>(x, i))) * weight;
+    }
+    return sum;
+  }
+};
+
+// Zero-padded bipolar window elements: a padded lane adds nothing.
+template <int SIMD, int WB, int ACC_W>
+struct WeightedDot<MaskedBipolar, SIMD, WB, ACC_W> {
+  static ap_int<ACC_W> of(const ap_uint<2 * SIMD>& x, const ap_uint<SIMD * WB>& w) {
+#pragma HLS INLINE
+    ap_int<ACC_W> sum = 0;
+    for (int i = 0; i < SIMD; i++) {
+#pragma HLS UNROLL
+      const ap_int<ACC_W> weight = ap_int<WB>(field<WB>(w, i));
+      if (x[2 * i + 1]) sum += x[2 * i] ? weight : ap_int<ACC_W>(-weight);
+    }
+    return sum;
+  }
+};
+
 // The dot products of one input chunk (SIMD inputs) for the PE channels of group nf. Without a
 // reuse tree every channel is a full Dot. With one, channels go level by level (parents first):
 // a child is s * (its parent's chunk sum) + 2 * (its own sum over the positions D where it
@@ -96,19 +129,50 @@ void chunk_dots(const ap_uint<SIMD * InElem::width>& x, const ap_uint<SIMD> w[PE
   }
 }
 
+// The chunk's dot products for WB-bit weight words: +-1 weights (WB = 1) go through the XNOR
+// path and its reuse tree, wider ones through WeightedDot, every channel from scratch (a reuse
+// tree is built for +-1 weights only).
+template <typename InElem, int SIMD, int PE, int PW, int WB>
+struct ChunkDots {
+  template <typename Reuse>
+  static void run(const ap_uint<SIMD * InElem::width>& x, const ap_uint<SIMD * WB> w[PE], const Reuse&, int, int,
+                  ap_int<PW> partial[PE]) {
+#pragma HLS INLINE
+    static_assert(Reuse::levels == 1, "channel reuse needs +-1 weights");
+    for (int pe = 0; pe < PE; pe++) {
+#pragma HLS UNROLL
+      partial[pe] = WeightedDot<InElem, SIMD, WB, PW>::of(x, w[pe]);
+    }
+  }
+};
+
+template <typename InElem, int SIMD, int PE, int PW>
+struct ChunkDots<InElem, SIMD, PE, PW, 1> {
+  template <typename Reuse>
+  static void run(const ap_uint<SIMD * InElem::width>& x, const ap_uint<SIMD> w[PE], const Reuse& reuse, int nf,
+                  int chunk, ap_int<PW> partial[PE]) {
+#pragma HLS INLINE
+    chunk_dots<InElem, SIMD, PE>(x, w, reuse, nf, chunk, partial);
+  }
+};
+
 // One frame of VECTORS input vectors (1 for a dense layer; the output pixels of a convolution
 // fed by a sliding-window kernel): per vector, reads K/SIMD input beats of SIMD elements and
 // writes C/PE output beats of PE codes. ACC_W holds any dot product (the IR's accumulator
 // type); the Activation turns the finished dot product of channel (pe, nf) into an output code
 // of Activation::out_width bits. Reuse is a bnn::ReuseTree, or NoReuse.
+// Weight words are WW = SIMD * WB bits: WB = 1 for +-1 weights (bit set: +1), else WB-bit
+// two's-complement integers (see WeightedDot).
 template <int K, int C, int SIMD, int PE, typename InElem, int ACC_W, int VECTORS = 1,
-          typename Activation, typename Reuse = NoReuse>
+          typename Activation, typename Reuse = NoReuse, int WW>
 void matrix_vector(hls::stream<ap_uint<SIMD * InElem::width> >& in,
                    hls::stream<ap_uint<PE * Activation::out_width> >& out,
-                   const ap_uint<SIMD> weights[PE][(C / PE) * (K / SIMD)],
+                   const ap_uint<WW> weights[PE][(C / PE) * (K / SIMD)],
                    const Activation& activation, const Reuse& reuse = Reuse()) {
   static_assert(K % SIMD == 0, "SIMD must divide the input count");
   static_assert(C % PE == 0, "PE must divide the output count");
+  static_assert(WW % SIMD == 0, "a weight word holds SIMD weights");
+  constexpr int WB = WW / SIMD;
   constexpr int SF = K / SIMD;  // input beats per vector
   constexpr int NF = C / PE;    // channel groups, each needing the whole input vector
   constexpr int OUT_W = Activation::out_width;
@@ -128,7 +192,7 @@ void matrix_vector(hls::stream<ap_uint<SIMD * InElem::width> >& in,
     } else {
       x = input_buffer[sf];
     }
-    ap_uint<SIMD> w[PE];
+    ap_uint<WW> w[PE];
     ap_int<ACC_W + 2> partial[PE];
 #pragma HLS ARRAY_PARTITION variable=w complete
 #pragma HLS ARRAY_PARTITION variable=partial complete
@@ -136,7 +200,7 @@ void matrix_vector(hls::stream<ap_uint<SIMD * InElem::width> >& in,
 #pragma HLS UNROLL
       w[pe] = weights[pe][nf * SF + sf];
     }
-    chunk_dots<InElem, SIMD, PE>(x, w, reuse, nf, nf * SF + sf, partial);
+    ChunkDots<InElem, SIMD, PE, ACC_W + 2, WB>::run(x, w, reuse, nf, nf * SF + sf, partial);
     for (int pe = 0; pe < PE; pe++) {
 #pragma HLS UNROLL
       if (sf == 0) acc[pe] = 0;

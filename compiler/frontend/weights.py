@@ -1,0 +1,61 @@
+"""Weight matrices as exact integers times one scale per output channel.
+
+Every float32 is an integer times a power of two, so each row of a weight matrix has an exact
+greatest common divisor g (a rational); the row is g times integers. A binary row (+-s) gives
++-1, a ternary one (0 and +-s) -1/0/+1, a 2-bit Brevitas row s * {-2..1}, and so on. bnnc takes
+rows whose integers fit in MAX_BITS-bit two's complement; anything else (e.g. float weights
+that no quantizer produced) is refused, never quantized here.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+MAX_BITS = 8
+LO, HI = -(1 << (MAX_BITS - 1)), (1 << (MAX_BITS - 1)) - 1
+
+
+class NotIntegerWeights(ValueError):
+    """Row `channel` needs integers beyond MAX_BITS bits; `inputs` are two positions that show it."""
+
+    def __init__(self, channel: int, inputs: tuple[int, int]):
+        super().__init__(channel, inputs)
+        self.channel, self.inputs = channel, inputs
+
+
+def integer_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, K) float32 -> (C, K) int8 integers n and (C,) Fraction scales g with w = g * n
+    exactly. An all-zero row has scale 1."""
+    w = np.asarray(w, dtype=np.float32)
+    mag = np.abs(w)
+    first = mag[:, :1]
+    if np.all((mag == first) & (first != 0)):  # every row is +-s: the binary case, fast
+        return np.where(w > 0, 1, -1).astype(np.int8), np.array([Fraction(float(s)) for s in first[:, 0]], dtype=object)
+    mant, expo = np.frexp(w.astype(np.float64))  # w = mant * 2^expo, |mant| in [0.5, 1): 24 significant bits
+    mant = np.rint(np.ldexp(mant, 24)).astype(np.int64)
+    expo = expo.astype(np.int64) - 24
+    ints = np.zeros(w.shape, dtype=np.int8)
+    scales = np.empty(w.shape[0], dtype=object)
+    for c in range(w.shape[0]):
+        nz = np.flatnonzero(mant[c])
+        if nz.size == 0:
+            scales[c] = Fraction(1)
+            continue
+        low = int(expo[c, nz].min())
+        shifts = expo[c, nz] - low
+        if shifts.max() > 24:  # magnitudes 2^24 apart cannot share a MAX_BITS-bit scale
+            raise NotIntegerWeights(c, _witnesses(mag[c], nz))
+        scaled = mant[c, nz] << shifts  # exact: below 2^49
+        g = int(np.gcd.reduce(np.abs(scaled)))
+        n = scaled // g
+        if n.min() < LO or n.max() > HI:
+            raise NotIntegerWeights(c, _witnesses(mag[c], nz))
+        ints[c, nz] = n
+        scales[c] = Fraction(g) * Fraction(2) ** low
+    return ints, scales
+
+
+def _witnesses(mag: np.ndarray, nz: np.ndarray) -> tuple[int, int]:
+    """The smallest and the largest nonzero magnitude of a row: together they need the bits."""
+    return int(nz[np.argmin(mag[nz])]), int(nz[np.argmax(mag[nz])])

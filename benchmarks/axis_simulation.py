@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bnnc import driver, integration  # noqa: E402
 from bnnc.cli import main as bnnc  # noqa: E402
+
 from sim import axis_runner  # noqa: E402
 
 RUNS = 3

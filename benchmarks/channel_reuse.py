@@ -11,7 +11,6 @@ import statistics
 import time
 
 import numpy as np
-
 from bnnc.passes.channel_reuse import build_tree, tree_stats
 
 RUNS = 5

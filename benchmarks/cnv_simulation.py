@@ -154,7 +154,8 @@ def bench_folding(model: Path, fold: str, work: Path, frames: int, runs: int, se
     print(f"median sim over {len(sims)} run(s){' without a build' if len(sims) < len(rows) else ''}: "
           f"{wall:.1f} s wall, {cpu:.1f} s CPU; {2 * frames / max(wall, 1e-9):.2f} frames/s and "
           f"{clocks / max(wall, 1e-9):.0f} clocks/s "
-          f"of wall time ({clocks / max(cpu, 1e-9):.0f} clocks/s of CPU time); {2 * frames} frames per run ({frames} checked + {frames} timed)")
+          f"of wall time ({clocks / max(cpu, 1e-9):.0f} clocks/s of CPU time); "
+          f"{2 * frames} frames per run ({frames} checked + {frames} timed)")
     measured_cpf = sorted({r["cpf"] for r in rows})
     measured_lat = sorted({r["lat"] for r in rows})
     print(f"cycles_per_frame: manifest {cpf}, measured {', '.join(map(str, measured_cpf))}  "

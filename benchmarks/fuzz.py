@@ -56,7 +56,8 @@ def main() -> int:
     bad = ("traceback", "hang", "wrong", "message", "escaped")
     print(f"seed {args.seed}: {args.cases} cases in {elapsed:.0f} s ({1000 * elapsed / max(args.cases, 1):.0f} ms/case)")
     print(f"  exit 0: {counts['compiled']} ({counts['compared']} compared with the original, all equal unless "
-          f"listed; {counts['rounding']} of them only with the original run in float64)\n  exit 2 (one line): {counts['refused']}")
+          f"listed; {counts['rounding']} of them only with the original run in float64)")
+    print(f"  exit 2 (one line): {counts['refused']}")
     print("  " + ", ".join(f"{k}s: {counts[k]}" for k in bad))
     print(f"  through the CLI process: {sum(cli_counts[k] for k in ('compiled', 'refused'))} good of "
           f"{sum(v for k, v in cli_counts.items() if k != 'compared')}")

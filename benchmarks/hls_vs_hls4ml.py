@@ -41,8 +41,8 @@ AGREE_ATOL = 1e-2  # hls4ml's own QONNX tests compare with this
 # ---- the hls4ml side (runs inside the virtual environment)
 
 def hls4ml_worker(model_path: str, inputs: str, outputs: str, runs: int, work: str) -> dict:
-    import numpy as np
     import hls4ml
+    import numpy as np
     import qonnx.util.cleanup
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
@@ -100,7 +100,6 @@ def run_hls4ml(model_path: Path, x_path: Path, work: Path, runs: int) -> dict:
 
 def run_bnnc(model_path: Path, x, work: Path, runs: int) -> dict:
     import numpy as np
-
     from bnnc import interp
     from bnnc.backends.csim import build
     from bnnc.backends.hls import emit
@@ -204,7 +203,6 @@ def main() -> None:
 
     import numpy as np
     import onnx
-
     from bnnc.original import run_original
 
     work = Path(tempfile.mkdtemp(prefix="bnnc-vs-hls4ml-"))

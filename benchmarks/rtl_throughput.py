@@ -14,6 +14,7 @@ Usage: python benchmarks/rtl_throughput.py [--vectors N] [--runs R] [--engines c
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -74,12 +75,12 @@ def main() -> int:
             expected = env[driver.device_output(compiled.graph)].reshape(len(x), -1)
             runner = driver._sim_runner()
             seen = []
+            folder = tmp / name.split()[0]
             for engine in engines:
-                def sim(seed=1):
-                    return runner.simulate(rtl, codes, design, expected, build_dir=tmp / name.split()[0],
-                                           engine=engine, seed=seed)
+                sim = functools.partial(runner.simulate, rtl, codes, design, expected, build_dir=folder, engine=engine,
+                                        seed=1)
                 result, build_wall, build_cpu = timed(sim)  # builds, then simulates once
-                runs = [timed(lambda: sim()) for _ in range(args.runs)]
+                runs = [timed(sim) for _ in range(args.runs)]
                 wall = statistics.median(r[1] for r in runs)
                 cpu = statistics.median(r[2] for r in runs)
                 build_wall, build_cpu = build_wall - wall, build_cpu - cpu

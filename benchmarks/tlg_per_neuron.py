@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bnnc import driver
 from bnnc.backends.asic.tl import tl_design
 from bnnc.backends.hardware import Layer

@@ -134,7 +134,7 @@ def cmd_inspect(args) -> int:
     if args.print_after_all and not tl:
         tl = [TL_PASS]
     if tl:
-        from .backends.asic.tl import tl_pass, threshold_logic
+        from .backends.asic.tl import threshold_logic, tl_pass
         from .passes.threshold_logic import print_mapping
 
         for text in tl:

@@ -106,7 +106,7 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
             from .passes.fixed_point import QuantizeInputs
             passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, QuantizeInputs) else p for p in passes]
         graph = source
-        for i, p in enumerate(passes):
+        for p in passes:
             if isinstance(p, ChannelReuse) and not p.groups:
                 p = replace(p, groups=_reuse_groups(graph, options.fold))
             if isinstance(p, ChannelReuse):
@@ -122,7 +122,8 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
 def _reuse_groups(graph: Graph, fold: str) -> tuple:
     """Per weight layer, the channels a folded layer computes in the same clock (PE of them,
     consecutive): reuse stays inside those groups. 0 = fully parallel, the whole layer."""
-    from .backends.hardware import Layer, lower as lower_hw
+    from .backends.hardware import Layer
+    from .backends.hardware import lower as lower_hw
 
     design = lower_hw(graph, folding_spec(fold), reuse=True)
     return tuple(0 if layer.pe == layer.out_count else layer.pe for layer in design.layers if isinstance(layer, Layer))

@@ -12,7 +12,18 @@ import numpy as np
 from .ir import exact
 from .ir.graph import Graph
 from .ir.ops import (
-    Affine, ArgMax, Conv, Dense, FixedAffine, FloatOp, Pool, Quantize, Reshape, Sign, Softmax, Threshold,
+    Affine,
+    ArgMax,
+    Conv,
+    Dense,
+    FixedAffine,
+    FloatOp,
+    Pool,
+    Quantize,
+    Reshape,
+    Sign,
+    Softmax,
+    Threshold,
     Transpose,
 )
 from .ir.types import Exact, Fixed, Real, TensorType

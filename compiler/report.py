@@ -4,7 +4,8 @@ The build is compiled twice, with and without `channel-reuse` (same folding). Pe
 report counts XNORs (popcount inputs) three ways: without reuse (C*K), with every child of the
 pass's tree computed from its parent (the tree's ideal saving), and as the Verilog backend
 builds it for this folding (the layer plan's Verilog reuse policy, backends/plan.py: reuse needs
-all channels in one clock, PE = C, and with input chunks only children with |D| <= SIMD pay off). Both RTL variants are synthesized
+all channels in one clock, PE = C, and with input chunks only children with |D| <= SIMD pay off). Both RTL variants are
+synthesized
 with Yosys' `synth_xilinx` (Debian's `yosys`), two runs at a time by default, each unit of the
 top and the lanes of folded layers as modules of their own (`shared_cells`); without Yosys the
 report says so and shows the counts only. The markdown goes to the terminal and to
@@ -202,8 +203,10 @@ def _table(rows: list[Row], interval: int) -> list[str]:
                      f"{_with_saving(r.tree, r.full)} | {_with_saving(r.built, r.full)} | {_n(r.tree_weight)} | "
                      f"{_n(r.depth)} | {clock} |")
     units = [r for r in rows if r.full is not None]
-    frame = lambda attr: (None if any(getattr(r, attr) is None for r in units)
-                          else sum(getattr(r, attr) * r.vectors for r in units))
+
+    def frame(attr):
+        return None if any(getattr(r, attr) is None for r in units) else sum(getattr(r, attr) * r.vectors for r in units)
+
     full = frame("full")
     clocks = [r.clock for r in units]
     clock = f"{sum(c[0] for c in clocks):,} -> {sum(c[1] for c in clocks):,}" if all(clocks) else "-"
@@ -340,7 +343,8 @@ def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: l
     if reason is not None:
         lines += [f"The Verilog backend cannot build this design ({reason}): no RTL counts, no synthesis.", ""]
     elif synth:
-        lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + _synth_rows(build_dir, designs, timeout, layers, jobs) + [""]
+        synthesized = _synth_rows(build_dir, designs, timeout, layers, jobs)
+        lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + synthesized + [""]
     _svg(rows, build_dir / "report.svg")
     lines += ["![XNORs per layer](report.svg)", ""]
     if (build_dir / "asic").is_dir():

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from bnnc.backends import axis
 from bnnc.backends.hardware import Design, encode, pack
 from bnnc.backends.verilog import sources

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from bnnc.backends.hardware import Design, decode, encode, pack, unpack
 from bnnc.backends.verilog import (
     cycles_per_frame,

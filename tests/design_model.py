@@ -7,7 +7,6 @@ C++ is involved. Tests compare it with bnnc.interp; backends are compared with i
 from __future__ import annotations
 
 import numpy as np
-
 from bnnc.backends.hardware import Layer, PoolLayer
 
 

@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bnnc
 import numpy as np
 import onnx
 import pytest
-
-import bnnc
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "examples" / "digits_mlp" / "digits_mlp.onnx"

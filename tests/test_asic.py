@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bnnc import driver
 from bnnc.backends.asic.cmos import CELL_MODELS, missing_tools
 from bnnc.backends.asic.tl import threshold_logic, tl_design
 from bnnc.passes.threshold_logic import reference
+
 from tests.onnx_builders import sign_bn_mlp
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bnnc import driver, integration
 from bnnc.backends import axis
 from bnnc.backends.fusesoc import core_name
 from bnnc.backends.hardware import encode, pack
+
 from sim import axis_runner
 from sim.lint import verilator_command
 

@@ -466,6 +466,7 @@ def test_multithreshold_levels_are_float32(tmp_path):
     # 2**30 swallows the level (2**30 + 2 rounds to 2**30); bnnc kept the two levels apart
     from bnnc.frontend.onnx import import_onnx
     from bnnc.ir.ops import Threshold
+
     from tests.models.exporters import finn_multithreshold_mlp
 
     model = onnx.load(finn_multithreshold_mlp(tmp_path / "finn.onnx", sizes=(8, 4), in_features=6))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-
 from bnnc import driver
 from bnnc.original import run_original
+
 from tests.models.bnn_pynq import bnn_pynq
 
 SMALL = ["tfc_1w1a", "tfc_1w2a"]

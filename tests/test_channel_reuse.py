@@ -5,13 +5,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from bnnc import interp
 from bnnc.driver import sample_inputs
 from bnnc.frontend.onnx import import_onnx
 from bnnc.ir.ops import Dense, Reuse
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from bnnc.passes.channel_reuse import build_tree, hamming, tree_stats
+
 from tests.models import exporters as ex
 
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from bnnc import interp
 from bnnc.frontend.onnx import import_onnx
 from bnnc.ir.ops import Conv, Pool, Threshold
 from bnnc.original import run_original
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+from onnx import TensorProto, helper, numpy_helper
+
 from tests.models import conv_exporters as cx
 from tests.onnx_builders import save
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-
 from bnnc import driver
 from bnnc.original import run_original
 from bnnc.passes import DEFAULT_PIPELINE
+
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-
 from bnnc import driver
 from bnnc.original import ORT_MAX_IR_VERSION, run_original
 from bnnc.passes.fold_constants import FoldConstants, first_rewrite
+
 from tests.models.finn_forms import finn_converted_cnv
 
 

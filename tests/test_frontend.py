@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-
 from bnnc import interp
 from bnnc.driver import sample_inputs
 from bnnc.frontend.onnx import import_onnx
 from bnnc.ir.ops import Dense, Threshold
 from bnnc.original import run_original
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+
 from tests.models import exporters as ex
 
 PRODUCERS = {

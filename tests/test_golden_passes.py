@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bnnc.driver import sample_inputs
 from bnnc.ir.graph import Graph
 from bnnc.ir.parser import parse_graph

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit, render
 from bnnc.ir.parser import parse_graph

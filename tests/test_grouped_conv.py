@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from bnnc import driver
 from bnnc.original import run_original
+from onnx import TensorProto, helper, numpy_helper
+
 from tests.models.separable import separable_cnv
 from tests.onnx_builders import save
 

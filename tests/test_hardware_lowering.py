@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bnnc import interp
 from bnnc.backends.hardware import PoolLayer, lower
 from bnnc.driver import device_input, sample_inputs
 from bnnc.frontend.onnx import import_onnx
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+
 from tests.design_model import run_design
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS, conv_model

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bnnc.backends.csim import CsimError, build_bundle, run_csim, run_executable
 from bnnc.backends.hardware import Design, Layer, lower
 from bnnc.backends.hls import emit
@@ -30,6 +29,7 @@ from bnnc.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Thresho
 from bnnc.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from bnnc.passes.channel_reuse import ChannelReuse
+
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS, conv_model
 
@@ -327,7 +327,7 @@ def bundles(request, tmp_path_factory):
     wanted = [_group(item) for item in request.session.items if item.module is request.module]
     groups = Bundles(root)
     for name in dict.fromkeys(name for name in wanted if name):
-        groups.add(name, lambda: GROUPS[name](root))
+        groups.add(name, lambda name=name: GROUPS[name](root))
     yield groups
     groups.pool.shutdown(cancel_futures=True)
 
@@ -538,8 +538,8 @@ def hls_reuse_children(project: Path, layer: str) -> int:
     depth table in bnnc_params.hpp (the first initializer of `<layer>_reuse`)."""
     text = (project / "bnnc_params.hpp").read_text()
     rest = text[text.index(f"{layer}_reuse = {{") + len(f"{layer}_reuse = {{"):]
-    start, level, end = rest.index("{"), 0, 0
-    for end, char in enumerate(rest[start:], start):
+    start, level = rest.index("{"), 0
+    for end, char in enumerate(rest[start:], start):  # noqa: B007 (end is used after the loop)
         level += {"{": 1, "}": -1}.get(char, 0)
         if level == 0:
             break
@@ -552,6 +552,7 @@ def test_manifest_states_each_backends_reuse(tmp_path):
     manifest says both, and each count is what that backend's generated code holds."""
     from bnnc.backends.manifest import design_manifest
     from bnnc.backends.verilog import emit as emit_rtl
+
     from tests.test_verilog import rtl_reuse_children
 
     fold = {0: {"pe": 4, "simd": 16}}

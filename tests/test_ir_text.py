@@ -10,13 +10,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from bnnc import interp
 from bnnc.driver import Options, compile_model, sample_inputs
 from bnnc.ir.graph import Graph
 from bnnc.ir.parser import ParseError, parse_graph
 from bnnc.ir.printer import print_graph
 from bnnc.passes import DEFAULT_PIPELINE
+
 from tests.onnx_builders import sign_bn_mlp
 
 PIPELINES = (DEFAULT_PIPELINE, DEFAULT_PIPELINE + ",channel-reuse", DEFAULT_PIPELINE + ",channel-reuse{max-depth=2}")

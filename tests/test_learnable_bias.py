@@ -4,13 +4,12 @@ folds the expansion into a full-size constant; either is still one value per cha
 exactly like plain broadcasting."""
 from __future__ import annotations
 
+import bnnc
 import numpy as np
 import onnx
 import pytest
 import torch
 from torch import nn
-
-import bnnc
 
 
 class LearnableBias(nn.Module):

@@ -12,10 +12,10 @@ import itertools
 import numpy as np
 import onnx
 import pytest
-
 from bnnc import driver
 from bnnc.ir.ops import Threshold
 from bnnc.original import run_original
+
 from tests.onnx_builders import quant_bn_mlp
 
 K, C = 6, 12
@@ -90,6 +90,7 @@ def test_manifest_and_rtl_count_products_not_xnors(tmp_path):
     import re
 
     from bnnc.backends.verilog import emit
+
     from tests.models.finn_forms import finn_converted_cnv
 
     path = finn_converted_cnv(tmp_path / "cnv.onnx", weights=(-1.0, 0.0, 1.0))

@@ -10,7 +10,6 @@ import itertools
 import numpy as np
 import onnx
 import pytest
-
 from bnnc import interp
 from bnnc.frontend.onnx import import_onnx
 from bnnc.ir.ops import Threshold
@@ -19,6 +18,7 @@ from bnnc.ir.types import Bipolar, Ternary
 from bnnc.original import run_original
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from bnnc.passes.fold_thresholds import simplify
+
 from tests.onnx_builders import sign_bn_mlp
 
 K = 4

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bnnc.backends.hardware import Layer
 from bnnc.backends.plan import Mode, ReusePolicy, plan_layer
 from bnnc.ir.types import Bipolar, Int, int_for_range

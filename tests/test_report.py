@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from bnnc.passes import DEFAULT_PIPELINE
+
 from tests.onnx_builders import sign_bn_mlp
 from tests.test_cli import bnnc
 from tests.test_conv import CONV_PRODUCERS

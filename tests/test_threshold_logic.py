@@ -8,13 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bnnc import driver
 from bnnc.backends.asic.tl import threshold_logic
 from bnnc.backends.hardware import Layer, Window
 from bnnc.ir.types import Bipolar, Int
-from bnnc.passes.threshold_logic import (MapThresholdLogic, ThresholdLogicError, check_layer, evaluate,
-                                             map_layer, parse, print_mapping, reference)
+from bnnc.passes.threshold_logic import (
+    MapThresholdLogic,
+    ThresholdLogicError,
+    check_layer,
+    evaluate,
+    map_layer,
+    parse,
+    print_mapping,
+    reference,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "examples" / "digits_mlp" / "digits_mlp.onnx"

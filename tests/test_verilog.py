@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bnnc import interp
 from bnnc.backends import hardware
 from bnnc.backends.hardware import Layer, lower
@@ -30,9 +29,10 @@ from bnnc.ir.graph import Graph
 from bnnc.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
 from bnnc.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
+
 from sim import simulate
-from sim.runner import SimulationError
 from sim.lint import lint
+from sim.runner import SimulationError
 from tests.models import exporters as ex
 from tests.test_conv import CONV_PRODUCERS, conv_model
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.graph import Graph
 from .. import interp
+from ..ir.graph import Graph
 from ..ir.ops import ArgMax, Conv, Dense, FixedAffine, IRError, Pool, Reshape, Reuse, Threshold, Transpose, weight_element
 from ..ir.types import Bipolar, Element, is_integer
 

@@ -21,16 +21,27 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from ..diagnostics import BnncError, node_label, number, quote
-from .weights import MAX_BITS, NotIntegerWeights, integer_rows
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import (
-    Affine, ArgMax, Conv, Dense, FloatOp, IRError, Pool, Quantize, Reshape, Sign, Softmax, Threshold,
+    Affine,
+    ArgMax,
+    Conv,
+    Dense,
+    FloatOp,
+    IRError,
+    Pool,
+    Quantize,
+    Reshape,
+    Sign,
+    Softmax,
+    Threshold,
     Transpose,
 )
 from ..ir.types import Real, TensorType
 from .load import load_model
 from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
+from .weights import MAX_BITS, NotIntegerWeights, integer_rows
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,17 @@ import numpy as np
 
 from . import exact
 from .types import (
-    Bipolar, Element, Exact, Fixed, Int, Real, TensorType, Ternary, element_for_values, int_for_range, is_integer,
+    Bipolar,
+    Element,
+    Exact,
+    Fixed,
+    Int,
+    Real,
+    TensorType,
+    Ternary,
+    element_for_values,
+    int_for_range,
+    is_integer,
 )
 
 

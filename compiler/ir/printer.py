@@ -160,6 +160,7 @@ def print_graph(graph: Graph, full: bool = False) -> str:
             attrs = ", ".join(f"{k}={_attr(v)}" for k, v in op.attributes().items())
         operands = ", ".join(ref(i) for i in op.inputs)
         where = "host " if graph.on_host(op) else ""
-        lines.append(f"  {ref(op.out)} = {where}{op.kind} {operands}{' {' + attrs + '}' if attrs else ''} : {graph.types[op.out]}")
+        braced = " {" + attrs + "}" if attrs else ""
+        lines.append(f"  {ref(op.out)} = {where}{op.kind} {operands}{braced} : {graph.types[op.out]}")
     lines.append("}")
     return "\n".join(lines) + "\n"

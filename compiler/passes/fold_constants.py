@@ -32,9 +32,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from .. import interp
 from ..ir import exact
 from ..ir.graph import Graph
-from .. import interp
 from ..ir.ops import Affine, Conv, Dense, IRError, Op, Pool, Reshape, Sign, Threshold, Transpose
 from ..ir.types import is_integer
 from .manager import Pass, PassError, register
@@ -245,7 +245,8 @@ def affine_through_dense(m: Match) -> Rewrite | None:
         return None
     # the bias, laid out like the dense layer's input (through the same reshapes/transposes)
     shape = m.type_of(aff.inputs[0]).shape
-    bias = np.broadcast_to(aff.bias.reshape(aff.bias.shape + (1,) * (len(shape) - aff.bias.ndim)) if aff.bias.ndim else aff.bias, shape)
+    aligned = aff.bias.reshape(aff.bias.shape + (1,) * (len(shape) - aff.bias.ndim)) if aff.bias.ndim else aff.bias
+    bias = np.broadcast_to(aligned, shape)
     for layout in chain:
         bias = interp.EVAL[type(layout)](layout, bias[None])[0]
     added, cur = [], aff.inputs[0]

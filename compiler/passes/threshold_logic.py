@@ -482,7 +482,8 @@ def gate_text(net: LayerNetwork, g: int) -> str:
     terms = []
     for n, w in zip(net.gate_inputs[g][:net.gate_fan_in[g]], net.gate_weights[g][:net.gate_fan_in[g]]):
         name = _lit_name(net, 2 * n)
-        terms.append((("- " if w < 0 else "+ ") if terms else ("-" if w < 0 else "")) + (f"{abs(w)}*" if abs(w) != 1 else "") + name)
+        sign = ("- " if w < 0 else "+ ") if terms else ("-" if w < 0 else "")
+        terms.append(sign + (f"{abs(w)}*" if abs(w) != 1 else "") + name)
     return f"g{g} = [{' '.join(terms)} >= {net.gate_thresholds[g]}]  (level {net.gate_levels[g]})"
 
 

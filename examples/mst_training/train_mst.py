@@ -57,8 +57,8 @@ from bnnc import driver, interp  # noqa: E402
 from bnnc.ir.ops import Dense  # noqa: E402
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline  # noqa: E402
 from bnnc.passes.channel_reuse import build_tree, tree_stats  # noqa: E402
-from tests.models.exporters import (TensorNorm, brevitas_input_quant, export_brevitas,  # noqa: E402
-                                    load_digits_split)
+
+from tests.models.exporters import TensorNorm, brevitas_input_quant, export_brevitas, load_digits_split  # noqa: E402
 
 SIZES = (256, 256, 256, 10)  # FINN's SFC
 IN_FEATURES = 28 * 28

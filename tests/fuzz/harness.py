@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
-from onnx.reference import ReferenceEvaluator
-
 from bnnc import api, cli, driver
 from bnnc.frontend.qonnx_ops import ALL_CUSTOM_OPS
 from bnnc.original import run_original
+from onnx import TensorProto, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 GOOD = ("compiled", "refused")
 

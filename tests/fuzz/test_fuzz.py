@@ -6,7 +6,6 @@ benchmarks/fuzz.py runs the same cases at length (--cases 10000).
 from __future__ import annotations
 
 import pytest
-
 from bnnc.diagnostics import BnncError
 from bnnc.frontend import onnx as frontend
 

@@ -25,10 +25,10 @@ from torch import nn
 from tests.models.exporters import (
     _Binarize,
     _PM1Linear,
-    brevitas_input_quant,
     _prepare,
     _quiet,
     _rng,
+    brevitas_input_quant,
     build_brevitas_mlp,
     randomize_bn,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...ir.graph import Graph
-from .tl import tl_design, threshold_logic
+from .tl import threshold_logic, tl_design
 
 
 def emit(graph: Graph, out_dir: Path, pass_text: str = "map-threshold-logic") -> list[Path]:

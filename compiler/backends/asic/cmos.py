@@ -8,8 +8,9 @@ ideal clock), and the SPICE netlists give transistors per cell. Gate-level simul
 netlist with the package's cell models under Icarus (they use UDPs, which Verilator does not run).
 
 Files written by `map_design`: gates/netlist.v, gates/filelist.f (the netlist and the installed
-cell models), sta_netlist.v (the same, bit-blasted for OpenSTA), map.ys and sta.tcl (the scripts as run), stat.txt (Yosys), sta.txt (OpenSTA's
-critical path) and summary.json (area, cells, transistors, critical path, Fmax; per module).
+cell models), sta_netlist.v (the same, bit-blasted for OpenSTA), map.ys and sta.tcl (the scripts
+as run), stat.txt (Yosys), sta.txt (OpenSTA's critical path) and summary.json (area, cells,
+transistors, critical path, Fmax; per module).
 """
 from __future__ import annotations
 

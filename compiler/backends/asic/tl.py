@@ -11,8 +11,8 @@ from __future__ import annotations
 from ...diagnostics import BnncError
 from ...ir.graph import Graph
 from ...ir.ops import IRError
+from ...passes.threshold_logic import Mapping, MapThresholdLogic, ThresholdLogicError, parse
 from ..hardware import Design, lower
-from ...passes.threshold_logic import MapThresholdLogic, Mapping, ThresholdLogicError, parse
 
 UNROLLED: dict = {}  # a folding with no entry for a layer unrolls it fully
 

@@ -25,6 +25,7 @@ from ..hardware import Design, encode
 from ..verilog import emit
 from .cells import cell_model, cell_name, liberty
 
+
 def sanitize(text: str, limit: int = 80) -> str:
     """A model-given name, safe inside a Verilog comment."""
     text = re.sub(r"[^A-Za-z0-9_.:/ -]", "_", text)

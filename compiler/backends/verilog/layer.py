@@ -160,7 +160,10 @@ def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
 
 def _reuse_views(layer: Layer, mode: str, acc_w: int, children) -> tuple[tuple[Child, ...], tuple[str, ...]]:
     k, simd, in_bits = layer.in_count, layer.simd, 2 if mode == "masked" else layer.in_elem.bits
-    at = lambda i: buffer_position(i, simd, k)
+
+    def at(i):
+        return buffer_position(i, simd, k)
+
     mod = (1 << acc_w) - 1
     views = []
     for child in children:

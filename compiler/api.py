@@ -69,28 +69,34 @@ class Verification:
         return "\n".join(lines) + "\n"
 
 
-def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate) -> driver.Options:
-    return driver.Options(pipeline, fold, targets, None if calibrate is None else str(calibrate))
+def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate, quantize_weights: int = 0) -> driver.Options:
+    if not 0 <= int(quantize_weights) <= 8:
+        raise BnncError(f"--quantize-weights {quantize_weights}: choose 1 to 8 bits (0: off)")
+    return driver.Options(pipeline, fold, targets, None if calibrate is None else str(calibrate),
+                          quantize_weights=int(quantize_weights))
 
 
 def compile(model: str | Path, output: str | Path = "build", *, target: str = "verilog", fold: str | dict = "auto",
             pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, wrap: str = "none",
-            tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | bool | None = None) -> Build:
+            tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | bool | None = None,
+            quantize_weights: int = 0) -> Build:
     """Compile an ONNX model into the build folder `output` (written atomically).
 
     target: "verilog", "hls", "asic" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
     wrap: "axis" for an AXI4-Stream top (tuser_bits wide TUSER, 0 for none);
     verify_inputs: samples (an array or a .npy path) that check every pass with the interpreter, or
-    True for random ones over the input quantizer's range."""
+    True for random ones over the input quantizer's range; quantize_weights: round weights that
+    are not a scale times integers (float layers) to this many bits, 0 to refuse them."""
     import time
 
     if target not in TARGETS:
         raise BnncError(f"unknown target '{target}' (choose {', '.join(TARGETS)})")
     start = time.perf_counter()
-    options = replace(_options(pipeline, fold, TARGETS[target], calibrate), wrap=wrap, tuser_bits=tuser_bits)
+    options = replace(_options(pipeline, fold, TARGETS[target], calibrate, quantize_weights), wrap=wrap,
+                      tuser_bits=tuser_bits)
     samples = None
     if verify_inputs is not None:
-        source = driver.lower(driver.load_model(model), Path(model).stem)
+        source = driver.lower(driver.load_model(model), Path(model).stem, options.quantize_weights)
         samples = driver.sample_inputs(source) if verify_inputs is True else _samples(verify_inputs, source)
     compiled = driver.compile_model(model, options, samples)
     written = driver.write_build(compiled, Path(output), Path(model))
@@ -125,7 +131,8 @@ def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) 
 
 def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str, ...] = ("rtl",), fold: str | dict = "auto",
            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, simulator: str = "verilator",
-           engine: str = "auto", waves: bool = False, work: str | Path | None = None) -> Verification:
+           engine: str = "auto", waves: bool = False, work: str | Path | None = None,
+           quantize_weights: int = 0) -> Verification:
     """The original ONNX model vs the interpreter vs each backend on samples x (or a .npy path)."""
     from .original import run_original
 
@@ -133,7 +140,7 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
         if b not in BACKEND_TARGET:
             raise BnncError(f"unknown backend '{b}' (choose {', '.join(BACKEND_TARGET)})")
     targets = tuple(dict.fromkeys(BACKEND_TARGET[b] for b in backends))
-    compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate))
+    compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate, quantize_weights))
     x = _samples(x, compiled.source)
     n = len(x)
     driver.progress(f"running the original model on {n} samples...")

@@ -24,6 +24,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
     p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
     p.add_argument("--calibrate", help="samples (.npy) that set the fixed-point format of an input the model does not quantize")
+    p.add_argument("--quantize-weights", type=int, default=0, metavar="BITS",
+                   help="round float weights (layers no weight quantizer produced) to BITS-bit integers times a "
+                        "scale per output channel; 1 binarizes (default: 0, refuse them)")
 
 
 def _simulation(p: argparse.ArgumentParser) -> None:
@@ -111,7 +114,8 @@ def cmd_compile(args) -> int:
 
     build = api.compile(args.model, args.output, target=args.target, fold=args.fold, pipeline=args.pipeline,
                         calibrate=args.calibrate, wrap=args.wrap, tuser_bits=args.tuser_bits,
-                        verify_inputs=(args.inputs or True) if args.verify else None)
+                        verify_inputs=(args.inputs or True) if args.verify else None,
+                        quantize_weights=args.quantize_weights)
     print(f"compiled {args.model} -> {args.output}/ in {build.seconds:.2f} s")
     hw = build.manifest["hardware"]
     for layer in hw["layers"]:
@@ -127,7 +131,7 @@ def cmd_compile(args) -> int:
 
 def cmd_inspect(args) -> int:
     model = driver.load_model(args.model)
-    source = driver.lower(model, Path(args.model).stem)
+    source = driver.lower(model, Path(args.model).stem, args.quantize_weights)
     wanted = {n.split("{")[0] for n in args.print_after}
     # map-threshold-logic runs on the hardware plan after the IR pipeline, not on the IR
     tl = [n for n in args.print_after if n.split("{")[0] == TL_PASS]
@@ -150,7 +154,8 @@ def cmd_inspect(args) -> int:
             print(f"// {p}: {record.verified}")
 
     samples = _samples(args, source) if args.verify else None
-    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate),
+    compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate,
+                                                               quantize_weights=args.quantize_weights),
                                     samples, on_stage=show)
     for text in tl:
         print(f"// after {text} (on the hardware plan, every layer fully unrolled)")
@@ -197,7 +202,8 @@ def cmd_verify(args) -> int:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     result = api.verify(args.model, args.inputs, backends=backends, fold=args.fold, pipeline=args.pipeline,
                         calibrate=args.calibrate, simulator=args.simulator, engine=args.engine, waves=args.waves,
-                        work=args.work or (VERIFY_WAVES_WORK if args.waves else None))
+                        work=args.work or (VERIFY_WAVES_WORK if args.waves else None),
+                        quantize_weights=args.quantize_weights)
     print(result.table(), end="")
     return 0 if result.ok else 1
 

@@ -17,9 +17,9 @@ import onnx
 from . import interp
 from .diagnostics import BnncError, quote
 from .frontend.load import load_model
-from .frontend.onnx import lower
+from .frontend.onnx import lower_with_notes
 from .ir.graph import Graph
-from .ir.ops import FixedAffine, IRError, Quantize, weight_kind
+from .ir.ops import IRError, Quantize, weight_kind
 from .ir.printer import print_graph
 from .ir.types import Fixed
 from .passes import DEFAULT_PIPELINE, PassError, parse_pipeline, run_pipeline
@@ -41,6 +41,7 @@ class Options:
     fold: str | dict = "auto"  # "auto", a JSON file, or the folding itself
     targets: tuple[str, ...] = ("verilog",)
     calibrate: str | None = None  # samples that set the fixed-point format of unquantized inputs
+    quantize_weights: int = 0  # round weights that are not a scale times integers to this many bits
     wrap: str = "none"  # "axis": an AXI4-Stream top around the RTL (see compiler/integration.py)
     tuser_bits: int = 0  # with wrap="axis": TUSER width, 0 for none
 
@@ -89,7 +90,9 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
                   on_stage=None) -> Compiled:
     """Import and run the pipeline; with samples, every pass is checked by the interpreter."""
     model = load_model(model_path)
-    source = lower(model, Path(model_path).stem)
+    source, notes = lower_with_notes(model, Path(model_path).stem, options.quantize_weights)
+    for note in notes:
+        progress(note)
     feeds = None if samples is None else {source.inputs[0][0]: check_inputs(samples, source)}
     if options.calibrate:
         load_inputs(options.calibrate, source)  # a bad calibration file is bad input: say so now
@@ -103,8 +106,9 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
     try:
         passes = parse_pipeline(options.pipeline)
         if options.calibrate:
-            from .passes.fixed_point import QuantizeInputs
-            passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, QuantizeInputs) else p for p in passes]
+            from .passes.fixed_point import FoldFixedPoint, QuantizeInputs
+            passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, (QuantizeInputs, FoldFixedPoint))
+                      else p for p in passes]
         graph = source
         for p in passes:
             if isinstance(p, ChannelReuse) and not p.groups:
@@ -218,7 +222,9 @@ def device_input(graph: Graph) -> str:
 
 
 def error_bound(graph: Graph) -> float:
-    return max((op.error_bound for op in graph.ops if isinstance(op, FixedAffine)), default=0.0)
+    from .passes.fixed_point import output_bound
+
+    return output_bound(graph)
 
 
 def manifest(compiled: Compiled) -> dict:
@@ -279,7 +285,8 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
             emit_asic(compiled.graph, stage / "asic")
         info = {"options": {"pipeline": compiled.options.pipeline, "fold": _fold_record(compiled.options.fold),
                             "targets": list(compiled.options.targets),
-                            "calibrate": "calibration.npy" if compiled.options.calibrate else None}}
+                            "calibrate": "calibration.npy" if compiled.options.calibrate else None,
+                            "quantize_weights": compiled.options.quantize_weights}}
         (stage / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (stage / "manifest.json").write_text(json.dumps(build_manifest, indent=2) + "\n")
     except BaseException:
@@ -315,7 +322,7 @@ def open_build(build_dir: Path) -> Compiled:
         opts = json.loads(info_path.read_text())["options"]
         calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
         options = Options(pipeline=str(opts["pipeline"]), targets=tuple(opts["targets"]), fold=opts["fold"],
-                          calibrate=calibrate)
+                          calibrate=calibrate, quantize_weights=int(opts.get("quantize_weights", 0)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a hand-edited or damaged build
         raise BnncError(f"{info_path}: not a readable build record ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None

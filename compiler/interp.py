@@ -12,6 +12,7 @@ import numpy as np
 from .ir import exact
 from .ir.graph import Graph
 from .ir.ops import (
+    Add,
     Affine,
     ArgMax,
     Conv,
@@ -19,10 +20,12 @@ from .ir.ops import (
     FixedAffine,
     FloatOp,
     Pool,
+    PReLU,
     Quantize,
     Reshape,
     Sign,
     Softmax,
+    SumPool,
     Threshold,
     Transpose,
 )
@@ -201,7 +204,30 @@ def _threshold(op: Threshold, x):
 
 
 def _fixed_affine(op: FixedAffine, x):
-    return x * op.mult[None, :] + op.bias[None, :]
+    mult = _channel(op.mult, x.ndim)
+    if op.neg_mult is not None:
+        mult = np.where(x < 0, _channel(op.neg_mult, x.ndim), mult)
+    largest = max(int(np.abs(op.mult).max(initial=0)), int(np.abs(op.neg_mult).max(initial=0)) if op.neg_mult is not None else 0)
+    if x.dtype != object and int(np.abs(x).max(initial=0)) * largest + int(np.abs(op.bias).max(initial=0)) >= 1 << 62:
+        x, mult = x.astype(object), np.asarray(mult).astype(object)  # exact beyond int64
+    q = x * mult + _channel(op.bias, x.ndim)
+    return q >> op.shift if op.shift else q  # an arithmetic shift: floor division by 2**shift
+
+
+def _add(op: Add, a, b):
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        return (a << op.shifts[0]) + (b << op.shifts[1])
+    return _exact(a).astype(object) + _exact(b).astype(object)
+
+
+def _sum_pool(op: SumPool, x):
+    win = np.lib.stride_tricks.sliding_window_view(x, op.kernel, axis=(2, 3))
+    return win[:, :, ::op.stride[0], ::op.stride[1]].sum(axis=(4, 5))
+
+
+def _prelu(op: PReLU, x):
+    x = _exact(x).astype(object)
+    return np.where(x >= 0, x, x * _channel(op.slope, x.ndim))
 
 
 def _reshape(op: Reshape, x):
@@ -216,6 +242,7 @@ EVAL = {
     FloatOp: _float_op, Quantize: _quantize, Sign: _sign,
     Affine: _affine, Dense: _dense, Threshold: _threshold, FixedAffine: _fixed_affine,
     Reshape: _reshape, ArgMax: _argmax, Conv: _conv, Pool: _pool, Transpose: _transpose, Softmax: _softmax,
+    Add: _add, SumPool: _sum_pool, PReLU: _prelu,
 }
 
 

@@ -6,7 +6,15 @@ float32 on the model input; a multi-level threshold between layers), BipolarQuan
 Sign (0 -> 0), MultiThreshold (x >= t), the torch STE forms Add(x, Sub(Sign(x), x)) and
 Where(GreaterOrEqual(x, c), a, b), BatchNormalization, and Gemm/MatMul/Conv whose weights are a
 scale per output channel times integers (+-1, ternary, up to 8 bits: see weights.py). Other
-weights are refused, never quantized.
+weights are refused unless the user asks for `weight_bits` (then rounded, and the largest change
+reported). The layers around the binary ones: residual Add of two tensors, PReLU/ReLU/LeakyReLU,
+average pooling (GlobalAveragePool, AveragePool, ReduceMean) as a sum and an exact division, and
+Clip/Hardtanh in front of a sign (where sign(clip(x)) = sign(x)).
+
+A node that cannot be lowered does not fail at once: its outputs become `_Unsupported`, and the
+error is raised only if a value the model's output needs depends on it. Straight-through
+estimators compute values for the backward pass only (Bi-Real's polynomial ApproxSign:
+Sign(x) - p(x) + p(x)), and those must not stop the forward pass from compiling.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from ..diagnostics import BnncError, node_label, number, quote
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import (
+    Add,
     Affine,
     ArgMax,
     Conv,
@@ -31,17 +40,19 @@ from ..ir.ops import (
     FloatOp,
     IRError,
     Pool,
+    PReLU,
     Quantize,
     Reshape,
     Sign,
     Softmax,
+    SumPool,
     Threshold,
     Transpose,
 )
-from ..ir.types import Real, TensorType
+from ..ir.types import Real, TensorType, is_integer
 from .load import load_model
 from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
-from .weights import MAX_BITS, NotIntegerWeights, integer_rows
+from .weights import MAX_BITS, NotIntegerWeights, integer_rows, quantize_rows
 
 
 @dataclass(frozen=True)
@@ -71,14 +82,32 @@ class _NHWC:
 
 # Ops that act element by element (with per-channel constants): they pass an NHWC view through.
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Sign", "BipolarQuant", "Quant", "Identity", "Dropout",
-                "GreaterOrEqual", "Where", "BatchNormalization"}
+                "GreaterOrEqual", "Greater", "Less", "LessOrEqual", "Where", "BatchNormalization", "Clip",
+                "Relu", "LeakyRelu", "PRelu"}
 
 
 @dataclass(frozen=True)
 class _Compare:
-    """GreaterOrEqual(x, c), kept symbolic until a Where turns it into a threshold."""
+    """x >= c (x > c when `strict`; negated when `negate`: Less, LessOrEqual), kept symbolic
+    until a Where turns it into a threshold."""
     x: str
     c: np.ndarray
+    strict: bool = False
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class _Clipped:
+    """Clip(x, lo, hi), kept symbolic: in front of a sign it is the sign of x when lo < 0 < hi."""
+    x: str
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True, eq=False)
+class _Unsupported:
+    """The outputs of a node that could not be lowered; `error` is raised if anything needs them."""
+    error: BnncError
 
 
 def _safe_name(name: str, taken: set) -> str:
@@ -93,8 +122,10 @@ def _safe_name(name: str, taken: set) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: onnx.ModelProto, name: str):
+    def __init__(self, model: onnx.ModelProto, name: str, weight_bits: int = 0):
         self.model = model
+        self.weight_bits = weight_bits  # 0: refuse weights that are not a scale times integers
+        self.weight_notes: list[str] = []  # what quantizing weights changed, for the user
         self.name = _safe_name(name, set())
         self.consts: dict[str, np.ndarray] = {}
         self.values: dict[str, object] = {}  # ONNX tensor -> IR value name, or a symbolic _Sub/_Compare
@@ -134,6 +165,9 @@ class _Lowering:
     def value(self, index: int) -> str:
         name = self.node.input[index]
         v = self.values.get(name)
+        if isinstance(v, _Clipped):
+            raise self.fail(f"input {quote(name)} is a Clip; bnnc supports Clip (Hardtanh) only straight in "
+                            f"front of a Sign, where it does not change the sign")
         if not isinstance(v, str):
             raise self.fail(f"input {quote(name)} is not a tensor this lowering can use here")
         return v
@@ -220,14 +254,23 @@ class _Lowering:
             if known and node.op_type not in ("Shape",):
                 self._fold_constant(node)
                 continue
-            lower = LOWERINGS.get(node.op_type)
-            if lower is None or (node.domain not in ("", "ai.onnx") + QONNX_DOMAINS):
-                raise self.fail(f"op {node.op_type} (domain {quote(node.domain or 'ai.onnx')}) is not "
-                                f"supported by bnnc")
-            self._lower_with_layout(lower, node)
+            poisoned = next((v for n in node.input if isinstance(v := self.values.get(n), _Unsupported)), None)
+            if poisoned is not None and node.op_type not in ("Add", "Sub"):  # Add/Sub: maybe an STE
+                self._bind_all(node, poisoned)
+                continue
+            try:
+                lower = LOWERINGS.get(node.op_type)
+                if lower is None or (node.domain not in ("", "ai.onnx") + QONNX_DOMAINS):
+                    raise self.fail(f"op {node.op_type} (domain {quote(node.domain or 'ai.onnx')}) is not "
+                                    f"supported by bnnc")
+                self._lower_with_layout(lower, node)
+            except BnncError as exc:
+                self._bind_all(node, _Unsupported(exc))
         if len(graph.output) != 1:
             raise BnncError(f"the model has {len(graph.output)} outputs; bnnc needs exactly one")
         out = self.values.get(graph.output[0].name)
+        if isinstance(out, _Unsupported):
+            raise out.error
         if isinstance(out, _NHWC):
             self.node = graph.node[-1]
             out = self.emit(Transpose, [out.x], f"{graph.output[0].name}_nhwc", perm=(1, 2, 0))
@@ -237,6 +280,10 @@ class _Lowering:
             return Graph(self.name, ((in_name, self.types[in_name]),), tuple(self.ops), (out,))
         except IRError as exc:
             raise BnncError(str(exc)) from None
+
+    def _bind_all(self, node, value: _Unsupported) -> None:
+        for name in node.output:
+            self.values[name] = value
 
     def _lower_with_layout(self, lower, node) -> None:
         """Lower one node, passing NHWC views through elementwise ops and materialising them
@@ -395,14 +442,14 @@ def _quant_between_layers(lw: _Lowering, x: str, s, z, lo: int, hi: int, roundin
 
 
 def _bipolar_quant(lw: _Lowering) -> None:
-    x = lw.value(0)
+    x = _unclipped(lw, zero=1)
     scale = lw.const(1, "the scale")
     sign = lw.emit(Sign, [x], f"{lw.node.output[0]}_sign", zero=1)
     lw.bind(lw.emit(Affine, [sign], scale=lw.channel_param(scale, sign), bias=exact.fractions(np.float32(0))))
 
 
 def _sign(lw: _Lowering) -> None:
-    lw.bind(lw.emit(Sign, [lw.value(0)], zero=0))
+    lw.bind(lw.emit(Sign, [_unclipped(lw, zero=0)], zero=0))
 
 
 def _multithreshold(lw: _Lowering) -> None:
@@ -426,10 +473,17 @@ def _integer_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
     try:
         return integer_rows(w)
     except NotIntegerWeights as bad:
+        if lw.weight_bits:
+            ints, scales, moved = quantize_rows(w, lw.weight_bits)
+            lw.weight_notes.append(f"{lw.label}: weights rounded to {lw.weight_bits}-bit integers times a scale "
+                                   f"per output channel; the largest weight moved by {moved:.3g}")
+            return ints, scales
         c, (k1, k2) = bad.channel, bad.inputs
+        a, b = w[c, k1], w[c, k2]
+        near = " -- equal in magnitude up to float32 rounding" if abs(abs(a) - abs(b)) <= 4e-7 * abs(b) else ""
         raise lw.fail(f"weights are not a scale times integers of at most {MAX_BITS} bits: output channel {c} "
-                      f"has {number(w[c, k1])} at input {k1} and {number(w[c, k2])} at input {k2} (bnnc never "
-                      f"quantizes weights itself; export them through a weight quantizer)") from None
+                      f"has {number(a)} at input {k1} and {number(b)} at input {k2}{near} (export them through a "
+                      f"weight quantizer, or let bnnc round them: --quantize-weights BITS)") from None
 
 
 def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0) -> None:
@@ -546,32 +600,48 @@ def _magnitude_bound(lw: _Lowering, value: str):
 
 
 def _two_tensors(lw: _Lowering) -> None:
-    """Only the straight-through-estimator form x + (Sign(x) - x), which is Sign(x) in float32
-    while |x| < 2**24 (beyond that Sign(x) - x rounds to -x and the sum is 0)."""
+    """The straight-through-estimator form p + (Sign(x) - p), which is Sign(x) in float32 while
+    |p| < 2**24 (beyond that Sign(x) - p rounds to -p and the sum is 0) -- p is x, or a value
+    only the backward pass uses; else Add of two tensors is a residual shortcut."""
     op, (a, b) = lw.node.op_type, (lw.values.get(n) for n in lw.node.input[:2])
-    if op == "Sub" and isinstance(a, str) and isinstance(b, str):
+    if op == "Sub" and isinstance(a, str) and isinstance(b, (str, _Unsupported)):
         return lw.bind(_Sub(a, b))
     if op == "Add":
         for x, d in ((a, b), (b, a)):
-            if isinstance(d, _Sub) and d.b == x:
-                bound = _magnitude_bound(lw, x)
+            if isinstance(d, _Sub) and d.b is x:
+                bound = _magnitude_bound(lw, x) if isinstance(x, str) else None
                 if bound is not None and bound >= 2 ** 24:
                     raise lw.fail(f"straight-through estimator on values up to {float(bound):.3g}: in float32 "
                                   f"it is Sign(x) only while |x| < 2**24")
                 return lw.bind(d.a)
-    raise lw.fail(f"{op} of two tensors is only supported as the straight-through estimator "
-                  f"x + (Sign(x) - x); residual connections are not supported yet")
+    poisoned = next((v for v in (a, b) if isinstance(v, _Unsupported)), None)
+    if poisoned is not None:
+        return lw.bind(poisoned)
+    if op == "Add":
+        x, y = lw.value(0), lw.value(1)
+        if isinstance(lw.type_of(x).elem, Real) or isinstance(lw.type_of(y).elem, Real):
+            raise lw.fail("Add of two tensors on float input data (before the first quantizer) is not supported")
+        if lw.type_of(x).shape != lw.type_of(y).shape:
+            raise lw.fail(f"Add of tensors of shapes {lw.type_of(x).shape} and {lw.type_of(y).shape}: "
+                          f"only equal shapes (a residual shortcut) are supported")
+        return lw.bind(lw.emit(Add, [x, y]))
+    raise lw.fail(f"{op} of two tensors is only supported as a residual Add or as the straight-through "
+                  f"estimator x + (Sign(x) - x)")
 
 
-def _greater_or_equal(lw: _Lowering) -> None:
-    lw.bind(_Compare(lw.value(0), lw.const(1, "the comparison constant")))
+def _compare(lw: _Lowering) -> None:
+    strict = lw.node.op_type in ("Greater", "LessOrEqual")
+    negate = lw.node.op_type in ("Less", "LessOrEqual")
+    lw.bind(_Compare(lw.value(0), lw.const(1, "the comparison constant"), strict, negate))
 
 
 def _where(lw: _Lowering) -> None:
     cond = lw.values.get(lw.node.input[0])
     if not isinstance(cond, _Compare):
-        raise lw.fail("Where is only supported as Where(GreaterOrEqual(x, c), a, b) with constants c, a, b")
+        raise lw.fail("Where is only supported as Where(x >= c, a, b) (or >, <, <=) with constants c, a, b")
     a, b = lw.const(1, "the value if true"), lw.const(2, "the value if false")
+    if cond.negate:
+        a, b = b, a
     t = lw.channel_param(cond.c, cond.x)
     hi, lo = lw.channel_param(a, cond.x), lw.channel_param(b, cond.x)
     channels = lw.type_of(cond.x).shape[0]
@@ -581,7 +651,82 @@ def _where(lw: _Lowering) -> None:
     else:
         thresholds = per(t).reshape(-1, 1).astype(object)
         values = np.stack([per(lo), per(hi)], axis=1).astype(object)
-    lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values))
+    lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values, strict=(True,) if cond.strict else ()))
+
+
+def _clip(lw: _Lowering) -> None:
+    x = lw.value(0)
+    lo, hi = lw.attr("min", -np.inf), lw.attr("max", np.inf)
+    if len(lw.node.input) > 1 and lw.node.input[1]:
+        lo = float(np.asarray(lw.const(1, "the minimum")).item())
+    if len(lw.node.input) > 2 and lw.node.input[2]:
+        hi = float(np.asarray(lw.const(2, "the maximum")).item())
+    lw.bind(_Clipped(x, float(lo), float(hi)))
+
+
+def _unclipped(lw: _Lowering, zero: int) -> str:
+    """The input of a sign; a Clip in front of it is dropped where it cannot change the sign:
+    lo < 0 < hi (for a sign that maps 0 to +1, lo < 0 <= hi)."""
+    v = lw.values.get(lw.node.input[0])
+    if not isinstance(v, _Clipped):
+        return lw.value(0)
+    if v.lo < 0 and (v.hi > 0 or (zero == 1 and v.hi == 0)):
+        return v.x
+    raise lw.fail(f"Clip to [{number(v.lo)}, {number(v.hi)}] in front of a sign changes the sign of some "
+                  f"values; only clips with min < 0 < max are supported there")
+
+
+def _prelu(lw: _Lowering) -> None:
+    x = lw.value(0)
+    if isinstance(lw.type_of(x).elem, Real):
+        raise lw.fail(f"{lw.node.op_type} on float input data (before the first quantizer) is not supported")
+    if lw.node.op_type == "Relu":
+        slope = exact.fractions(np.float32(0))
+    elif lw.node.op_type == "LeakyRelu":
+        slope = exact.fractions(np.float32(lw.attr("alpha", 0.01)))
+    else:
+        slope = lw.channel_param(lw.const(1, "the slope"), x)
+    if is_integer(lw.type_of(x).elem) and all(v == 1 for v in np.ravel(slope)):
+        return lw.bind(x)
+    lw.bind(lw.emit(PReLU, [x], slope=slope))
+
+
+def _average(lw: _Lowering, x: str, kernel: tuple[int, int], stride: tuple[int, int]) -> str:
+    total = lw.emit(SumPool, [x], f"{lw.node.output[0]}_sum", kernel=kernel, stride=stride)
+    return lw.emit(Affine, [total], scale=np.asarray(Fraction(1, kernel[0] * kernel[1]), dtype=object),
+                   bias=np.asarray(Fraction(0), dtype=object))
+
+
+def _global_average_pool(lw: _Lowering) -> None:
+    x = lw.value(0)
+    shape = lw.type_of(x).shape
+    if len(shape) != 3:
+        raise lw.fail(f"GlobalAveragePool expects an N x C x H x W map, got {shape} per sample")
+    lw.bind(_average(lw, x, shape[1:], shape[1:]))
+
+
+def _average_pool(lw: _Lowering) -> None:
+    x = lw.value(0)
+    if any(lw.window_attr("pads", [0, 0, 0, 0], 0)) or lw.attr("ceil_mode", 0) \
+            or any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
+        raise lw.fail("AveragePool with padding, ceil_mode or dilation is not supported")
+    if len(lw.type_of(x).shape) != 3:
+        raise lw.fail(f"AveragePool expects an N x C x H x W map, got {lw.type_of(x).shape} per sample")
+    kernel = tuple(lw.window_attr("kernel_shape", [], 1))
+    lw.bind(_average(lw, x, kernel, tuple(lw.window_attr("strides", list(kernel), 1))))
+
+
+def _reduce_mean(lw: _Lowering) -> None:
+    x = lw.value(0)
+    shape = lw.type_of(x).shape
+    axes = lw.attr("axes")
+    if axes is None and len(lw.node.input) > 1 and lw.node.input[1]:
+        axes = lw.const_ints(1, "the axes")
+    if len(shape) != 3 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
+        raise lw.fail(f"ReduceMean is supported over the two spatial axes of an N x C x H x W map "
+                      f"(axes {axes} of a {shape} map)")
+    mean = _average(lw, x, shape[1:], shape[1:])
+    lw.bind(mean if lw.attr("keepdims", 1) else lw.emit(Reshape, [mean], shape=(shape[0],)))
 
 
 def _integer_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -709,15 +854,25 @@ LOWERINGS = {
     "Quant": _quant, "BipolarQuant": _bipolar_quant, "Sign": _sign, "MultiThreshold": _multithreshold,
     "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
     "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith, "Pow": _arith,
-    "GreaterOrEqual": _greater_or_equal, "Where": _where, "ArgMax": _argmax,
+    "GreaterOrEqual": _compare, "Greater": _compare, "Less": _compare, "LessOrEqual": _compare,
+    "Where": _where, "ArgMax": _argmax, "Clip": _clip,
+    "Relu": _prelu, "LeakyRelu": _prelu, "PRelu": _prelu,
+    "GlobalAveragePool": _global_average_pool, "AveragePool": _average_pool, "ReduceMean": _reduce_mean,
     "Conv": _conv, "Pad": _pad, "MaxPool": _maxpool, "Transpose": _transpose, "Softmax": _softmax,
 }
 
 
-def lower(model: onnx.ModelProto, name: str = "model") -> Graph:
-    """The IR of a loaded model; BnncError names the node for anything unsupported."""
-    return _Lowering(model, name).run()
+def lower(model: onnx.ModelProto, name: str = "model", weight_bits: int = 0) -> Graph:
+    """The IR of a loaded model; BnncError names the node for anything unsupported.
+    weight_bits: round weights that are not a scale times integers to this many bits (0: refuse)."""
+    return lower_with_notes(model, name, weight_bits)[0]
 
 
-def import_onnx(path: str | Path) -> Graph:
-    return lower(load_model(path), Path(path).stem)
+def lower_with_notes(model: onnx.ModelProto, name: str = "model", weight_bits: int = 0) -> tuple[Graph, list[str]]:
+    """lower(), and one note per weight layer that weight_bits rounded (what it changed)."""
+    lowering = _Lowering(model, name, weight_bits)
+    return lowering.run(), lowering.weight_notes
+
+
+def import_onnx(path: str | Path, weight_bits: int = 0) -> Graph:
+    return lower(load_model(path), Path(path).stem, weight_bits)

@@ -4,7 +4,8 @@ Every float32 is an integer times a power of two, so each row of a weight matrix
 greatest common divisor g (a rational); the row is g times integers. A binary row (+-s) gives
 +-1, a ternary one (0 and +-s) -1/0/+1, a 2-bit Brevitas row s * {-2..1}, and so on. bnnc takes
 rows whose integers fit in MAX_BITS-bit two's complement; anything else (e.g. float weights
-that no quantizer produced) is refused, never quantized here.
+that no quantizer produced) is refused -- unless the user opts in to `quantize_rows`, which rounds
+each row to a scale times `bits`-bit integers and says how far the weights moved.
 """
 from __future__ import annotations
 
@@ -59,3 +60,29 @@ def integer_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _witnesses(mag: np.ndarray, nz: np.ndarray) -> tuple[int, int]:
     """The smallest and the largest nonzero magnitude of a row: together they need the bits."""
     return int(nz[np.argmin(mag[nz])]), int(nz[np.argmax(mag[nz])])
+
+
+def quantize_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(C, K) float weights -> (ints, Fraction scales, largest |w - scale * int|): per output
+    channel, symmetric, scale = max|w| / (2**(bits-1) - 1), round half to even, then reduced by
+    the row's common divisor -- so rows that are +-s up to float rounding (XNOR-Net's
+    `w + (s*sign(w) - w).detach()`) come out binary. bits=1 binarizes: sign(w) * mean|w|."""
+    w = np.asarray(w, dtype=np.float64)
+    ints = np.zeros(w.shape, dtype=np.int64)
+    scales = np.empty(w.shape[0], dtype=object)
+    for c, row in enumerate(w):
+        peak = float(np.abs(row).max())
+        if peak == 0:
+            scales[c] = Fraction(1)
+            continue
+        if bits == 1:
+            ints[c] = np.where(row >= 0, 1, -1)
+            scales[c] = Fraction(float(np.float32(np.abs(row).mean())))
+            continue
+        top = (1 << (bits - 1)) - 1
+        scale = Fraction(peak) / top
+        n = np.rint(row / float(scale)).astype(np.int64)
+        g = int(np.gcd.reduce(np.abs(n))) or 1
+        ints[c], scales[c] = n // g, scale * g
+    moved = float(np.abs(w - np.array([float(s) for s in scales])[:, None] * ints).max(initial=0.0))
+    return ints.astype(np.int8), scales, moved

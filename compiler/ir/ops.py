@@ -351,6 +351,8 @@ class Conv(_Weighted, Op):
         if not is_integer(x.elem):
             return TensorType(Exact(), (o, oh, ow))
         span = c * kh * kw * max(abs(x.elem.lo), abs(x.elem.hi), abs(self.pad_value)) * self.largest_weight
+        if isinstance(x.elem, Fixed):
+            return TensorType(Fixed(int_for_range(-span, span).bits, x.elem.frac), (o, oh, ow))
         return TensorType(int_for_range(-span, span), (o, oh, ow))
 
     def attributes(self):
@@ -416,12 +418,16 @@ class Softmax(Op):
 
 @dataclass(frozen=True, eq=False)
 class FixedAffine(Op):
-    """q[c] = x[c] * mult[c] + bias[c], read as q * 2**-frac (x's own frac bits included)."""
+    """q[c] = floor((x[c] * m[c] + bias[c]) / 2**shift), read as q * 2**-frac, where m is `mult`,
+    or `neg_mult` where x < 0 (a PReLU's slope). x's own frac bits are included in m; the shift
+    drops low bits (bias carries the half that makes it round to nearest)."""
 
     mult: np.ndarray  # (C,) int64
     bias: np.ndarray  # (C,) int64
     frac: int
-    error_bound: float  # max |q * 2**-frac - exact affine| over the input range, stated for users
+    error_bound: float  # max |q * 2**-frac - exact value| over the input range, stated for users
+    shift: int = 0
+    neg_mult: np.ndarray | None = None  # (C,) int64; None: mult for every x
 
     kind = "fixed_affine"
 
@@ -429,13 +435,109 @@ class FixedAffine(Op):
         (x,) = inputs
         if not isinstance(x.elem, (Int, Fixed)):
             raise _fail(self, f"expects an integer input, got {x}")
-        ends = [x.elem.lo * self.mult, x.elem.hi * self.mult]
-        lo = int(np.minimum(*ends).min() + self.bias.min())
-        hi = int(np.maximum(*ends).max() + self.bias.max())
+        neg = self.mult if self.neg_mult is None else self.neg_mult
+        ends = [min(x.elem.lo, 0) * neg, max(x.elem.hi, 0) * self.mult, min(x.elem.hi, -1) * neg,
+                max(x.elem.lo, 0) * self.mult]
+        lo = (int(np.minimum.reduce(ends).min() + self.bias.min())) >> self.shift
+        hi = (int(np.maximum.reduce(ends).max() + self.bias.max())) >> self.shift
         return TensorType(Fixed(int_for_range(min(lo, -1), hi).bits, self.frac), x.shape)
 
     def attributes(self):
-        return {"mult": self.mult, "bias": self.bias, "frac": self.frac, "error_bound": self.error_bound}
+        extra = {"shift": self.shift} if self.shift else {}
+        if self.neg_mult is not None:
+            extra["neg_mult"] = self.neg_mult
+        return {"mult": self.mult, "bias": self.bias, "frac": self.frac, "error_bound": self.error_bound, **extra}
+
+
+def _frac(elem: Element) -> int:
+    return elem.frac if isinstance(elem, Fixed) else 0
+
+
+def _integer_result(lo: int, hi: int, frac: int, fixed: bool) -> Element:
+    """The type of an exact integer result in [lo, hi] whose code has `frac` fraction bits."""
+    if fixed or frac:
+        return Fixed(int_for_range(min(lo, -1), hi).bits, frac)
+    return int_for_range(lo, hi)
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Op):
+    """y = a * 2**shifts[0] + b * 2**shifts[1], element by element: a residual shortcut. On exact
+    values the shifts are 0; on fixed-point codes they line up the two binary points (exact)."""
+
+    shifts: tuple[int, int] = (0, 0)
+
+    kind = "add"
+
+    def result_type(self, inputs):
+        a, b = inputs
+        if a.shape != b.shape:
+            raise _fail(self, f"adds {a} and {b}: the shapes differ")
+        if not (is_integer(a.elem) and is_integer(b.elem)):
+            if any(self.shifts):
+                raise _fail(self, "shifts need integer (fixed-point) inputs")
+            return TensorType(Exact(), a.shape)
+        fa, fb = _frac(a.elem) + self.shifts[0], _frac(b.elem) + self.shifts[1]
+        if fa != fb:
+            raise _fail(self, f"the binary points of {a} and {b} do not line up (shifts {self.shifts})")
+        lo = (a.elem.lo << self.shifts[0]) + (b.elem.lo << self.shifts[1])
+        hi = (a.elem.hi << self.shifts[0]) + (b.elem.hi << self.shifts[1])
+        return TensorType(_integer_result(lo, hi, fa, isinstance(a.elem, Fixed) or isinstance(b.elem, Fixed)), a.shape)
+
+    def attributes(self):
+        return {"shifts": self.shifts} if any(self.shifts) else {}
+
+
+@dataclass(frozen=True, eq=False)
+class SumPool(Op):
+    """y[c, i, j] = the sum of x over a kernel window (stride, no padding). Average pooling and
+    global average pooling are this sum followed by an exact affine (the division), so the
+    division can fold into what follows like any other scale."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+
+    kind = "sum_pool"
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        return (h - self.kernel[0]) // self.stride[0] + 1, (w - self.kernel[1]) // self.stride[1] + 1
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if len(x.shape) != 3:
+            raise _fail(self, f"expects a C x H x W map, got {x}")
+        oh, ow = self.out_hw(*x.shape[1:])
+        if oh < 1 or ow < 1:
+            raise _fail(self, f"window {self.kernel} does not fit {x}")
+        shape = (x.shape[0], oh, ow)
+        if not is_integer(x.elem):
+            return TensorType(Exact(), shape)
+        k = self.kernel[0] * self.kernel[1]
+        return TensorType(_integer_result(k * x.elem.lo, k * x.elem.hi, _frac(x.elem), isinstance(x.elem, Fixed)), shape)
+
+    def attributes(self):
+        return {"kernel": self.kernel, "stride": self.stride}
+
+
+@dataclass(frozen=True, eq=False)
+class PReLU(Op):
+    """y = x where x >= 0, slope * x where x < 0 (per channel, exact slopes); ReLU has slope 0."""
+
+    slope: np.ndarray  # () or (C,), Fractions
+
+    kind = "prelu"
+
+    def __post_init__(self):
+        object.__setattr__(self, "slope", np.asarray(self.slope, dtype=object))
+
+    def result_type(self, inputs):
+        (x,) = inputs
+        if self.slope.ndim > 1 or (self.slope.ndim == 1 and self.slope.shape[0] not in (1, x.shape[0])):
+            raise _fail(self, f"slope of shape {self.slope.shape} does not fit {x}")
+        return TensorType(Exact(), x.shape)
+
+    def attributes(self):
+        return {"slope": self.slope}
 
 
 @dataclass(frozen=True, eq=False)

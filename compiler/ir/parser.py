@@ -266,7 +266,7 @@ def _field_value(sc: _Scanner, kind: str, field: dataclasses.Field, value, pos: 
     def wrong(what: str) -> ParseError:
         return sc.error(f"{kind}: {field.name} must be {what}, not {value!r}"[:200], pos)
 
-    if want == "np.ndarray":
+    if want in ("np.ndarray", "np.ndarray | None"):
         if not isinstance(value, np.ndarray):
             raise wrong("an array like i64[2] [1, 2]")
     elif want == "int":

@@ -1,4 +1,7 @@
-"""fold-fixed-point: the exact affine left on the scores becomes a fixed-point multiply-add.
+"""fold-fixed-point: the exact affine left on the scores becomes a fixed-point multiply-add;
+values that flow on between layers (residual shortcuts, PReLU, ...) become fixed point first
+(qfx.py), with `frac` fraction bits -- given, or the fewest (from 8) for which every calibration
+sample keeps the exact model's prediction (16 without samples).
 
 y[c] = a[c] * acc[c] + b[c] with rational a, b becomes q[c] = acc[c] * m[c] + n[c], read as
 q * 2**-f, with m = round(a * 2**f) and n = round(b * 2**f). When every a and b is a multiple of
@@ -14,13 +17,18 @@ from fractions import Fraction
 
 import numpy as np
 
+from .. import interp
 from ..ir import exact
 from ..ir.graph import Graph
-from ..ir.ops import Affine, ArgMax, FixedAffine, Softmax
+from ..ir.ops import Affine, FixedAffine
 from ..ir.types import Fixed, Int
-from .manager import Pass, PassError, register
+from . import qfx
+from .fold_thresholds import FoldThresholds
+from .manager import Pass, PassError, exact_outputs, register
 
 MAX_FRAC = 48
+DEFAULT_FRAC = 16  # fraction bits of values that flow on, without calibration samples
+MAX_FLOW_FRAC = 32
 
 
 def _round(x: Fraction) -> int:
@@ -49,19 +57,41 @@ def choose_frac(a: list[Fraction], b: list[Fraction], acc_max: int, rel_error: F
 class FoldFixedPoint(Pass):
     name = "fold-fixed-point"
     rel_error: int = 1  # allowed error, in millionths of the largest possible score
+    frac: int = 0  # fraction bits of values that flow on between layers; 0: choose
+    calibrate: str = ""  # samples (.npy) to choose `frac` with (the CLI's --calibrate)
 
     def run(self, graph: Graph) -> Graph:
+        error: dict[str, float] = {}
+        if qfx.flows_on(graph):
+            frac = self.frac or self._chosen_frac(graph)
+            graph, error = qfx.to_fixed(graph, frac)
+            graph = FoldThresholds().run(graph)
         ops = []
         for op in graph.ops:
-            ops.append(self._fold(graph, op) if isinstance(op, Affine) else op)
+            ops.append(self._fold(graph, op, error.get(op.inputs[0], 0.0)) if isinstance(op, Affine) else op)
         return graph.with_ops(ops)
 
-    def _final(self, graph: Graph, value: str) -> bool:
-        return all(isinstance(c, (ArgMax, Softmax)) for c in graph.consumers(value))
+    def _chosen_frac(self, graph: Graph) -> int:
+        """The fewest fraction bits for which every calibration sample's outputs lie within the
+        stated bound of the exact graph's (so no sign flipped where it mattered)."""
+        if not self.calibrate:
+            return DEFAULT_FRAC
+        samples = {graph.inputs[0][0]: np.load(self.calibrate, allow_pickle=False).astype(np.float32)}
+        want = exact_outputs(graph, interp.run(graph, samples))
+        for frac in range(8, MAX_FLOW_FRAC + 1, 2):
+            fixed = self.run_with(graph, frac)
+            got = exact_outputs(fixed, interp.run(fixed, samples))
+            bound = Fraction(output_bound(fixed))
+            if all(np.all(np.abs(np.asarray(a - b, dtype=object)) <= bound) for a, b in zip(want, got)):
+                return frac
+        return MAX_FLOW_FRAC
 
-    def _fold(self, graph: Graph, op: Affine):
+    def run_with(self, graph: Graph, frac: int) -> Graph:
+        return FoldFixedPoint(rel_error=self.rel_error, frac=frac).run(graph)
+
+    def _fold(self, graph: Graph, op: Affine, in_error: float = 0.0):
         elem = graph.types[op.inputs[0]].elem
-        if not isinstance(elem, (Int, Fixed)) or not self._final(graph, op.out):
+        if not isinstance(elem, (Int, Fixed)) or not qfx.final(graph, op.out):
             return op
         channels = graph.types[op.out].shape[0]
         in_frac = elem.frac if isinstance(elem, Fixed) else 0
@@ -80,10 +110,22 @@ class FoldFixedPoint(Pass):
             mult, bias = (exact.int64_array(_round(x * unit) for x in p) for p in (a, b))
         except exact.RangeError as exc:
             raise PassError(f"{op.kind} from ONNX node '{op.origin}': scale or bias {exc}") from None
-        return FixedAffine(op.out, op.inputs, mult=mult, bias=bias, frac=frac, error_bound=float(err), origin=op.origin)
+        gain = max(abs(float(v)) for v in np.ravel(op.scale))
+        return FixedAffine(op.out, op.inputs, mult=mult, bias=bias, frac=frac, error_bound=float(err) + gain * in_error,
+                           origin=op.origin)
 
     def max_error(self, before: Graph, after: Graph) -> float:
-        return max((op.error_bound for op in after.ops if isinstance(op, FixedAffine)), default=0.0)
+        if qfx.flows_on(before):  # a sign after a rounded value may flip: report, do not judge
+            return float("inf")
+        return output_bound(after)
+
+
+def output_bound(graph: Graph) -> float:
+    """The stated error bound of the scores (0 when exact); with values that flow on in fixed
+    point, it holds while no sign or threshold behind a rounded value flips."""
+    return max((op.error_bound for op in graph.ops if isinstance(op, FixedAffine) and qfx.final(graph, op.out)),
+               default=0.0)
+
 
 
 @register
@@ -114,8 +156,6 @@ class QuantizeInputs(Pass):
             op = readers[0]
             raise PassError(f"{op.kind} from ONNX node '{op.origin}' reads float data with no quantizer in "
                             f"the model; give calibration samples (--calibrate X.npy) to choose its fixed-point format")
-        from .. import interp
-
         samples = np.load(self.calibrate, allow_pickle=False).astype(np.float32)
         env = interp.run(graph, {graph.inputs[0][0]: samples}, trace=True)
         ops = list(graph.ops)

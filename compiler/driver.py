@@ -17,7 +17,7 @@ import onnx
 from . import interp
 from .diagnostics import BnncError, quote
 from .frontend.load import load_model
-from .frontend.onnx import lower_with_notes
+from .frontend.onnx import lower, lower_with_notes  # noqa: F401  (driver.lower: used by the CLI and API)
 from .ir.graph import Graph
 from .ir.ops import IRError, Quantize, weight_kind
 from .ir.printer import print_graph
@@ -56,6 +56,7 @@ class Compiled:
     output_shape: tuple[int, ...]
     source_path: Path
     design: object = field(default=None)
+    weight_notes: list = field(default_factory=list)  # layers whose float weights --quantize-weights rounded
 
 
 def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
@@ -120,7 +121,8 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
             graph, _ = run_pipeline(graph, [p], feeds, after_each)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
-    return Compiled(model, source, graph, stages, options, _output_shape(model, source), Path(model_path))
+    return Compiled(model, source, graph, stages, options, _output_shape(model, source), Path(model_path),
+                    weight_notes=notes)
 
 
 def _reuse_groups(graph: Graph, fold: str) -> tuple:

@@ -22,7 +22,21 @@ import numpy as np
 
 from .. import interp
 from ..ir.graph import Graph
-from ..ir.ops import ArgMax, Conv, Dense, FixedAffine, IRError, Pool, Reshape, Reuse, Threshold, Transpose, weight_element
+from ..ir.ops import (
+    Add,
+    ArgMax,
+    Conv,
+    Dense,
+    FixedAffine,
+    IRError,
+    Pool,
+    Reshape,
+    Reuse,
+    SumPool,
+    Threshold,
+    Transpose,
+    weight_element,
+)
 from ..ir.types import Bipolar, Element, is_integer
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
@@ -219,6 +233,11 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
             i += 1
             continue
         if not isinstance(op, (Dense, Conv)) or (isinstance(op, Conv) and layout):
+            if _flows_in_fixed_point(graph):
+                raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): the Verilog and HLS backends do "
+                              f"not build fixed-point values between layers yet (residual adds, PReLU, average "
+                              f"pools, BatchNorm on a non-binary path); the compiled IR runs in the interpreter: "
+                              f"`bnnc verify MODEL --inputs X.npy --backends ''` or `bnnc inspect MODEL`")
             raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
                           f"mapping here; run the default pipeline first")
         if not is_integer(graph.types[op.inputs[0]].elem):
@@ -236,6 +255,13 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
                   layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
                   in_order="hwc" if hwc else "flat")
+
+
+def _flows_in_fixed_point(graph: Graph) -> bool:
+    """The graph carries fixed-point values between layers (what fold-fixed-point's QFX part
+    makes): anything but a weight layer's own fused post-processing."""
+    return any(isinstance(op, (Add, SumPool)) or (isinstance(op, FixedAffine) and (op.shift or op.neg_mult is not None))
+               for op in graph.ops)
 
 
 def _divisors(n: int) -> list[int]:

@@ -672,7 +672,7 @@ def _unclipped(lw: _Lowering, zero: int) -> str:
         return lw.value(0)
     if v.lo < 0 and (v.hi > 0 or (zero == 1 and v.hi == 0)):
         return v.x
-    raise lw.fail(f"Clip to [{number(v.lo)}, {number(v.hi)}] in front of a sign changes the sign of some "
+    raise lw.fail(f"Clip to [{v.lo:g}, {v.hi:g}] in front of a sign changes the sign of some "
                   f"values; only clips with min < 0 < max are supported there")
 
 

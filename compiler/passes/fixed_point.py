@@ -1,7 +1,8 @@
 """fold-fixed-point: the exact affine left on the scores becomes a fixed-point multiply-add;
 values that flow on between layers (residual shortcuts, PReLU, ...) become fixed point first
-(qfx.py), with `frac` fraction bits -- given, or the fewest (from 8) for which every calibration
-sample keeps the exact model's prediction (16 without samples).
+(qfx.py), with `frac` fraction bits -- given, or the fewest (from 8) whose stated bound is within
+`flow_error` of the largest calibrated score and holds on every calibration sample (16 without
+samples).
 
 y[c] = a[c] * acc[c] + b[c] with rational a, b becomes q[c] = acc[c] * m[c] + n[c], read as
 q * 2**-f, with m = round(a * 2**f) and n = round(b * 2**f). When every a and b is a multiple of
@@ -59,6 +60,7 @@ class FoldFixedPoint(Pass):
     rel_error: int = 1  # allowed error, in millionths of the largest possible score
     frac: int = 0  # fraction bits of values that flow on between layers; 0: choose
     calibrate: str = ""  # samples (.npy) to choose `frac` with (the CLI's --calibrate)
+    flow_error: int = 1000  # with samples: allowed bound, in millionths of the largest calibrated score
 
     def run(self, graph: Graph) -> Graph:
         error: dict[str, float] = {}
@@ -72,22 +74,26 @@ class FoldFixedPoint(Pass):
         return graph.with_ops(ops)
 
     def _chosen_frac(self, graph: Graph) -> int:
-        """The fewest fraction bits for which every calibration sample's outputs lie within the
-        stated bound of the exact graph's (so no sign flipped where it mattered)."""
+        """The fewest fraction bits whose stated bound is at most `flow_error` millionths of the
+        largest calibrated score and for which every calibration sample's outputs lie within
+        that bound of the exact graph's (so no sign flipped where it mattered)."""
         if not self.calibrate:
             return DEFAULT_FRAC
         samples = {graph.inputs[0][0]: np.load(self.calibrate, allow_pickle=False).astype(np.float32)}
         want = exact_outputs(graph, interp.run(graph, samples))
+        peak = max(float(np.max(np.abs(np.asarray(w, dtype=np.float64)), initial=0.0)) for w in want) or 1.0
         for frac in range(8, MAX_FLOW_FRAC + 1, 2):
             fixed = self.run_with(graph, frac)
-            got = exact_outputs(fixed, interp.run(fixed, samples))
             bound = Fraction(output_bound(fixed))
+            if bound > Fraction(peak) * Fraction(self.flow_error, 10**6):
+                continue
+            got = exact_outputs(fixed, interp.run(fixed, samples))
             if all(np.all(np.abs(np.asarray(a - b, dtype=object)) <= bound) for a, b in zip(want, got)):
                 return frac
         return MAX_FLOW_FRAC
 
     def run_with(self, graph: Graph, frac: int) -> Graph:
-        return FoldFixedPoint(rel_error=self.rel_error, frac=frac).run(graph)
+        return FoldFixedPoint(rel_error=self.rel_error, frac=frac, flow_error=self.flow_error).run(graph)
 
     def _fold(self, graph: Graph, op: Affine, in_error: float = 0.0):
         elem = graph.types[op.inputs[0]].elem

@@ -1,0 +1,182 @@
+"""Residual BNNs with full-precision stem and head (Bi-Real Net, ReActNet) and the layers around
+binary ones (Hardtanh, GAP/AveragePool/ReduceMean heads, bias, PReLU): imported from torch
+exports, folded to fixed point by fold-fixed-point (QFX), and checked against onnxruntime on
+digits-sized inputs. The Verilog/HLS backends do not build fixed-point values between layers
+yet; that refusal is tested here too."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import bnnc
+import numpy as np
+import onnx
+import pytest
+import torch
+from bnnc import driver
+from bnnc.diagnostics import BnncError
+from bnnc.frontend.weights import quantize_rows
+from bnnc.ir.ops import Add, FixedAffine, PReLU, SumPool
+from bnnc.ir.printer import print_graph
+from sklearn.datasets import load_digits
+
+from tests.models import residual as R
+
+DIGITS = load_digits().images.astype(np.float32)[:, None] / 16.0  # multiples of 1/16 in [0, 1]
+
+
+def _inputs(kind: str) -> torch.Tensor:
+    x = torch.from_numpy(DIGITS[:256])
+    return x.reshape(len(x), -1) if kind == "mlp" else x
+
+
+MODELS = {
+    "bireal": lambda: R.bireal_net(),
+    "bireal-approxsign": lambda: R.bireal_net(approx=True),
+    "reactnet": lambda: R.reactnet(),
+    "hardtanh-mlp": lambda: R.HardtanhSignMLP(),
+    "gap-head": lambda: R.PoolHeadNet("gap"),
+    "reducemean-head": lambda: R.PoolHeadNet("mean"),
+    "avgpool": lambda: R.PoolHeadNet("avgpool"),
+}
+
+
+def _export(tmp_path, kind: str, dynamo: bool = False, grid: bool = True) -> tuple[str, str]:
+    x = _inputs("mlp" if kind == "hardtanh-mlp" else kind)
+    model = R.calibrated(MODELS[kind](), x, grid=grid)
+    path = R.export(model, tmp_path / f"{kind}.onnx", x, dynamo=dynamo)
+    samples = tmp_path / "x.npy"
+    np.save(samples, x[:48].numpy())
+    return path, str(samples)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_exact_within_the_stated_bound(tmp_path, kind):
+    """Full-precision layers on an 8-bit grid are taken exactly; the binary ones as the papers
+    write them (+-s up to float32 rounding) need --quantize-weights, which makes them binary
+    again (the weights move by one float32 ulp). The fixed-point IR then matches the original
+    within its stated bound on every calibration sample."""
+    path, samples = _export(tmp_path, kind)
+    x = np.load(samples)
+    check = bnnc.verify(path, x, backends=(), calibrate=samples, quantize_weights=8)
+    ref = check.rows[0]
+    assert ref.argmax_agreement == len(x)
+    # the one change --quantize-weights made is float32 rounding of +-s: far below the bound
+    stated = driver.error_bound(driver.compile_model(path, driver.Options(calibrate=samples, quantize_weights=8)).graph)
+    assert 0 < stated < 0.01 * float(np.abs(check.original).max())  # a small fraction of the scores
+    assert ref.max_error <= stated + 1e-5 * max(1.0, float(np.abs(check.original).max()))
+
+
+def test_bireal_graph_has_fixed_point_shortcuts(tmp_path):
+    path, samples = _export(tmp_path, "bireal")
+    graph = driver.compile_model(path, driver.Options(calibrate=samples, quantize_weights=8)).graph
+    kinds = {type(op) for op in graph.ops}
+    assert {Add, SumPool, FixedAffine} <= kinds
+    adds = [op for op in graph.ops if isinstance(op, Add)]
+    assert len(adds) == 3  # one shortcut per block
+    # the stride-2 block's shortcut averages 2x2: an exact division (two more fraction bits), so
+    # the add lines up binary points by shifting, never by rounding
+    assert any(any(op.shifts) for op in adds)
+    text = print_graph(graph)
+    assert "sum_pool" in text and " add " in text
+
+
+def test_reactnet_prelu_becomes_fixed_point(tmp_path):
+    path, samples = _export(tmp_path, "reactnet")
+    source = driver.compile_model(path, driver.Options(pipeline="fold-constants", quantize_weights=8)).graph
+    assert any(isinstance(op, PReLU) for op in source.ops)
+    graph = driver.compile_model(path, driver.Options(calibrate=samples, quantize_weights=8)).graph
+    prelus = [op for op in graph.ops if isinstance(op, FixedAffine) and op.neg_mult is not None]
+    assert len(prelus) == 2 and all(op.shift > 0 for op in prelus)  # RPReLU slope 0.25 on codes
+
+
+@pytest.mark.parametrize("kind", ["bireal", "gap-head"])
+def test_dynamo_exports_compile(tmp_path, kind):
+    """The dynamo exporter fuses each BatchNorm into the conv before it, so the stem's weights are
+    no longer on a grid: --quantize-weights rounds them, the table says there is no bound, and
+    the reference still agrees with the original's class on most samples."""
+    path, samples = _export(tmp_path, kind, dynamo=True)
+    x = np.load(samples)
+    check = bnnc.verify(path, x, backends=(), calibrate=samples, quantize_weights=8)
+    assert check.bound == float("inf") and "no output bound" in check.table()
+    assert check.rows[0].argmax_agreement >= 0.75 * len(x)
+
+
+def test_near_binary_weights_are_refused_with_the_reason(tmp_path):
+    path, _ = _export(tmp_path, "bireal")
+    with pytest.raises(BnncError, match="equal in magnitude up to float32 rounding.*--quantize-weights"):
+        driver.compile_model(path, driver.Options())
+
+
+def test_quantize_rows_binarizes_rows_that_are_binary_up_to_rounding():
+    s = np.float32(0.043708768)
+    w = np.array([[s, -s, np.nextafter(s, np.float32(1)), -np.nextafter(s, np.float32(0))]], dtype=np.float32)
+    ints, scales, moved = quantize_rows(w, 8)
+    assert ints.tolist() == [[1, -1, 1, -1]]
+    assert moved < 1e-8 and abs(float(scales[0]) - float(s)) < 1e-8
+    ints, _, moved = quantize_rows(np.array([[0.5, -0.25, 0.1]], np.float32), 4)
+    assert ints.tolist() == [[7, -4, 1]] or ints.tolist() == [[7, -3, 1]]
+    assert moved <= 0.5 / 7 / 2 + 1e-9  # half a step of the 4-bit grid
+
+
+def test_clip_that_changes_the_sign_is_refused(tmp_path):
+    class ReluSign(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.linear(torch.sign(torch.clamp(x, 0.0, 1.0)), torch.ones(3, 4))
+
+    path = str(tmp_path / "m.onnx")
+    torch.onnx.export(ReluSign(), (torch.zeros(1, 4),), path, opset_version=18)
+    with pytest.raises(BnncError, match=r"Clip to \[0, 1\] in front of a sign changes the sign"):
+        driver.compile_model(path, driver.Options())
+
+
+def test_backward_only_nodes_do_not_block_but_needed_ones_fail_by_name(tmp_path):
+    """An unsupported node whose value the output needs is reported as before (by node)."""
+    class Squares(torch.nn.Module):
+        def forward(self, x):
+            h = torch.sign(x)
+            return torch.nn.functional.linear(h * h, torch.ones(3, 4))  # Mul of two tensors
+
+    path = str(tmp_path / "m.onnx")
+    torch.onnx.export(Squares(), (torch.zeros(1, 4),), path, opset_version=18)
+    with pytest.raises(BnncError, match=r"\(Mul\): Mul of two tensors is only supported"):
+        driver.compile_model(path, driver.Options())
+
+
+def test_fixed_affine_rounds_to_the_nearest_code():
+    """q = floor((x*m + n) / 2**s) is within one unit of the exact a*x + b for every x (here:
+    every code of an 8-bit input), the bound the pass states."""
+    from bnnc import interp
+    from bnnc.ir.graph import Graph
+    from bnnc.ir.ops import Affine
+    from bnnc.ir.types import Int, TensorType
+    from bnnc.passes.qfx import to_fixed
+
+    a = np.array([Fraction(1, 3), Fraction(-7, 5)], dtype=object)
+    b = np.array([Fraction(2, 7), Fraction(0)], dtype=object)
+    ops = (Affine("y", ("x",), scale=a, bias=b), Add("z", ("y", "y")))
+    graph = Graph("g", (("x", TensorType(Int(8, True), (2,))),), ops, ("z",))
+    fixed, error = to_fixed(graph, frac=10)
+    x = np.stack([np.arange(-128, 128)] * 2, axis=1)
+    y = interp.run(fixed, {"x": x}, trace=True)["y"]
+    exact = [[(a[c] * int(v) + b[c]) * 1024 for c, v in enumerate(row)] for row in x]
+    worst = max(abs(Fraction(int(q)) - e) for qrow, erow in zip(y, exact) for q, e in zip(qrow, erow))
+    assert worst <= 1
+    assert error["y"] == pytest.approx(float(max(fixed.ops[0].error_bound, 0)))
+    assert error["z"] == pytest.approx(2 * error["y"])
+
+
+@pytest.mark.parametrize("kind", ["bireal", "avgpool"])
+def test_hardware_backends_refuse_fixed_point_flows_clearly(tmp_path, kind):
+    path, samples = _export(tmp_path, kind)
+    out = tmp_path / "build"
+    with pytest.raises(BnncError, match="do not build fixed-point values between layers yet"):
+        bnnc.compile(path, out, calibrate=samples, quantize_weights=8)
+    assert not out.exists()
+
+
+def test_hardtanh_mlp_builds_hardware(tmp_path):
+    """Sign(Hardtanh(x)) is Sign(x): the MLP is an ordinary binary MLP in hardware."""
+    path, samples = _export(tmp_path, "hardtanh-mlp")
+    assert "Clip" in {n.op_type for n in onnx.load(path).graph.node}
+    build = bnnc.compile(path, tmp_path / "build", calibrate=samples, target="all")
+    assert [layer["post"]["kind"] for layer in build.manifest["hardware"]["layers"]] == ["threshold", "affine"]

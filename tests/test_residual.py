@@ -19,6 +19,7 @@ from bnnc.ir.ops import Add, FixedAffine, PReLU, SumPool
 from bnnc.ir.printer import print_graph
 from sklearn.datasets import load_digits
 
+from sim.lint import lint
 from tests.models import residual as R
 
 DIGITS = load_digits().images.astype(np.float32)[:, None] / 16.0  # multiples of 1/16 in [0, 1]
@@ -165,13 +166,30 @@ def test_fixed_affine_rounds_to_the_nearest_code():
     assert error["z"] == pytest.approx(2 * error["y"])
 
 
-@pytest.mark.parametrize("kind", ["bireal", "avgpool"])
-def test_hardware_backends_refuse_fixed_point_flows_clearly(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["bireal", "reactnet"])
+def test_hardware_backends_refuse_residual_flows_clearly(tmp_path, kind):
     path, samples = _export(tmp_path, kind)
     out = tmp_path / "build"
     with pytest.raises(BnncError, match="do not build fixed-point values between layers yet"):
         bnnc.compile(path, out, calibrate=samples, quantize_weights=8)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["gap-head", "reducemean-head", "avgpool"])
+def test_fixed_point_chains_are_exact_in_rtl_and_hls(tmp_path, kind):
+    """A BN output that flows on in fixed point (rounding shift in the layer's affine), a sum pool
+    built as a 0/1-weight conv (global before the dense head, or 2x2 before a sign, whose exact
+    division folds into the sign's threshold): Verilog and HLS C simulation equal the
+    interpreter bit for bit, and the emitted RTL lints clean."""
+    path, samples = _export(tmp_path, kind)
+    x = np.load(samples)[:24]
+    check = bnnc.verify(path, x, backends=("rtl", "hls"), calibrate=samples, quantize_weights=8)
+    assert [row.equal_to_reference for row in check.rows] == [len(x)] * 3, check.table()
+    assert check.rows[0].argmax_agreement == len(x)
+    build = bnnc.compile(path, tmp_path / "build", calibrate=samples, quantize_weights=8)
+    layers = build.manifest["hardware"]["layers"]
+    assert any(layer["post"]["kind"] == "affine" for layer in layers[:-1])  # a fixed-point value flows on
+    assert lint(tmp_path / "build" / "rtl") == []
 
 
 def test_hardtanh_mlp_builds_hardware(tmp_path):

@@ -53,8 +53,9 @@ class Layer:
     acc_elem: Element  # type of the dot product sum_k x[k] * w[c, k]
     thresholds: np.ndarray | None = None  # (C, L) int64 on the dot product, ascending
     values: np.ndarray | None = None  # (C, L + 1) int64 output value per level
-    mult: np.ndarray | None = None  # (C,) int64: out = acc * mult + bias
+    mult: np.ndarray | None = None  # (C,) int64: out = floor((acc * mult + bias) / 2**shift)
     bias: np.ndarray | None = None
+    shift: int = 0
     pe: int = 1  # output channels computed in parallel (divides C)
     simd: int = 1  # inputs consumed per channel per clock (divides K)
     window: "Window | None" = None  # set for a conv layer
@@ -182,7 +183,10 @@ def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, 
         kwargs = dict(thresholds=np.broadcast_to(after.thresholds, (op.weights.shape[0], after.thresholds.shape[1])).copy(),
                       values=np.broadcast_to(after.values, (op.weights.shape[0], after.values.shape[1])).copy())
     elif isinstance(after, FixedAffine):
-        kwargs = dict(mult=after.mult, bias=after.bias)
+        if after.neg_mult is not None:
+            raise IRError(f"{after.kind} %{after.out} (from ONNX node '{after.origin}'): a PReLU after a weight layer "
+                          f"is not built by the Verilog and HLS backends yet")
+        kwargs = dict(mult=after.mult, bias=after.bias, shift=after.shift)
     out = after.out if kwargs else op.out
     in_elem = graph.types[op.inputs[0]].elem
     if isinstance(op, Conv):
@@ -201,9 +205,26 @@ def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, 
                  acc_elem=graph.types[op.out].elem, reuse=op.reuse, **kwargs)
 
 
+def sum_pools_as_convs(graph: Graph) -> Graph:
+    """A sum pool is the convolution whose weight is 1 from each channel to itself across the
+    window and 0 elsewhere: the same sums, exactly, built by the weight-layer unit (0/1 weights
+    multiply like ternary ones). A global one before a dense head is a conv over the whole map."""
+    ops = []
+    for op in graph.ops:
+        if isinstance(op, SumPool):
+            c = graph.types[op.inputs[0]].shape[0]
+            weights = np.zeros((c, c) + tuple(op.kernel), dtype=np.int8)
+            weights[np.arange(c), np.arange(c)] = 1
+            op = Conv(op.out, op.inputs, weights=weights, stride=op.stride, pads=(0, 0, 0, 0), pad_value=0,
+                      origin=op.origin)
+        ops.append(op)
+    return graph.with_ops(ops)
+
+
 def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
     """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
     (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
+    graph = sum_pools_as_convs(graph)
     device = [op for op in graph.ops if not graph.on_host(op)]
     if len(graph.outputs) != 1:
         raise IRError("hardware needs exactly one graph output")
@@ -260,8 +281,9 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
 def _flows_in_fixed_point(graph: Graph) -> bool:
     """The graph carries fixed-point values between layers (what fold-fixed-point's QFX part
     makes): anything but a weight layer's own fused post-processing."""
-    return any(isinstance(op, (Add, SumPool)) or (isinstance(op, FixedAffine) and (op.shift or op.neg_mult is not None))
-               for op in graph.ops)
+    from ..passes.qfx import final
+
+    return any(isinstance(op, Add) or (isinstance(op, FixedAffine) and not final(graph, op.out)) for op in graph.ops)
 
 
 def _divisors(n: int) -> list[int]:

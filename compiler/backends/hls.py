@@ -268,7 +268,8 @@ def layer_view(layer: Layer) -> LayerView:
         _check_affine_range(layer)
         activation = "affine"
         activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
-                           f"ap_int<{_signed_width(layer.bias)}>, {out_elem.width}>")
+                           f"ap_int<{_signed_width(layer.bias)}>, {out_elem.width}"
+                           f"{', ' + str(layer.shift) if layer.shift else ''}>")
         mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
         bias_lines = braced(by_pe(np.array(plan(layer).bias, dtype=object), pe), cpp_int)
         if pe > 1:

@@ -235,7 +235,8 @@ def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
                                f"the map; dot = 2P - inside, signed", **common)
         return Accumulator(width=max(int_for_range(-span, span + 1).bits, term_w),
                            note=f"dot product in [-{span}, {span}], signed", **common)
-    width = max(layer.out_elem.bits, term_w, 2)
+    # floor(y / 2**shift) modulo 2**out_bits needs y modulo 2**(out_bits + shift) only
+    width = max(layer.out_elem.bits + layer.shift, term_w, 2)
     what = {Mode.XNOR: "popcount P", Mode.MASKED: "popcount P (inside inputs)"}.get(mode, "dot product")
     return Accumulator(width=width, note=f"{what} modulo 2^{width}", **common)
 

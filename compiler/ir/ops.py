@@ -235,8 +235,12 @@ def binary(weights: np.ndarray) -> bool:
 
 
 def weight_element(weights: np.ndarray) -> Element:
-    """The narrowest element holding every weight: Bipolar (+-1), Ternary or an Int."""
-    return element_for_values(np.unique(weights).tolist() or [1])
+    """The narrowest element holding every weight: Bipolar (+-1), Ternary (also for 0/1 weights,
+    which hardware multiplies like ternary ones) or an Int."""
+    values = set(np.unique(weights).tolist()) or {1}
+    if values <= {0, 1}:
+        return Ternary()
+    return element_for_values(values)
 
 
 def weight_kind(weights: np.ndarray) -> str:

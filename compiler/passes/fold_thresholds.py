@@ -27,7 +27,7 @@ import numpy as np
 
 from ..ir import exact
 from ..ir.graph import Graph
-from ..ir.ops import Affine, Op, Pool, Sign, Threshold
+from ..ir.ops import Affine, FixedAffine, Op, Pool, Sign, Threshold
 from ..ir.types import Bipolar, Fixed, Int, Ternary
 from .manager import Pass, PassError, register
 
@@ -106,7 +106,7 @@ class FoldThresholds(Pass):
             if dropped is not None:
                 ops.remove(dropped)
             ops.append(new)
-        return _pools_after_thresholds(graph.with_ops(ops))
+        return _pools_after_thresholds(_through_fixed_affines(graph.with_ops(ops)))
 
     def _fold(self, graph: Graph, op: Op):
         """(affine op absorbed or None, integer Threshold) -- or None when op cannot fold here."""
@@ -142,6 +142,32 @@ class FoldThresholds(Pass):
             return None  # non-integer outputs: fold-constants factors a scale out first
         thresholds, values = simplify(np.array(rows_t, dtype=object), values, elem.lo, elem.hi)
         return aff, Threshold(op.out, (base,), thresholds=thresholds, values=values, origin=op.origin)
+
+
+def _through_fixed_affines(graph: Graph) -> Graph:
+    """threshold(fixed_affine(x)) -> threshold'(x): with y = floor((x*m + n) / 2**s),
+    y >= t  <=>  x*m + n >= t * 2**s, an exact affine threshold on the integer x (QFX leaves
+    these where an average pool's division sits in front of a sign)."""
+    ops = list(graph.ops)
+    for i, op in enumerate(graph.ops):
+        aff = graph.producer(op.inputs[0]) if isinstance(op, Threshold) and op.integer else None
+        if not (isinstance(aff, FixedAffine) and aff.neg_mult is None and len(graph.consumers(aff.out)) == 1
+                and aff.out not in graph.outputs):
+            continue
+        elem = graph.types[aff.inputs[0]].elem
+        channels = graph.types[aff.out].shape[0]
+        mult, bias = (_channel_params(np.asarray(p, dtype=object), channels) for p in (aff.mult, aff.bias))
+        rows_t, rows_v = [], []
+        for c in range(channels):
+            row, vrow = (c if op.thresholds.shape[0] > 1 else 0), (c if op.values.shape[0] > 1 else 0)
+            scaled = [int(t) << aff.shift for t in op.thresholds[row]]
+            t, v = _integer_rows(mult[c], bias[c], scaled, list(op.values[vrow]), (False,) * len(scaled))
+            rows_t.append(t)
+            rows_v.append(v)
+        thresholds, values = simplify(np.array(rows_t, dtype=object), np.array(rows_v, dtype=object), elem.lo, elem.hi)
+        ops[ops.index(aff)] = None
+        ops[i] = Threshold(op.out, aff.inputs, thresholds=thresholds, values=values, origin=op.origin)
+    return graph.with_ops([op for op in ops if op is not None])
 
 
 def _monotone(row: np.ndarray) -> int:

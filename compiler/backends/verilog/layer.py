@@ -77,7 +77,8 @@ class LayerView:
     lane_thr_w: int
     lane_code_w: int
     post_roms: tuple[Rom, ...]
-    drops_high_bits: bool  # affine result wider than the output code
+    drops_high_bits: bool  # affine result wider than the output code (above it)
+    shift: int  # affine: the output code is bits [shift +: out_bits] of the result (floor division)
     # masked layers: the window's pixels inside the map
     pixels: int
     pixel_channels: int
@@ -146,7 +147,8 @@ def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
     c, k = layer.out_count, layer.in_count
     if layer.post == "affine":
         mult, bias = list(plan(layer).mult), list(plan(layer).bias)
-        note = f"acc * mult + bias -> {layer.out_elem}"
+        formula = f"floor((acc * mult + bias) / 2^{layer.shift})" if layer.shift else "acc * mult + bias"
+        note = f"{formula} -> {layer.out_elem}"
     else:
         mult, bias = [1] * c, [0] * c
         note = f"the dot product itself -> {layer.out_elem}"
@@ -257,7 +259,8 @@ def layer_view(layer: Layer) -> LayerView:
         group_bits=group_bits, chunk_bits=chunk_bits,
         weights=_weight_rom(layer, lanes, group_bits, chunk_bits, lp.weight_bits), weight_bits=lp.weight_bits,
         post=post, post_note=post_note, levels=levels, lane_thr_w=lane_thr_w, lane_code_w=lane_code_w,
-        post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > out_bits,
+        post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > out_bits + layer.shift,
+        shift=layer.shift if post == "affine" else 0,
         pixels=pixels, pixel_channels=c_in, pixel_channels_lit=lit(c_in, acc_w) if c_in else "",
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,

@@ -30,10 +30,11 @@ struct ThresholdActivation {
   }
 };
 
-// Fixed-point affine: the output code is acc * mult[c] + bias[c] in OUT_W-bit two's complement
-// (the binary point is the design's, stated in the config header). Mult and Bias are ap_ints
-// sized by the compiler; the sum is exact before it is narrowed to OUT_W bits, where it fits.
-template <int PE, int NF, typename Mult, typename Bias, int OUT_W>
+// Fixed-point affine: the output code is floor((acc * mult[c] + bias[c]) / 2^SHIFT) in OUT_W-bit
+// two's complement (the binary point is the design's, stated in the config header). Mult and
+// Bias are ap_ints sized by the compiler; the sum is exact modulo 2^(OUT_W + SHIFT), which is all
+// the arithmetic shift and the narrowing to OUT_W bits read.
+template <int PE, int NF, typename Mult, typename Bias, int OUT_W, int SHIFT = 0>
 struct AffineActivation {
   static constexpr int out_width = OUT_W;
   Mult mult[PE][NF];
@@ -42,8 +43,8 @@ struct AffineActivation {
   template <int ACC_W>
   ap_uint<OUT_W> activate(int pe, int nf, const ap_int<ACC_W>& acc) const {
 #pragma HLS INLINE
-    const ap_int<OUT_W> y = acc * mult[pe][nf] + bias[pe][nf];
-    return ap_uint<OUT_W>(y);
+    const ap_int<OUT_W + SHIFT> y = acc * mult[pe][nf] + bias[pe][nf];
+    return ap_uint<OUT_W>(ap_int<OUT_W>(y >> SHIFT));
   }
 };
 

@@ -163,7 +163,7 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
     # Rounded weights (--quantize-weights) leave no bound on |y - original|; ties in the argmax
     # column are still judged with the fixed-point bound.
     stated = driver.error_bound(compiled.graph)
-    bound = float("inf") if compiled.weight_notes else stated
+    bound = float("inf") if compiled.weights_moved else stated
     ties = stated + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
     allowed = bound + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
     classes = original.reshape(n, -1).shape[1] > 1

@@ -56,7 +56,7 @@ class Compiled:
     output_shape: tuple[int, ...]
     source_path: Path
     design: object = field(default=None)
-    weight_notes: list = field(default_factory=list)  # layers whose float weights --quantize-weights rounded
+    weights_moved: bool = False  # --quantize-weights moved weights beyond float32 rounding: no output bound
 
 
 def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
@@ -91,7 +91,7 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
                   on_stage=None) -> Compiled:
     """Import and run the pipeline; with samples, every pass is checked by the interpreter."""
     model = load_model(model_path)
-    source, notes = lower_with_notes(model, Path(model_path).stem, options.quantize_weights)
+    source, notes, moved = lower_with_notes(model, Path(model_path).stem, options.quantize_weights)
     for note in notes:
         progress(note)
     feeds = None if samples is None else {source.inputs[0][0]: check_inputs(samples, source)}
@@ -122,7 +122,7 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
     return Compiled(model, source, graph, stages, options, _output_shape(model, source), Path(model_path),
-                    weight_notes=notes)
+                    weights_moved=moved)
 
 
 def _reuse_groups(graph: Graph, fold: str) -> tuple:

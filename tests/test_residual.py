@@ -111,10 +111,10 @@ def test_near_binary_weights_are_refused_with_the_reason(tmp_path):
 def test_quantize_rows_binarizes_rows_that_are_binary_up_to_rounding():
     s = np.float32(0.043708768)
     w = np.array([[s, -s, np.nextafter(s, np.float32(1)), -np.nextafter(s, np.float32(0))]], dtype=np.float32)
-    ints, scales, moved = quantize_rows(w, 8)
+    ints, scales, moved, relative = quantize_rows(w, 8)
     assert ints.tolist() == [[1, -1, 1, -1]]
-    assert moved < 1e-8 and abs(float(scales[0]) - float(s)) < 1e-8
-    ints, _, moved = quantize_rows(np.array([[0.5, -0.25, 0.1]], np.float32), 4)
+    assert moved < 1e-8 and relative < 2.0 ** -21 and abs(float(scales[0]) - float(s)) < 1e-8
+    ints, _, moved, _ = quantize_rows(np.array([[0.5, -0.25, 0.1]], np.float32), 4)
     assert ints.tolist() == [[7, -4, 1]] or ints.tolist() == [[7, -3, 1]]
     assert moved <= 0.5 / 7 / 2 + 1e-9  # half a step of the 4-bit grid
 

@@ -126,6 +126,7 @@ class _Lowering:
         self.model = model
         self.weight_bits = weight_bits  # 0: refuse weights that are not a scale times integers
         self.weight_notes: list[str] = []  # what quantizing weights changed, for the user
+        self.weights_moved = False  # by more than float32 rounding: no error bound is left
         self.name = _safe_name(name, set())
         self.consts: dict[str, np.ndarray] = {}
         self.values: dict[str, object] = {}  # ONNX tensor -> IR value name, or a symbolic _Sub/_Compare
@@ -474,9 +475,15 @@ def _integer_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return integer_rows(w)
     except NotIntegerWeights as bad:
         if lw.weight_bits:
-            ints, scales, moved = quantize_rows(w, lw.weight_bits)
+            ints, scales, moved, relative = quantize_rows(w, lw.weight_bits)
+            # Binary rows within float32 noise of +-s: the rounding of XNOR-Net's
+            # w + (s*sign(w) - w).detach(), a few ulps of the larger of |w| and s (the original
+            # carries that noise itself, and the verify tolerance covers it).
+            noise = bool(np.all(np.abs(ints) <= 1)) and relative <= 2.0 ** -16
             lw.weight_notes.append(f"{lw.label}: weights rounded to {lw.weight_bits}-bit integers times a scale "
-                                   f"per output channel; the largest weight moved by {moved:.3g}")
+                                   f"per output channel; the largest weight moved by {moved:.3g}"
+                                   f"{' (float32 rounding of the export)' if noise else ''}")
+            lw.weights_moved |= not noise
             return ints, scales
         c, (k1, k2) = bad.channel, bad.inputs
         a, b = w[c, k1], w[c, k2]
@@ -868,10 +875,11 @@ def lower(model: onnx.ModelProto, name: str = "model", weight_bits: int = 0) -> 
     return lower_with_notes(model, name, weight_bits)[0]
 
 
-def lower_with_notes(model: onnx.ModelProto, name: str = "model", weight_bits: int = 0) -> tuple[Graph, list[str]]:
-    """lower(), and one note per weight layer that weight_bits rounded (what it changed)."""
+def lower_with_notes(model: onnx.ModelProto, name: str = "model", weight_bits: int = 0) -> tuple[Graph, list[str], bool]:
+    """lower(), one note per weight layer that weight_bits rounded (what it changed), and whether
+    any moved by more than float32 rounding (then the model's outputs have no stated bound)."""
     lowering = _Lowering(model, name, weight_bits)
-    return lowering.run(), lowering.weight_notes
+    return lowering.run(), lowering.weight_notes, lowering.weights_moved
 
 
 def import_onnx(path: str | Path, weight_bits: int = 0) -> Graph:

@@ -62,8 +62,9 @@ def _witnesses(mag: np.ndarray, nz: np.ndarray) -> tuple[int, int]:
     return int(nz[np.argmin(mag[nz])]), int(nz[np.argmax(mag[nz])])
 
 
-def quantize_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(C, K) float weights -> (ints, Fraction scales, largest |w - scale * int|): per output
+def quantize_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(C, K) float weights -> (ints, Fraction scales, largest |w - scale * int|, the same relative
+    to its row's largest |w|): per output
     channel, symmetric, scale = max|w| / (2**(bits-1) - 1), round half to even, then reduced by
     the row's common divisor -- so rows that are +-s up to float rounding (XNOR-Net's
     `w + (s*sign(w) - w).detach()`) come out binary. bits=1 binarizes: sign(w) * mean|w|."""
@@ -84,5 +85,7 @@ def quantize_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, flo
         n = np.rint(row / float(scale)).astype(np.int64)
         g = int(np.gcd.reduce(np.abs(n))) or 1
         ints[c], scales[c] = n // g, scale * g
-    moved = float(np.abs(w - np.array([float(s) for s in scales])[:, None] * ints).max(initial=0.0))
-    return ints.astype(np.int8), scales, moved
+    change = np.abs(w - np.array([float(s) for s in scales])[:, None] * ints)
+    peaks = np.abs(w).max(axis=1, initial=0.0)
+    relative = float((change.max(axis=1, initial=0.0) / np.where(peaks > 0, peaks, 1.0)).max(initial=0.0))
+    return ints.astype(np.int8), scales, float(change.max(initial=0.0)), relative

@@ -439,11 +439,12 @@ class FixedAffine(Op):
         (x,) = inputs
         if not isinstance(x.elem, (Int, Fixed)):
             raise _fail(self, f"expects an integer input, got {x}")
-        neg = self.mult if self.neg_mult is None else self.neg_mult
-        ends = [min(x.elem.lo, 0) * neg, max(x.elem.hi, 0) * self.mult, min(x.elem.hi, -1) * neg,
-                max(x.elem.lo, 0) * self.mult]
-        lo = (int(np.minimum.reduce(ends).min() + self.bias.min())) >> self.shift
-        hi = (int(np.maximum.reduce(ends).max() + self.bias.max())) >> self.shift
+        mult = self.mult.astype(object)  # Python integers: the products may pass 2**63
+        neg = mult if self.neg_mult is None else self.neg_mult.astype(object)
+        ends = [min(x.elem.lo, 0) * neg, max(x.elem.hi, 0) * mult, min(x.elem.hi, -1) * neg,
+                max(x.elem.lo, 0) * mult]
+        lo = (int(min(v for e in ends for v in e)) + int(self.bias.min())) >> self.shift
+        hi = (int(max(v for e in ends for v in e)) + int(self.bias.max())) >> self.shift
         return TensorType(Fixed(int_for_range(min(lo, -1), hi).bits, self.frac), x.shape)
 
     def attributes(self):

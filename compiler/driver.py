@@ -358,6 +358,24 @@ def device_output(graph: Graph) -> str:
     return [op for op in graph.ops if not graph.on_host(op)][-1].out
 
 
+def warn_uncalibrated(graph: Graph, env: dict) -> None:
+    """quantize-inputs chose a fixed-point format from calibration samples; say how many of these
+    samples it does not hold exactly (outside its range, so clipped, or off its grid, so rounded)."""
+    for op in graph.ops:
+        if not (isinstance(op, Quantize) and op.out.endswith("_fixed")):
+            continue
+        x = env[op.inputs[0]].astype(np.float64)
+        scale = float(op.scale)
+        outside = (x < op.lo * scale) | (x > op.hi * scale)
+        off_grid = ~outside & (np.abs(x / scale - np.rint(x / scale)) > 0)
+        clipped, rounded = (int(np.any(m.reshape(len(m), -1), axis=1).sum()) for m in (outside, off_grid))
+        if clipped or rounded:
+            progress(f"input {quote(op.inputs[0])}: {clipped} of {len(x)} samples leave the calibrated range "
+                     f"[{op.lo * scale:g}, {op.hi * scale:g}] (clipped) and {rounded} have values off its grid of "
+                     f"{scale:g} (rounded); calibrate with samples like these, or widen the format: "
+                     f"--pipeline 'quantize-inputs{{bits=16}},...'")
+
+
 def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | None = None,
             simulator: str = "verilator", check: bool = True, engine: str = "auto",
             waves: bool = False) -> np.ndarray:
@@ -373,6 +391,7 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
     name = graph.inputs[0][0]
     x = check_inputs(x, graph)
     env = interp.run(graph, {name: x}, trace=True)
+    warn_uncalibrated(graph, env)
     out_name = graph.outputs[0]
     if backend != "interp":
         design = hardware(compiled)

@@ -198,3 +198,18 @@ def test_hardtanh_mlp_builds_hardware(tmp_path):
     assert "Clip" in {n.op_type for n in onnx.load(path).graph.node}
     build = bnnc.compile(path, tmp_path / "build", calibrate=samples, target="all")
     assert [layer["post"]["kind"] for layer in build.manifest["hardware"]["layers"]] == ["threshold", "affine"]
+
+
+def test_run_warns_when_inputs_leave_the_calibrated_format(tmp_path, capfd):
+    """quantize-inputs fixed the input format from calibration samples; inputs off its grid
+    (digits plus noise) or outside its range are counted, not silently rounded."""
+    path, samples = _export(tmp_path, "gap-head")
+    x = np.load(samples)
+    noisy = (x + np.random.default_rng(0).normal(0, 0.05, x.shape)).astype(np.float32)
+    noisy[:3] += 5.0  # three samples far outside the calibrated range
+    bnnc.verify(path, x, backends=(), calibrate=samples, quantize_weights=8)
+    assert "calibrated range" not in capfd.readouterr().err  # the calibration set itself fits
+    bnnc.verify(path, noisy, backends=(), calibrate=samples, quantize_weights=8)
+    err = capfd.readouterr().err
+    assert f"3 of {len(x)} samples leave the calibrated range" in err
+    assert f"and {len(x) - 3} have values off its grid" in err

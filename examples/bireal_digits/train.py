@@ -43,7 +43,7 @@ def snap_full_precision(model: nn.Module) -> None:
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 40) -> nn.Module:
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for epoch in range(epochs):
+    for _ in range(epochs):
         model.train()
         order = torch.randperm(len(x))
         for i in range(0, len(x), 64):

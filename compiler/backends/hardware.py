@@ -43,6 +43,27 @@ from ..ir.types import Bipolar, Element, is_integer
 AUTO_MAX_PARALLEL = 1 << 14
 
 
+@dataclass(frozen=True)
+class InputThresholds:
+    """A residual layer binarizes its own fixed-point input (the block's sign): element x of
+    channel c becomes values[c, #{l : x >= thresholds[c, l]}] before the dot product."""
+
+    thresholds: np.ndarray  # (C_in, L) int64, ascending
+    values: np.ndarray  # (C_in, L + 1) int64
+    elem: Element  # of the values: what the dot product reads
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """Bi-Real's real-valued shortcut, read from the conv's own window: output channel c is
+    (post-op code << main_shift) + (sum of channel c at the kernel positions `taps`) << tap_shift
+    -- the centre for x + f(x), the 2x2 of an average pool for a stride-2 block."""
+
+    taps: tuple[int, ...]  # kernel positions, row * kw + column
+    main_shift: int
+    tap_shift: int
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
     index: int
@@ -60,6 +81,13 @@ class Layer:
     simd: int = 1  # inputs consumed per channel per clock (divides K)
     window: "Window | None" = None  # set for a conv layer
     reuse: Reuse | None = None  # channel-reuse tree over the rows of `weights`
+    act: InputThresholds | None = None  # a residual layer: the sign of its fixed-point input
+    shortcut: Shortcut | None = None  # ... and the input added back to its output
+
+    @property
+    def dot_elem(self) -> Element:
+        """What the dot product reads: the input, or its binarized form in a residual layer."""
+        return self.act.elem if self.act is not None else self.in_elem
 
     @property
     def vectors(self) -> int:
@@ -205,13 +233,102 @@ def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, 
                  acc_elem=graph.types[op.out].elem, reuse=op.reuse, **kwargs)
 
 
-def sum_pools_as_convs(graph: Graph) -> Graph:
+@dataclass(frozen=True)
+class _Block:
+    """One residual block of the graph: x -> threshold -> conv -> fixed_affine (+) shortcut(x)."""
+
+    threshold: Threshold
+    conv: Conv
+    post: FixedAffine
+    add: Add
+    taps: tuple[int, ...]
+    main_shift: int
+    tap_shift: int
+    absorbed: tuple[str, ...]  # every op value the block's layer computes
+
+
+def _single_use(graph: Graph, value: str) -> bool:
+    return len(graph.consumers(value)) == 1 and value not in graph.outputs
+
+
+def _identity_code(op) -> bool:
+    """A fixed-point affine that only relabels the binary point (an exact average's 1/4)."""
+    return (isinstance(op, FixedAffine) and op.neg_mult is None and op.shift == 0
+            and np.all(op.mult == 1) and np.all(op.bias == 0))
+
+
+def _shortcut_taps(graph: Graph, conv: Conv, x: str, sc: str) -> tuple[tuple[int, ...], tuple[str, ...]] | None:
+    """Kernel positions of the conv's window that hold the shortcut's inputs, and the ops of the
+    shortcut path -- or None when the shortcut is not inside the window."""
+    kh, kw = conv.weights.shape[2:]
+    top, left = conv.pads[:2]
+    out_hw = graph.types[conv.out].shape[1:]
+    if sc == x:
+        inside = conv.stride == (1, 1) and out_hw == graph.types[x].shape[1:] and top < kh and left < kw
+        return ((top * kw + left,), ()) if inside else None
+    rescale = graph.producer(sc)
+    pool = graph.producer(rescale.inputs[0]) if _identity_code(rescale) else None
+    if not (isinstance(pool, SumPool) and pool.inputs[0] == x and _single_use(graph, pool.out)
+            and _single_use(graph, rescale.out)):
+        return None
+    (ph, pw), stride = pool.kernel, pool.stride
+    if stride != conv.stride or graph.types[pool.out].shape[1:] != out_hw or top + ph > kh or left + pw > kw:
+        return None
+    return tuple((top + u) * kw + left + v for u in range(ph) for v in range(pw)), (pool.out, rescale.out)
+
+
+def _residual_blocks(graph: Graph) -> dict[str, _Block]:
+    """The residual blocks whose shortcut a conv layer can add from its own window, by the value
+    of their threshold (where the block's layer starts)."""
+    blocks = {}
+    for add in (op for op in graph.ops if isinstance(op, Add)):
+        for side in (0, 1):
+            post, sc = graph.producer(add.inputs[side]), add.inputs[1 - side]
+            conv = graph.producer(post.inputs[0]) if isinstance(post, FixedAffine) else None
+            th = graph.producer(conv.inputs[0]) if isinstance(conv, Conv) else None
+            if not (isinstance(th, Threshold) and th.integer and post.neg_mult is None
+                    and all(_single_use(graph, v) for v in (th.out, conv.out, post.out))):
+                continue
+            x = th.inputs[0]
+            found = _shortcut_taps(graph, conv, x, sc)
+            if found is None or graph.types[x].shape[0] != conv.weights.shape[0]:
+                continue
+            taps, path = found
+            blocks[th.out] = _Block(th, conv, post, add, taps, add.shifts[side], add.shifts[1 - side],
+                                    (th.out, conv.out, post.out, add.out) + path)
+            break
+    return blocks
+
+
+def _residual_layer(block: _Block, graph: Graph, index: int) -> Layer:
+    conv, th = block.conv, block.threshold
+    x_type = graph.types[th.inputs[0]]
+    c = x_type.shape[0]
+    thresholds = np.broadcast_to(th.thresholds, (c, th.thresholds.shape[1])).astype(np.int64)
+    values = np.broadcast_to(th.values, (c, th.values.shape[1])).astype(np.int64)
+    if conv.pad_value == 0 and any(conv.pads):
+        zero_level = (0 >= thresholds).sum(axis=1)
+        if np.any(values[np.arange(c), zero_level] != 0):
+            raise IRError(f"{th.kind} %{th.out} (from ONNX node '{th.origin}'): the sign before this zero-padded "
+                          f"conv maps 0 to a nonzero value, so a padded position would count; residual layers "
+                          f"need a sign with Sign(0) = 0 there (torch.sign), for now")
+    o, _, kh, kw = conv.weights.shape
+    window = Window(x_type.shape, (kh, kw), conv.stride, conv.pads, 0, conv.out_hw(*x_type.shape[1:]))
+    return Layer(index=index, origin=conv.origin, in_elem=x_type.elem, out_elem=graph.types[block.add.out].elem,
+                 weights=conv.weights.transpose(0, 2, 3, 1).reshape(o, -1), acc_elem=graph.types[conv.out].elem,
+                 mult=block.post.mult, bias=block.post.bias, shift=block.post.shift, window=window,
+                 act=InputThresholds(thresholds, values, graph.types[th.out].elem),
+                 shortcut=Shortcut(block.taps, block.main_shift, block.tap_shift))
+
+
+def sum_pools_as_convs(graph: Graph, keep: set = frozenset()) -> Graph:
     """A sum pool is the convolution whose weight is 1 from each channel to itself across the
     window and 0 elsewhere: the same sums, exactly, built by the weight-layer unit (0/1 weights
-    multiply like ternary ones). A global one before a dense head is a conv over the whole map."""
+    multiply like ternary ones). A global one before a dense head is a conv over the whole map.
+    Pools in `keep` (a residual layer's shortcut) stay."""
     ops = []
     for op in graph.ops:
-        if isinstance(op, SumPool):
+        if isinstance(op, SumPool) and op.out not in keep:
             c = graph.types[op.inputs[0]].shape[0]
             weights = np.zeros((c, c) + tuple(op.kernel), dtype=np.int8)
             weights[np.arange(c), np.arange(c)] = 1
@@ -224,7 +341,9 @@ def sum_pools_as_convs(graph: Graph) -> Graph:
 def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
     """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
     (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
-    graph = sum_pools_as_convs(graph)
+    blocks = _residual_blocks(graph)
+    absorbed = {v for block in blocks.values() for v in block.absorbed}
+    graph = sum_pools_as_convs(graph, keep=absorbed)
     device = [op for op in graph.ops if not graph.on_host(op)]
     if len(graph.outputs) != 1:
         raise IRError("hardware needs exactly one graph output")
@@ -238,6 +357,12 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     src_shape, src_hwc = in_type.shape, hwc
     while i < len(device):
         op = device[i]
+        if op.out in blocks:
+            layers.append(_residual_layer(blocks[op.out], graph, len(layers)))
+            src_shape, src_hwc, layout = graph.types[blocks[op.out].add.out].shape, True, []
+        if op.out in absorbed:
+            i += 1
+            continue
         after = device[i + 1] if i + 1 < len(device) else None
         if isinstance(op, (Reshape, Transpose)):
             layout.append(op)

@@ -34,7 +34,7 @@ from ..diagnostics import BnncError
 from ..ir.ops import weight_kind
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
-from .hardware import Design, Layer, PoolLayer
+from .hardware import Design, Layer, PoolLayer, encode
 from .hls_arrays import braced, by_pe, chunk_words, cpp_bits, cpp_int, rows
 from .plan import REUSE_POLICY, Padding, Post, plan, window_last_row
 from .templating import environment, sanitize
@@ -135,6 +135,7 @@ class LayerView:
     partitions: list[Partition]
     window: WindowView | None
     reuse: ReuseView | None
+    residual: "ResidualView | None" = None
 
     @property
     def unit_in(self) -> tuple[int, int, int]:
@@ -146,6 +147,37 @@ class LayerView:
     @property
     def unit_out(self) -> tuple[int, int, int]:
         return self.pe, self.out_elem.width, self.vectors * self.out_count
+
+
+@dataclass(frozen=True)
+class ResidualView:
+    """A residual layer's input sign and shortcut (bnn/residual.hpp)."""
+
+    act_elem: ElemView  # what the matrix-vector unit reads: the sign of a window element
+    c_in: int
+    levels: int
+    threshold_type: str
+    tap_width: int
+    main_shift: int
+    tap_shift: int
+    sign_lines: list[str]  # thresholds, codes, tap channels of bnn::InputSign
+
+
+def _residual_view(layer: Layer) -> ResidualView:
+    c_in = layer.window.in_shape[0]
+    lo, hi = layer.in_elem.lo, layer.in_elem.hi
+    thresholds = np.clip(layer.act.thresholds.astype(object), lo, hi + 1)  # beyond the codes: same comparisons
+    act_elem = elem_view(layer.act.elem)
+    taps = layer.shortcut.taps
+    tap_channel = np.full(layer.in_count, -1, dtype=np.int64)
+    for t in taps:
+        tap_channel[t * c_in:(t + 1) * c_in] = np.arange(c_in)
+    lines = (braced(thresholds.tolist(), cpp_int) + braced(encode(layer.act.values, layer.act.elem).tolist(), cpp_int)
+             + braced(tap_channel.tolist(), cpp_int))
+    return ResidualView(act_elem=act_elem, c_in=c_in, levels=thresholds.shape[1],
+                        threshold_type=f"ap_int<{layer.in_elem.bits + 1}>",
+                        tap_width=layer.in_elem.bits + max(0, (len(taps) - 1).bit_length()),
+                        main_shift=layer.shortcut.main_shift, tap_shift=layer.shortcut.tap_shift, sign_lines=lines)
 
 
 @dataclass(frozen=True)
@@ -295,7 +327,8 @@ def layer_view(layer: Layer) -> LayerView:
                      acc_width=acc_width, activation=activation, activation_type=activation_type,
                      weight_bits=weight_bits, weight_lines=rows(weights, lambda w: cpp_bits(w, simd * weight_bits)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
-                     bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse)
+                     bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse,
+                     residual=_residual_view(layer) if layer.act is not None else None)
 
 
 def pool_view(layer: PoolLayer) -> PoolView:

@@ -206,7 +206,7 @@ def masked_input(layer: Layer) -> bool:
 def layer_mode(layer: Layer) -> Mode:
     if not isinstance(layer.weight_elem, Bipolar):
         return Mode.MULTIPLY
-    if not isinstance(layer.in_elem, Bipolar):
+    if not isinstance(layer.dot_elem, Bipolar):
         return Mode.INTEGER
     return Mode.MASKED if masked_input(layer) else Mode.XNOR
 
@@ -220,10 +220,10 @@ def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
     accumulator is that narrow. bnnc_dot extends each term to the sum's width, which must hold one
     term (and be >= 2)."""
     k, acc = layer.in_count, layer.acc_elem
-    term_w = 1 if mode in (Mode.XNOR, Mode.MASKED) else layer.in_elem.bits + 1
+    term_w = 1 if mode in (Mode.XNOR, Mode.MASKED) else layer.dot_elem.bits + 1
     if mode == Mode.MULTIPLY:  # a product of the (W_IN + 1)-bit input value and the weight
         term_w += layer.weight_elem.bits
-    span = k * max(abs(layer.in_elem.lo), abs(layer.in_elem.hi)) * largest_weight(layer)
+    span = k * max(abs(layer.dot_elem.lo), abs(layer.dot_elem.hi)) * largest_weight(layer)
     count_lo, count_hi = {Mode.XNOR: (0, k + 1), Mode.MASKED: (-k, k + 1)}.get(mode, (-span, span + 1))
     common = dict(lo=acc.lo, hi=acc.hi, bits=acc.bits, term_width=term_w, count_lo=count_lo, count_hi=count_hi)
     if post == Post.THRESHOLD:
@@ -275,7 +275,7 @@ class LayerPlan:
     def in_bits(self) -> int:
         """Bits of one input of the matrix-vector unit: {inside, bit} for bipolar inputs behind
         zero padding (MASKED, and MULTIPLY on such inputs)."""
-        return 2 if masked_input(self.layer) else self.layer.in_elem.bits
+        return 2 if masked_input(self.layer) else self.layer.dot_elem.bits
 
     @property
     def weight_bits(self) -> int:

@@ -109,7 +109,11 @@ def _requantize(op: Affine, x_elem, channels: int, frac: int) -> FixedAffine:
     if all(v.denominator == 1 for v in a + b):
         shift, half = 0, 0
     else:
-        shift = max(1, xmax.bit_length())
+        # The fewest low bits that hold every multiplier exactly (an average's 1/16: 4), else
+        # enough that the multiplier's rounding costs at most half a unit over the input range.
+        exact_at = next((s for s in range(1, xmax.bit_length() + 1) if all((v * (1 << s)).denominator == 1 for v in a)),
+                        None)
+        shift = exact_at or max(1, xmax.bit_length())
         half = 1 << (shift - 1)
     unit = 1 << shift
     mult = [round(v * unit) for v in a]

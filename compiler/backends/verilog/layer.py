@@ -14,6 +14,7 @@ from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, buffer_position, masked_input, plan
 from ..templating import sanitize
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
+from .residual import ResidualView, residual_view
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class LayerView:
     sum_wires: tuple[SumWire, ...]
     sums_concat: str
     weight_bits: int  # 1: +-1 weights as bits; else two's-complement integers (mode "multiply")
+    residual: ResidualView | None  # a residual layer's input sign and shortcut
 
 
 NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
@@ -161,7 +163,7 @@ def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
 
 
 def _reuse_views(layer: Layer, mode: str, acc_w: int, children) -> tuple[tuple[Child, ...], tuple[str, ...]]:
-    k, simd, in_bits = layer.in_count, layer.simd, 2 if mode == "masked" else layer.in_elem.bits
+    k, simd, in_bits = layer.in_count, layer.simd, 2 if mode == "masked" else layer.dot_elem.bits
 
     def at(i):
         return buffer_position(i, simd, k)
@@ -253,8 +255,8 @@ def layer_view(layer: Layer) -> LayerView:
         chunk_msb=msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
         group_w=group_w, group_out_msb=msb(group_w),
         collected_msb=msb((groups - 1) * group_w),
-        mode=mode, bipolar_param=int(isinstance(layer.in_elem, Bipolar)), masked_param=int(masked_input(layer)),
-        signed_param=int(elem_signed(layer.in_elem)), signed_compare=mode != "xnor", term_w=term_w,
+        mode=mode, bipolar_param=int(isinstance(layer.dot_elem, Bipolar)), masked_param=int(masked_input(layer)),
+        signed_param=int(elem_signed(layer.dot_elem)), signed_compare=mode != "xnor", term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_bits=group_bits, chunk_bits=chunk_bits,
         weights=_weight_rom(layer, lanes, group_bits, chunk_bits, lp.weight_bits), weight_bits=lp.weight_bits,
@@ -264,5 +266,6 @@ def layer_view(layer: Layer) -> LayerView:
         pixels=pixels, pixel_channels=c_in, pixel_channels_lit=lit(c_in, acc_w) if c_in else "",
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
+        residual=residual_view(layer),
     )
 

@@ -8,6 +8,7 @@
 //   activation.hpp     multi-threshold, fixed-point affine and pass-through activations
 //   stream_width.hpp   beat-width conversion between folded layers
 //   argmax.hpp         index of the largest output
+//   residual.hpp       a residual layer's input sign and shortcut add (Bi-Real blocks)
 #pragma once
 
 #include "compat.hpp"
@@ -19,3 +20,4 @@
 #include "pool.hpp"
 #include "stream_width.hpp"
 #include "argmax.hpp"
+#include "residual.hpp"

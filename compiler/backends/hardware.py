@@ -37,7 +37,7 @@ from ..ir.ops import (
     Transpose,
     weight_element,
 )
-from ..ir.types import Bipolar, Element, is_integer
+from ..ir.types import Bipolar, Element, Ternary, is_integer
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
 AUTO_MAX_PARALLEL = 1 << 14
@@ -51,6 +51,21 @@ class InputThresholds:
     thresholds: np.ndarray  # (C_in, L) int64, ascending
     values: np.ndarray  # (C_in, L + 1) int64
     elem: Element  # of the values: what the dot product reads
+    masked: bool = False  # zero padding reaches the sign with an in-map bit, and becomes a 0 there
+
+
+@dataclass(frozen=True)
+class AffineStage:
+    """One fixed-point affine after a residual layer's shortcut add (ReActNet's RPReLU: the shift
+    in, the PReLU, the shift out): out = floor((x * m + bias) / 2**shift), m = neg_mult[c] where
+    x < 0 (a PReLU) else mult[c], on the previous stage's code."""
+
+    mult: np.ndarray  # (C,) int64
+    neg_mult: np.ndarray | None
+    bias: np.ndarray
+    shift: int
+    in_elem: Element
+    out_elem: Element
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class Shortcut:
     taps: tuple[int, ...]  # kernel positions, row * kw + column
     main_shift: int
     tap_shift: int
+    sum_elem: Element  # of the sum
+    after: tuple[AffineStage, ...] = ()  # applied to the sum, in order; the last gives the layer's output
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,7 +261,12 @@ class _Block:
     taps: tuple[int, ...]
     main_shift: int
     tap_shift: int
+    after: tuple[FixedAffine, ...]  # single-use fixed-point affines after the add (RPReLU)
     absorbed: tuple[str, ...]  # every op value the block's layer computes
+
+    @property
+    def out(self) -> str:
+        return self.after[-1].out if self.after else self.add.out
 
 
 def _single_use(graph: Graph, value: str) -> bool:
@@ -294,8 +316,12 @@ def _residual_blocks(graph: Graph) -> dict[str, _Block]:
             if found is None or graph.types[x].shape[0] != conv.weights.shape[0]:
                 continue
             taps, path = found
-            blocks[th.out] = _Block(th, conv, post, add, taps, add.shifts[side], add.shifts[1 - side],
-                                    (th.out, conv.out, post.out, add.out) + path)
+            after, value = [], add.out
+            while _single_use(graph, value) and isinstance(nxt := graph.consumers(value)[0], FixedAffine):
+                after.append(nxt)
+                value = nxt.out
+            blocks[th.out] = _Block(th, conv, post, add, taps, add.shifts[side], add.shifts[1 - side], tuple(after),
+                                    (th.out, conv.out, post.out, add.out) + path + tuple(a.out for a in after))
             break
     return blocks
 
@@ -306,19 +332,25 @@ def _residual_layer(block: _Block, graph: Graph, index: int) -> Layer:
     c = x_type.shape[0]
     thresholds = np.broadcast_to(th.thresholds, (c, th.thresholds.shape[1])).astype(np.int64)
     values = np.broadcast_to(th.values, (c, th.values.shape[1])).astype(np.int64)
+    act_elem = graph.types[th.out].elem
+    masked = False
     if conv.pad_value == 0 and any(conv.pads):
+        # A padded position must add nothing. Where the sign of a 0 code is not 0 (RSign's
+        # sign(x - beta)), the window marks padding with an in-map bit and the sign makes it 0.
         zero_level = (0 >= thresholds).sum(axis=1)
-        if np.any(values[np.arange(c), zero_level] != 0):
-            raise IRError(f"{th.kind} %{th.out} (from ONNX node '{th.origin}'): the sign before this zero-padded "
-                          f"conv maps 0 to a nonzero value, so a padded position would count; residual layers "
-                          f"need a sign with Sign(0) = 0 there (torch.sign), for now")
+        masked = bool(np.any(values[np.arange(c), zero_level] != 0))
+        if masked and isinstance(act_elem, Bipolar):
+            act_elem = Ternary()  # +-1 and the padding's 0
     o, _, kh, kw = conv.weights.shape
     window = Window(x_type.shape, (kh, kw), conv.stride, conv.pads, 0, conv.out_hw(*x_type.shape[1:]))
-    return Layer(index=index, origin=conv.origin, in_elem=x_type.elem, out_elem=graph.types[block.add.out].elem,
+    stages = tuple(AffineStage(a.mult, a.neg_mult, a.bias, a.shift, graph.types[a.inputs[0]].elem, graph.types[a.out].elem)
+                   for a in block.after)
+    return Layer(index=index, origin=conv.origin, in_elem=x_type.elem, out_elem=graph.types[block.out].elem,
                  weights=conv.weights.transpose(0, 2, 3, 1).reshape(o, -1), acc_elem=graph.types[conv.out].elem,
                  mult=block.post.mult, bias=block.post.bias, shift=block.post.shift, window=window,
-                 act=InputThresholds(thresholds, values, graph.types[th.out].elem),
-                 shortcut=Shortcut(block.taps, block.main_shift, block.tap_shift))
+                 act=InputThresholds(thresholds, values, act_elem, masked),
+                 shortcut=Shortcut(block.taps, block.main_shift, block.tap_shift, graph.types[block.add.out].elem,
+                                   stages))
 
 
 def sum_pools_as_convs(graph: Graph, keep: set = frozenset()) -> Graph:
@@ -359,7 +391,7 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
         op = device[i]
         if op.out in blocks:
             layers.append(_residual_layer(blocks[op.out], graph, len(layers)))
-            src_shape, src_hwc, layout = graph.types[blocks[op.out].add.out].shape, True, []
+            src_shape, src_hwc, layout = graph.types[blocks[op.out].out].shape, True, []
         if op.out in absorbed:
             i += 1
             continue

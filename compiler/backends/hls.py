@@ -154,6 +154,8 @@ class ResidualView:
     """A residual layer's input sign and shortcut (bnn/residual.hpp)."""
 
     act_elem: ElemView  # what the matrix-vector unit reads: the sign of a window element
+    code_width: int  # of a fixed-point input code
+    masked: bool  # window elements carry an in-map bit above the code
     c_in: int
     levels: int
     threshold_type: str
@@ -161,6 +163,35 @@ class ResidualView:
     main_shift: int
     tap_shift: int
     sign_lines: list[str]  # thresholds, codes, tap channels of bnn::InputSign
+    sum_width: int  # of the shortcut add
+    post_type: str  # C++ type of the affines after the add (bnn::NoStage, AffineStage or Then)
+    post_lines: list[str]  # its initializer
+
+
+def _stages(layer: Layer) -> tuple[str, list[str]]:
+    """The C++ type and initializer of the fixed-point affines after a residual layer's add."""
+    pe, nf = layer.pe, layer.out_count // layer.pe
+    stages = layer.shortcut.after
+    if not stages:
+        return f"bnn::NoStage<{layer.shortcut.sum_elem.bits}>", []
+    types, inits = [], []
+    for st in stages:
+        neg = st.mult if st.neg_mult is None else st.neg_mult
+        largest = max(abs(st.in_elem.lo), abs(st.in_elem.hi)) * max(int(np.abs(st.mult).max()), int(np.abs(neg).max()))
+        if largest + int(np.abs(st.bias).max()) >= 1 << 62:
+            raise BnncError(f"layer {layer.index}: an affine after the shortcut needs more than C simulation's "
+                            f"64-bit arithmetic holds")
+        per = lambda v: by_pe(np.broadcast_to(np.asarray(v, dtype=object).reshape(-1), (layer.out_count,)), pe)  # noqa: E731
+        types.append(f"bnn::AffineStage<{pe}, {nf}, {st.in_elem.bits}, {st.out_elem.bits}, {st.shift}, "
+                     f"{'true' if st.neg_mult is not None else 'false'}, "
+                     f"ap_int<{_signed_width(np.concatenate([st.mult, neg]))}>, ap_int<{_signed_width(st.bias)}>>")
+        inits.append(["{"] + braced(per(st.mult), cpp_int) + braced(per(neg), cpp_int) + braced(per(st.bias), cpp_int)
+                     + ["},"])
+    post_type, lines = types[-1], inits[-1]
+    for t, init in zip(reversed(types[:-1]), reversed(inits[:-1])):
+        post_type = f"bnn::Then<{t}, {post_type}>"
+        lines = ["{"] + init + lines + ["},"]
+    return post_type, lines[1:-1]  # the template's braces are the outermost
 
 
 def _residual_view(layer: Layer) -> ResidualView:
@@ -174,7 +205,10 @@ def _residual_view(layer: Layer) -> ResidualView:
         tap_channel[t * c_in:(t + 1) * c_in] = np.arange(c_in)
     lines = (braced(thresholds.tolist(), cpp_int) + braced(encode(layer.act.values, layer.act.elem).tolist(), cpp_int)
              + braced(tap_channel.tolist(), cpp_int))
-    return ResidualView(act_elem=act_elem, c_in=c_in, levels=thresholds.shape[1],
+    post_type, post_lines = _stages(layer)
+    return ResidualView(act_elem=act_elem, code_width=layer.in_elem.bits, masked=layer.act.masked, c_in=c_in,
+                        levels=thresholds.shape[1], sum_width=layer.shortcut.sum_elem.bits, post_type=post_type,
+                        post_lines=post_lines,
                         threshold_type=f"ap_int<{layer.in_elem.bits + 1}>",
                         tap_width=layer.in_elem.bits + max(0, (len(taps) - 1).bit_length()),
                         main_shift=layer.shortcut.main_shift, tap_shift=layer.shortcut.tap_shift, sign_lines=lines)
@@ -278,8 +312,8 @@ def layer_view(layer: Layer) -> LayerView:
 
     window = _window_view(layer, in_elem) if layer.window else None
     unit_elem = in_elem
-    if window and window.width != in_elem.width:
-        unit_elem = ElemView("bnn::MaskedBipolar", window.width)
+    if window and window.width != in_elem.width:  # {in_map, code}: a bipolar bit, or a residual layer's code
+        unit_elem = ElemView("bnn::MaskedBipolar" if layer.act is None else f"bnn::Unsigned<{window.width}>", window.width)
     weight_bits = plan(layer).weight_bits
     weights = chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
@@ -299,8 +333,9 @@ def layer_view(layer: Layer) -> LayerView:
     elif plan(layer).post == Post.AFFINE:
         _check_affine_range(layer)
         activation = "affine"
+        code_width = layer.shortcut.sum_elem.bits if layer.shortcut is not None else out_elem.width
         activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
-                           f"ap_int<{_signed_width(layer.bias)}>, {out_elem.width}"
+                           f"ap_int<{_signed_width(layer.bias)}>, {code_width}"
                            f"{', ' + str(layer.shift) if layer.shift else ''}>")
         mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
         bias_lines = braced(by_pe(np.array(plan(layer).bias, dtype=object), pe), cpp_int)

@@ -99,7 +99,8 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
                          "pads": list(w.pads), "pad_value": w.pad_value, "out_hw": list(w.out_hw),
                          "vectors": layer.vectors, "padding": {"masked": "zero pads add nothing (an in-map bit per input)",
                                                                "xnor": "none" if not any(w.pads) else f"a {w.pad_value} bit",
-                                                               "integer": f"the code of {w.pad_value}",
+                                                               "integer": "zero pads add nothing (an in-map bit per input)"
+                                                               if masked_input(layer) else f"the code of {w.pad_value}",
                                                                "multiply": "none" if not any(w.pads) else
                                                                "zero pads add nothing (an in-map bit per input)"
                                                                if masked_input(layer) else

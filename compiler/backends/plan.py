@@ -197,10 +197,18 @@ def popcount_threshold(t: int, k: int) -> int:
 
 
 def masked_input(layer: Layer) -> bool:
-    """Bipolar inputs behind zero padding: each input carries an `inside` bit (modes MASKED and,
-    with multi-bit weights, MULTIPLY)."""
+    """Inputs behind zero padding that carry an `inside` bit: bipolar ones (modes MASKED and,
+    with multi-bit weights, MULTIPLY), and a residual layer's fixed-point ones whose sign of 0 is
+    not 0 (the sign turns padding into 0 before the dot product: see dot_masked)."""
     win = layer.window
+    if layer.act is not None:
+        return layer.act.masked
     return isinstance(layer.in_elem, Bipolar) and win is not None and win.pad_value == 0 and any(win.pads)
+
+
+def dot_masked(layer: Layer) -> bool:
+    """The dot product itself reads {inside, bit} inputs."""
+    return masked_input(layer) and layer.act is None
 
 
 def layer_mode(layer: Layer) -> Mode:
@@ -208,7 +216,7 @@ def layer_mode(layer: Layer) -> Mode:
         return Mode.MULTIPLY
     if not isinstance(layer.dot_elem, Bipolar):
         return Mode.INTEGER
-    return Mode.MASKED if masked_input(layer) else Mode.XNOR
+    return Mode.MASKED if dot_masked(layer) else Mode.XNOR
 
 
 def largest_weight(layer: Layer) -> int:
@@ -236,7 +244,8 @@ def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
         return Accumulator(width=max(int_for_range(-span, span + 1).bits, term_w),
                            note=f"dot product in [-{span}, {span}], signed", **common)
     # floor(y / 2**shift) modulo 2**out_bits needs y modulo 2**(out_bits + shift) only
-    width = max(layer.out_elem.bits + layer.shift, term_w, 2)
+    code = layer.shortcut.sum_elem if layer.shortcut is not None else layer.out_elem  # what the affine yields
+    width = max(code.bits + layer.shift, term_w, 2)
     what = {Mode.XNOR: "popcount P", Mode.MASKED: "popcount P (inside inputs)"}.get(mode, "dot product")
     return Accumulator(width=width, note=f"{what} modulo 2^{width}", **common)
 
@@ -275,7 +284,7 @@ class LayerPlan:
     def in_bits(self) -> int:
         """Bits of one input of the matrix-vector unit: {inside, bit} for bipolar inputs behind
         zero padding (MASKED, and MULTIPLY on such inputs)."""
-        return 2 if masked_input(self.layer) else self.layer.dot_elem.bits
+        return 2 if dot_masked(self.layer) else self.layer.dot_elem.bits
 
     @property
     def weight_bits(self) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...ir.types import Bipolar
 from ..hardware import Layer, pack
-from ..plan import Mode, ReusePolicy, buffer_position, masked_input, plan
+from ..plan import Mode, ReusePolicy, buffer_position, dot_masked, plan
 from ..templating import sanitize
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 from .residual import ResidualView, residual_view
@@ -245,6 +245,11 @@ def layer_view(layer: Layer) -> LayerView:
         oh, ow = layer.window.out_hw
         conv_note = (f"A convolution: one input vector per output pixel ({oh} x {ow} per frame), the window from "
                      f"bnnc_window{layer.index}, inputs in window order (kernel row, kernel column, channel).")
+    residual = residual_view(layer, lambda signal, rows, lay, bits, meaning:
+                             _group_rom(signal, rows, lay, bits, group_bits, meaning))
+    if residual is not None:
+        post_roms = tuple(post_roms) + residual.stage_roms
+    sum_bits = residual.sum_bits if residual is not None else out_bits
     return LayerView(
         module=f"bnnc_layer{layer.index}", index=layer.index,
         origin=sanitize(layer.origin) if layer.origin else "", conv_note=conv_note,
@@ -255,17 +260,17 @@ def layer_view(layer: Layer) -> LayerView:
         chunk_msb=msb(layer.simd * in_bits), chunk_w=layer.simd * in_bits,
         group_w=group_w, group_out_msb=msb(group_w),
         collected_msb=msb((groups - 1) * group_w),
-        mode=mode, bipolar_param=int(isinstance(layer.dot_elem, Bipolar)), masked_param=int(masked_input(layer)),
+        mode=mode, bipolar_param=int(isinstance(layer.dot_elem, Bipolar)), masked_param=int(dot_masked(layer)),
         signed_param=int(elem_signed(layer.dot_elem)), signed_compare=mode != "xnor", term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_bits=group_bits, chunk_bits=chunk_bits,
         weights=_weight_rom(layer, lanes, group_bits, chunk_bits, lp.weight_bits), weight_bits=lp.weight_bits,
         post=post, post_note=post_note, levels=levels, lane_thr_w=lane_thr_w, lane_code_w=lane_code_w,
-        post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > out_bits + layer.shift,
+        post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > sum_bits + layer.shift,
         shift=layer.shift if post == "affine" else 0,
         pixels=pixels, pixel_channels=c_in, pixel_channels_lit=lit(c_in, acc_w) if c_in else "",
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
-        residual=residual_view(layer),
+        residual=residual,
     )
 

@@ -75,7 +75,8 @@ def window_view(unit: Unit) -> WindowView:
         pad_note, pad_pixel, pad_meaning = "no padding", "", ""
     elif wp.padding == Padding.MASKED:
         pad_pixel, pad_meaning = "", ""
-        pad_note = "padding is zero, which is not a bit: an element is {in_map, bit} and padding has in_map = 0"
+        pad_note = ("padding is zero, which is not a bit: an element is {in_map, bit} and padding has in_map = 0"
+                    if b == 1 else "padding must add nothing: an element is {in_map, code} and padding has in_map = 0")
     else:
         code = wp.pad_code
         pad_pixel = lit(pack([code] * c, b), c * b, "h")
@@ -91,11 +92,11 @@ def window_view(unit: Unit) -> WindowView:
     name = f"layer {unit.layer.index}" + (f" (ONNX node '{sanitize(unit.layer.origin)}')" if unit.layer.origin else "")
     return WindowView(
         module=f"bnnc_window{unit.layer.index}", purpose=("convolution " if unit.kind == "conv" else "pool ") + name,
-        c=c, h=h, w=w, hw=hw, b=b, pb=c * b, out_b=2 if mode == "mask" else b,
+        c=c, h=h, w=w, hw=hw, b=b, pb=c * b, out_b=b + 1 if mode == "mask" else b,
         kh=kh, kw=kw, sy=sy, sx=sx, top=top, left=left, pads=" / ".join(map(str, win.pads)),
         pad_note=pad_note, mode=mode, pad_pixel=pad_pixel, pad_meaning=pad_meaning,
         line=line, line_msb=msb(line * c * b), keep_msb=msb((line - 1) * c * b), tail=tail,
-        in_msb=msb(c * b), out_msb=msb(kh * kw * c * (2 if mode == "mask" else b)),
+        in_msb=msb(c * b), out_msb=msb(kh * kw * c * (b + 1 if mode == "mask" else b)),
         oh=oh, ow=ow, pos_bits=pos_bits, first=int(n[0]) + hw, row_step=int(n[ow]) - int(n[ow - 1]) if oh > 1 else 1,
         wx_bits=wx_bits, wy_bits=wy_bits,
         row_rom=row_rom, col_rom=col_rom,

@@ -166,13 +166,50 @@ def test_fixed_affine_rounds_to_the_nearest_code():
     assert error["z"] == pytest.approx(2 * error["y"])
 
 
-@pytest.mark.parametrize("kind", ["reactnet"])
-def test_hardware_backends_refuse_residual_flows_clearly(tmp_path, kind):
-    path, samples = _export(tmp_path, kind)
+class TwoConvBlock(torch.nn.Module):
+    """x + BN(conv(sign(BN(conv(sign(x)))))): the shortcut skips two convs, so it is not inside
+    the second conv's window (it would need a FIFO beside both): not built yet."""
+
+    def __init__(self, channels: int = 4):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, channels, 3, padding=1, bias=False)
+        self.conv1 = R.BinaryConv(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(channels)
+        self.conv2 = R.BinaryConv(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(channels)
+        self.head = torch.nn.Linear(channels, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        h = self.bn2(self.conv2(torch.sign(self.bn1(self.conv1(torch.sign(x))))))
+        return self.head(torch.nn.functional.adaptive_avg_pool2d(h + x, 1).flatten(1))
+
+
+def test_a_shortcut_outside_the_window_is_refused_by_name(tmp_path):
+    x = _inputs("conv")
+    path = R.export(R.calibrated(TwoConvBlock(), x), tmp_path / "m.onnx", x)
+    np.save(tmp_path / "x.npy", x[:48].numpy())
     out = tmp_path / "build"
-    with pytest.raises(BnncError, match="do not build fixed-point values between layers yet"):
-        bnnc.compile(path, out, calibrate=samples, quantize_weights=8)
+    with pytest.raises(BnncError, match=r"residual add .*\(from ONNX node '/Add'\): its shortcut is not inside the "
+                                        r"window of the conv in front of it; the Verilog and HLS backends do not build"):
+        bnnc.compile(path, out, calibrate=str(tmp_path / "x.npy"), quantize_weights=8)
     assert not out.exists()
+    check = bnnc.verify(path, x[:48].numpy(), backends=(), calibrate=str(tmp_path / "x.npy"), quantize_weights=8)
+    assert check.ok  # the interpreter runs it, within the bound
+
+
+def test_reactnet_is_exact_in_rtl_and_hls(tmp_path):
+    """RSign (sign(x - beta), whose sign of 0 is not 0: padding carries an in-map bit) and RPReLU
+    after the shortcut (three fixed-point affines, one with a negative-side slope, in the layer)."""
+    path, samples = _export(tmp_path, "reactnet")
+    x = np.load(samples)[:16]
+    check = bnnc.verify(path, x, backends=("rtl", "hls"), calibrate=samples, quantize_weights=8)
+    assert [row.equal_to_reference for row in check.rows] == [len(x)] * 3, check.table()
+    assert check.ok, check.table()
+    rtl = bnnc.compile(path, tmp_path / "rtl", calibrate=samples, quantize_weights=8)
+    assert lint(rtl.path / "rtl") == []
+    text = (rtl.path / "rtl" / "bnnc_layer1.v").read_text()
+    assert "in_map ? code" in text and "stage1_neg" in text  # padding made 0; the PReLU's slope
 
 
 def test_bireal_net_is_exact_in_rtl_and_hls(tmp_path):

@@ -375,6 +375,10 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
     blocks = _residual_blocks(graph)
     absorbed = {v for block in blocks.values() for v in block.absorbed}
+    stray = next((op for op in graph.ops if isinstance(op, Add) and op.out not in absorbed), None)
+    if stray is not None:
+        raise IRError(f"residual add %{stray.out} (from ONNX node '{stray.origin}'): its shortcut is not inside the "
+                      f"window of the conv in front of it; {FIXED_POINT_LIMIT}")
     graph = sum_pools_as_convs(graph, keep=absorbed)
     device = [op for op in graph.ops if not graph.on_host(op)]
     if len(graph.outputs) != 1:
@@ -412,10 +416,7 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
             continue
         if not isinstance(op, (Dense, Conv)) or (isinstance(op, Conv) and layout):
             if _flows_in_fixed_point(graph):
-                raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): the Verilog and HLS backends do "
-                              f"not build fixed-point values between layers yet (residual adds, PReLU, average "
-                              f"pools, BatchNorm on a non-binary path); the compiled IR runs in the interpreter: "
-                              f"`bnnc verify MODEL --inputs X.npy --backends ''` or `bnnc inspect MODEL`")
+                raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {FIXED_POINT_LIMIT}")
             raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
                           f"mapping here; run the default pipeline first")
         if not is_integer(graph.types[op.inputs[0]].elem):
@@ -433,6 +434,12 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
                   layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
                   in_order="hwc" if hwc else "flat")
+
+
+FIXED_POINT_LIMIT = ("the Verilog and HLS backends do not build fixed-point values between layers yet, except "
+                     "inside one layer (its affine post-op, or a residual block x + f(x) whose shortcut lies in its "
+                     "conv's window, as in Bi-Real Net and ReActNet); the compiled IR runs in the interpreter: "
+                     "`bnnc verify MODEL --inputs X.npy --backends ''` or `bnnc inspect MODEL`")
 
 
 def _flows_in_fixed_point(graph: Graph) -> bool:

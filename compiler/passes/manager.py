@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -44,8 +45,15 @@ class Pass:
         return 0.0
 
     def __str__(self) -> str:
-        opts = ",".join(f"{f.name.replace('_', '-')}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+        """The pass as a pipeline item, with the options that differ from their defaults (a
+        samples file by its name only, so that builds do not record where the user keeps it)."""
+        opts = ",".join(f"{f.name.replace('_', '-')}={_shown(f.name, getattr(self, f.name))}"
+                        for f in dataclasses.fields(self) if getattr(self, f.name) != f.default)
         return self.name + (f"{{{opts}}}" if opts else "")
+
+
+def _shown(name: str, value) -> str:
+    return Path(value).name if name == "calibrate" else str(value)
 
 
 _ITEM = re.compile(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")

@@ -269,3 +269,24 @@ def test_run_warns_when_inputs_leave_the_calibrated_format(tmp_path, capfd):
     err = capfd.readouterr().err
     assert f"3 of {len(x)} samples leave the calibrated range" in err
     assert f"and {len(x) - 3} have values off its grid" in err
+
+
+def test_brevitas_bireal_is_exact_without_rounding_weights(tmp_path):
+    """Brevitas' 8-bit weight quantizer gives float32 products scale * n, which are not exactly
+    a scale times integers; bnnc takes the quantizer's own integers (no --quantize-weights),
+    and the residual blocks behind BipolarQuant (Sign(0) = +1, so padding carries an in-map bit)
+    are exact in RTL and HLS."""
+    x = _inputs("conv")
+    model = R.BrevitasBiReal()
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        model(x)
+    path = R.export_qonnx(model, tmp_path / "m.onnx", x)
+    assert {"Quant", "BipolarQuant", "Add"} <= {n.op_type for n in onnx.load(path).graph.node}
+    samples = x[:24].numpy()
+    check = bnnc.verify(path, samples, backends=("rtl", "hls"))
+    assert [row.equal_to_reference for row in check.rows] == [len(samples)] * 3, check.table()
+    assert check.ok and check.bound < float("inf"), check.table()

@@ -51,7 +51,7 @@ from ..ir.ops import (
 )
 from ..ir.types import Real, TensorType, is_integer
 from .load import load_model
-from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range
+from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range, quant_levels
 from .weights import MAX_BITS, NotIntegerWeights, integer_rows, quantize_rows
 
 
@@ -127,6 +127,7 @@ class _Lowering:
         self.weight_bits = weight_bits  # 0: refuse weights that are not a scale times integers
         self.weight_notes: list[str] = []  # what quantizing weights changed, for the user
         self.weights_moved = False  # by more than float32 rounding: no error bound is left
+        self.levels: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a weight Quant's (integers, scale)
         self.name = _safe_name(name, set())
         self.consts: dict[str, np.ndarray] = {}
         self.values: dict[str, object] = {}  # ONNX tensor -> IR value name, or a symbolic _Sub/_Compare
@@ -320,6 +321,25 @@ class _Lowering:
             if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
                 raise self.fail(f"this constant expression evaluates to NaN or infinity in {quote(name)}")
             self.consts[name] = value
+        if node.op_type == "Quant" and node.domain in QONNX_DOMAINS:
+            self._keep_levels(node, feeds)
+
+    def _keep_levels(self, node, feeds) -> None:
+        """A weight quantizer's integers and scale, kept beside its float32 output: the float
+        product scale * n is rounded to 24 bits, so the weights it gives are not exactly a scale
+        times integers any more, while the quantizer's own integers are."""
+        args = [feeds.get(i) for i in node.input[:4]]
+        if any(a is None for a in args) or np.any(np.asarray(args[2]) != 0):
+            return
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        try:
+            levels = quant_levels(*args, signed=attrs.get("signed", 1), narrow=attrs.get("narrow", 0),
+                                  rounding_mode=attrs.get("rounding_mode", "ROUND"))
+            scale = np.broadcast_to(np.asarray(args[1], dtype=np.float32), levels.shape)
+        except (ValueError, KeyError, AttributeError):
+            return  # the float evaluation above stands
+        if np.all(np.abs(levels) <= 1 << (MAX_BITS - 1)):
+            self.levels[node.output[0]] = (levels.astype(np.int64), scale)
 
 
 # ---- lowering functions, one per ONNX op type
@@ -468,12 +488,16 @@ def _multithreshold(lw: _Lowering) -> None:
     lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
 
 
-def _integer_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(C, K) float weights -> (int8 integers, per-channel Fraction scale), exactly."""
+def _integer_weights(lw: _Lowering, w: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
+    """(C, K) float weights -> (int8 integers, per-channel Fraction scale), exactly; `levels`:
+    the (integers, scale) of the weight quantizer that produced them, laid out like w."""
     w = np.asarray(w, dtype=np.float32)
     try:
         return integer_rows(w)
     except NotIntegerWeights as bad:
+        if levels is not None and _per_row(levels[1]) is not None:
+            ints, scale = integer_rows(levels[0].astype(np.float32))  # reduced: +-n rows become +-1
+            return ints, scale * _per_row(levels[1])
         if lw.weight_bits:
             ints, scales, moved, relative = quantize_rows(w, lw.weight_bits)
             # Binary rows within float32 noise of +-s: the rounding of XNOR-Net's
@@ -493,11 +517,26 @@ def _integer_weights(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
                       f"weight quantizer, or let bnnc round them: --quantize-weights BITS)") from None
 
 
-def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0) -> None:
+def _per_row(scale: np.ndarray) -> np.ndarray | None:
+    """A quantizer's scale laid out like its (C, ...) weights, as one Fraction per row (None if it
+    varies within a row)."""
+    rows = scale.reshape(scale.shape[0], -1)
+    if np.any(rows != rows[:, :1]):
+        return None
+    return exact.fractions(rows[:, 0])
+
+
+def _levels_of(lw: _Lowering, index: int, arrange) -> tuple[np.ndarray, np.ndarray] | None:
+    """The weight quantizer's (integers, scale) behind input `index`, arranged like the weights."""
+    found = lw.levels.get(lw.node.input[index])
+    return None if found is None else tuple(arrange(np.asarray(a)) for a in found)
+
+
+def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0, levels=None) -> None:
     shape = lw.type_of(x).shape
     if len(shape) != 1 or shape[0] != w.shape[1]:
         raise lw.fail(f"weights of shape {w.shape[::-1]} do not fit an input of shape {shape}")
-    ints, scale = _integer_weights(lw, w)
+    ints, scale = _integer_weights(lw, w, levels)
     acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=ints)
     a = scale * Fraction(alpha)
     b = exact.fractions(np.zeros(w.shape[0], np.float32)) if bias is None else lw.channel_param(bias, acc)
@@ -512,18 +551,19 @@ def _gemm(lw: _Lowering) -> None:
     w = lw.const(1, "the weight matrix B")
     if w.ndim != 2:
         raise lw.fail(f"weight matrix B must be 2-D, got shape {w.shape}")
-    w = w if lw.attr("transB", 0) else w.T
+    arrange = (lambda a: a) if lw.attr("transB", 0) else (lambda a: a.T)  # noqa: E731
+    w = arrange(w)
     bias = None
     if len(lw.node.input) > 2 and lw.node.input[2]:
         bias = np.asarray(lw.const(2, "the bias C"), dtype=np.float32) * np.float32(lw.attr("beta", 1.0))
-    _dense(lw, lw.value(0), w, bias, lw.attr("alpha", 1.0))
+    _dense(lw, lw.value(0), w, bias, lw.attr("alpha", 1.0), _levels_of(lw, 1, arrange))
 
 
 def _matmul(lw: _Lowering) -> None:
     w = lw.const(1, "the weight matrix")
     if w.ndim != 2:
         raise lw.fail(f"weight matrix must be 2-D, got shape {w.shape}")
-    _dense(lw, lw.value(0), w.T, None)
+    _dense(lw, lw.value(0), w.T, None, levels=_levels_of(lw, 1, lambda a: a.T))
 
 
 def _batchnorm(lw: _Lowering) -> None:
@@ -736,8 +776,9 @@ def _reduce_mean(lw: _Lowering) -> None:
     lw.bind(mean if lw.attr("keepdims", 1) else lw.emit(Reshape, [mean], shape=(shape[0],)))
 
 
-def _integer_kernels(lw: _Lowering, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ints, scale = _integer_weights(lw, w.reshape(w.shape[0], -1))
+def _integer_kernels(lw: _Lowering, w: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
+    flat = None if levels is None else tuple(a.reshape(a.shape[0], -1) for a in levels)
+    ints, scale = _integer_weights(lw, w.reshape(w.shape[0], -1), flat)
     return ints.reshape(w.shape), scale
 
 
@@ -784,7 +825,8 @@ def _conv(lw: _Lowering) -> None:
     if pad_value not in (0.0, 1.0, -1.0):
         raise lw.fail(f"padding with {number(pad_value)} is not supported: binary convolutions pad with 0 "
                       f"(no contribution) or with a bit (+1 or -1)")
-    ints, scale = _integer_kernels(lw, w)
+    levels = _levels_of(lw, 1, lambda a: a) if int(lw.attr("group", 1)) == 1 else None
+    ints, scale = _integer_kernels(lw, w, levels)
     acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=ints,
                   stride=tuple(lw.window_attr("strides", [1, 1], 1)), pads=pads, pad_value=int(pad_value))
     a = scale

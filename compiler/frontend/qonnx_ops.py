@@ -21,19 +21,23 @@ def int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
     return 0, (1 << bits) - 1 - int(narrow)
 
 
-def quant(x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND"):
+def quant_levels(x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND"):
+    """QONNX Quant's integer part: round(clip(x / scale + zeropt)), in float32 as it defines it."""
     x = np.asarray(x, dtype=np.float32)
-    scale, zeropt = np.float32(scale), np.float32(zeropt)
+    scale, zeropt = np.asarray(scale, dtype=np.float32), np.asarray(zeropt, dtype=np.float32)
     y = x / scale + zeropt
     bits = int(np.asarray(bitwidth).item())
     if bits == 1 and signed:  # QONNX treats a signed 1-bit Quant as bipolar
-        y = np.where(y >= 0, np.float32(1), np.float32(-1))
-    else:
-        lo, hi = int_range(bits, bool(signed), bool(narrow))
-        y = np.clip(y, np.float32(lo), np.float32(hi))
-        mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else rounding_mode
-        y = ROUNDING[mode.upper()](y)
-    return ((y - zeropt) * scale).astype(np.float32)
+        return np.where(y >= 0, np.float32(1), np.float32(-1))
+    lo, hi = int_range(bits, bool(signed), bool(narrow))
+    y = np.clip(y, np.float32(lo), np.float32(hi))
+    mode = rounding_mode.decode() if isinstance(rounding_mode, bytes) else rounding_mode
+    return ROUNDING[mode.upper()](y)
+
+
+def quant(x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND"):
+    y = quant_levels(x, scale, zeropt, bitwidth, signed, narrow, rounding_mode)
+    return ((y - np.float32(zeropt)) * np.float32(scale)).astype(np.float32)
 
 
 def bipolar_quant(x, scale):

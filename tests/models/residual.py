@@ -185,3 +185,38 @@ def export(model: nn.Module, path, example: torch.Tensor, dynamo: bool = False) 
     torch.onnx.export(model, (example[:1],), str(path), dynamo=dynamo, opset_version=18,
                       input_names=["x"], output_names=["y"], **extra)
     return str(path)
+
+
+class BrevitasBiReal(nn.Module):
+    """Bi-Real Net as Brevitas writes it: an 8-bit input quantizer, an 8-bit-weight stem and
+    classifier (Int8WeightPerTensorFloat), binary block convs (SignedBinaryWeightPerTensorConst)
+    behind a binary activation quantizer (SignedBinaryActPerTensorConst, Sign(0) = +1), real
+    shortcuts and BatchNorm in float, exported with export_qonnx."""
+
+    def __init__(self, channels: int = 8, classes: int = 10):
+        super().__init__()
+        from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+        from brevitas.quant import (Int8WeightPerTensorFloat, SignedBinaryActPerTensorConst,
+                                    SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloatMaxInit)
+
+        self.quant_in = QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit, max_val=1.0)
+        self.stem = QuantConv2d(1, channels, 3, padding=1, bias=False, weight_quant=Int8WeightPerTensorFloat)
+        self.stem_bn = nn.BatchNorm2d(channels)
+        self.signs = nn.ModuleList(QuantIdentity(act_quant=SignedBinaryActPerTensorConst) for _ in range(2))
+        self.convs = nn.ModuleList(QuantConv2d(channels, channels, 3, padding=1, bias=False,
+                                               weight_quant=SignedBinaryWeightPerTensorConst) for _ in range(2))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(2))
+        self.head = QuantLinear(channels, classes, bias=True, weight_quant=Int8WeightPerTensorFloat)
+
+    def forward(self, x):
+        h = self.stem_bn(self.stem(self.quant_in(x)))
+        for sign, conv, bn in zip(self.signs, self.convs, self.bns):
+            h = bn(conv(sign(h))) + h
+        return self.head(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+
+def export_qonnx(model: nn.Module, path, example: torch.Tensor, dynamo: bool = False) -> str:
+    from brevitas.export import export_qonnx as export
+
+    export(model.eval(), input_t=example[:1], export_path=str(path), dynamo=dynamo)
+    return str(path)

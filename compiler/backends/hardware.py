@@ -32,12 +32,12 @@ from ..ir.ops import (
     Pool,
     Reshape,
     Reuse,
-    SumPool,
     Threshold,
     Transpose,
     weight_element,
 )
 from ..ir.types import Bipolar, Element, Ternary, is_integer
+from .residual_blocks import FIXED_POINT_LIMIT, Block, flows_in_fixed_point, residual_blocks, sum_pools_as_convs
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
 AUTO_MAX_PARALLEL = 1 << 14
@@ -250,83 +250,7 @@ def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, 
                  acc_elem=graph.types[op.out].elem, reuse=op.reuse, **kwargs)
 
 
-@dataclass(frozen=True)
-class _Block:
-    """One residual block of the graph: x -> threshold -> conv -> fixed_affine (+) shortcut(x)."""
-
-    threshold: Threshold
-    conv: Conv
-    post: FixedAffine
-    add: Add
-    taps: tuple[int, ...]
-    main_shift: int
-    tap_shift: int
-    after: tuple[FixedAffine, ...]  # single-use fixed-point affines after the add (RPReLU)
-    absorbed: tuple[str, ...]  # every op value the block's layer computes
-
-    @property
-    def out(self) -> str:
-        return self.after[-1].out if self.after else self.add.out
-
-
-def _single_use(graph: Graph, value: str) -> bool:
-    return len(graph.consumers(value)) == 1 and value not in graph.outputs
-
-
-def _identity_code(op) -> bool:
-    """A fixed-point affine that only relabels the binary point (an exact average's 1/4)."""
-    return (isinstance(op, FixedAffine) and op.neg_mult is None and op.shift == 0
-            and np.all(op.mult == 1) and np.all(op.bias == 0))
-
-
-def _shortcut_taps(graph: Graph, conv: Conv, x: str, sc: str) -> tuple[tuple[int, ...], tuple[str, ...]] | None:
-    """Kernel positions of the conv's window that hold the shortcut's inputs, and the ops of the
-    shortcut path -- or None when the shortcut is not inside the window."""
-    kh, kw = conv.weights.shape[2:]
-    top, left = conv.pads[:2]
-    out_hw = graph.types[conv.out].shape[1:]
-    if sc == x:
-        inside = conv.stride == (1, 1) and out_hw == graph.types[x].shape[1:] and top < kh and left < kw
-        return ((top * kw + left,), ()) if inside else None
-    rescale = graph.producer(sc)
-    pool = graph.producer(rescale.inputs[0]) if _identity_code(rescale) else None
-    if not (isinstance(pool, SumPool) and pool.inputs[0] == x and _single_use(graph, pool.out)
-            and _single_use(graph, rescale.out)):
-        return None
-    (ph, pw), stride = pool.kernel, pool.stride
-    if stride != conv.stride or graph.types[pool.out].shape[1:] != out_hw or top + ph > kh or left + pw > kw:
-        return None
-    return tuple((top + u) * kw + left + v for u in range(ph) for v in range(pw)), (pool.out, rescale.out)
-
-
-def _residual_blocks(graph: Graph) -> dict[str, _Block]:
-    """The residual blocks whose shortcut a conv layer can add from its own window, by the value
-    of their threshold (where the block's layer starts)."""
-    blocks = {}
-    for add in (op for op in graph.ops if isinstance(op, Add)):
-        for side in (0, 1):
-            post, sc = graph.producer(add.inputs[side]), add.inputs[1 - side]
-            conv = graph.producer(post.inputs[0]) if isinstance(post, FixedAffine) else None
-            th = graph.producer(conv.inputs[0]) if isinstance(conv, Conv) else None
-            if not (isinstance(th, Threshold) and th.integer and post.neg_mult is None
-                    and all(_single_use(graph, v) for v in (th.out, conv.out, post.out))):
-                continue
-            x = th.inputs[0]
-            found = _shortcut_taps(graph, conv, x, sc)
-            if found is None or graph.types[x].shape[0] != conv.weights.shape[0]:
-                continue
-            taps, path = found
-            after, value = [], add.out
-            while _single_use(graph, value) and isinstance(nxt := graph.consumers(value)[0], FixedAffine):
-                after.append(nxt)
-                value = nxt.out
-            blocks[th.out] = _Block(th, conv, post, add, taps, add.shifts[side], add.shifts[1 - side], tuple(after),
-                                    (th.out, conv.out, post.out, add.out) + path + tuple(a.out for a in after))
-            break
-    return blocks
-
-
-def _residual_layer(block: _Block, graph: Graph, index: int) -> Layer:
+def _residual_layer(block: Block, graph: Graph, index: int) -> Layer:
     conv, th = block.conv, block.threshold
     x_type = graph.types[th.inputs[0]]
     c = x_type.shape[0]
@@ -353,27 +277,10 @@ def _residual_layer(block: _Block, graph: Graph, index: int) -> Layer:
                                    stages))
 
 
-def sum_pools_as_convs(graph: Graph, keep: set = frozenset()) -> Graph:
-    """A sum pool is the convolution whose weight is 1 from each channel to itself across the
-    window and 0 elsewhere: the same sums, exactly, built by the weight-layer unit (0/1 weights
-    multiply like ternary ones). A global one before a dense head is a conv over the whole map.
-    Pools in `keep` (a residual layer's shortcut) stay."""
-    ops = []
-    for op in graph.ops:
-        if isinstance(op, SumPool) and op.out not in keep:
-            c = graph.types[op.inputs[0]].shape[0]
-            weights = np.zeros((c, c) + tuple(op.kernel), dtype=np.int8)
-            weights[np.arange(c), np.arange(c)] = 1
-            op = Conv(op.out, op.inputs, weights=weights, stride=op.stride, pads=(0, 0, 0, 0), pad_value=0,
-                      origin=op.origin)
-        ops.append(op)
-    return graph.with_ops(ops)
-
-
 def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
     """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
     (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
-    blocks = _residual_blocks(graph)
+    blocks = residual_blocks(graph)
     absorbed = {v for block in blocks.values() for v in block.absorbed}
     stray = next((op for op in graph.ops if isinstance(op, Add) and op.out not in absorbed), None)
     if stray is not None:
@@ -415,7 +322,7 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
             i += 1
             continue
         if not isinstance(op, (Dense, Conv)) or (isinstance(op, Conv) and layout):
-            if _flows_in_fixed_point(graph):
+            if flows_in_fixed_point(graph):
                 raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {FIXED_POINT_LIMIT}")
             raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
                           f"mapping here; run the default pipeline first")
@@ -434,20 +341,6 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
                   layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
                   in_order="hwc" if hwc else "flat")
-
-
-FIXED_POINT_LIMIT = ("the Verilog and HLS backends do not build fixed-point values between layers yet, except "
-                     "inside one layer (its affine post-op, or a residual block x + f(x) whose shortcut lies in its "
-                     "conv's window, as in Bi-Real Net and ReActNet); the compiled IR runs in the interpreter: "
-                     "`bnnc verify MODEL --inputs X.npy --backends ''` or `bnnc inspect MODEL`")
-
-
-def _flows_in_fixed_point(graph: Graph) -> bool:
-    """The graph carries fixed-point values between layers (what fold-fixed-point's QFX part
-    makes): anything but a weight layer's own fused post-processing."""
-    from ..passes.qfx import final
-
-    return any(isinstance(op, Add) or (isinstance(op, FixedAffine) and not final(graph, op.out)) for op in graph.ops)
 
 
 def _divisors(n: int) -> list[int]:

@@ -1,5 +1,8 @@
 """ONNX -> IR. Constant sub-graphs are evaluated first; every other node is lowered by the
-function registered for its op type (see LOWERINGS at the bottom), or refused by name.
+function registered for its op type (see LOWERINGS at the bottom), or refused by name. The
+lowering functions live by kind: layout.py (reshapes, transposes, pools, the head), quantizers.py,
+weight_layers.py, real_valued.py; this module walks the graph and handles the arithmetic (BatchNorm,
+Add/Sub/Mul/Div with constants, the STE and the residual Add).
 
 Semantics honoured exactly (see DESIGN.md section 2): QONNX Quant (scale, shift, clamp, round in
 float32 on the model input; a multi-level threshold between layers), BipolarQuant (0 -> +1), ONNX
@@ -28,31 +31,39 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ..diagnostics import BnncError, node_label, number, quote
+from ..diagnostics import BnncError, node_label, quote
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import (
     Add,
     Affine,
-    ArgMax,
     Conv,
     Dense,
     FloatOp,
     IRError,
     Pool,
-    PReLU,
-    Quantize,
     Reshape,
-    Sign,
-    Softmax,
-    SumPool,
-    Threshold,
     Transpose,
 )
-from ..ir.types import Real, TensorType, is_integer
+from ..ir.types import Real, TensorType
+from .layout import (
+    _NHWC,
+    _argmax,
+    _flatten,
+    _identity,
+    _maxpool,
+    _reshape,
+    _shape,
+    _softmax,
+    _squeeze_like,
+    _transpose,
+)
 from .load import load_model
-from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, int_range, quant_levels
-from .weights import MAX_BITS, NotIntegerWeights, integer_rows, quantize_rows
+from .qonnx_ops import ALL_CUSTOM_OPS, QONNX_DOMAINS, quant_levels
+from .quantizers import _bipolar_quant, _multithreshold, _quant, _sign
+from .real_valued import _average_pool, _clip, _Clipped, _compare, _global_average_pool, _prelu, _reduce_mean, _where
+from .weight_layers import _conv, _gemm, _matmul, _pad
+from .weights import MAX_BITS
 
 
 @dataclass(frozen=True)
@@ -62,46 +73,10 @@ class _Sub:
     b: str
 
 
-@dataclass(frozen=True)
-class _Padded:
-    """Pad(x) with a constant, kept symbolic so that the Conv reading it pads exactly."""
-    x: str
-    pads: tuple[int, int, int, int]  # top, left, bottom, right
-    value: float
-
-
-@dataclass(frozen=True)
-class _NHWC:
-    """An ONNX tensor in N x H x W x C order that is IR value `x` (C x H x W) transposed.
-
-    tf2onnx wraps every conv in NHWC<->NCHW transposes and applies BatchNorm as Mul/Add along
-    the last axis; keeping the view lets those transposes cancel instead of reaching hardware.
-    """
-    x: str
-
-
 # Ops that act element by element (with per-channel constants): they pass an NHWC view through.
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Sign", "BipolarQuant", "Quant", "Identity", "Dropout",
                 "GreaterOrEqual", "Greater", "Less", "LessOrEqual", "Where", "BatchNormalization", "Clip",
                 "Relu", "LeakyRelu", "PRelu"}
-
-
-@dataclass(frozen=True)
-class _Compare:
-    """x >= c (x > c when `strict`; negated when `negate`: Less, LessOrEqual), kept symbolic
-    until a Where turns it into a threshold."""
-    x: str
-    c: np.ndarray
-    strict: bool = False
-    negate: bool = False
-
-
-@dataclass(frozen=True)
-class _Clipped:
-    """Clip(x, lo, hi), kept symbolic: in front of a sign it is the sign of x when lo < 0 < hi."""
-    x: str
-    lo: float
-    hi: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,227 +320,6 @@ class _Lowering:
 # ---- lowering functions, one per ONNX op type
 
 
-def _identity(lw: _Lowering) -> None:
-    lw.bind(lw.values[lw.node.input[0]])
-
-
-def _shape(lw: _Lowering) -> None:
-    # A shape read from a dynamic tensor (e.g. x.view(x.size(0), -1)): batch is taken as 1, which
-    # is exactly how the reshape lowering below reads a leading batch dimension.
-    lw.consts[lw.node.output[0]] = np.array((1,) + lw.type_of(lw.value(0)).shape, dtype=np.int64)
-
-
-def _reshape_to(lw: _Lowering, target: list[int]) -> None:
-    x = lw.value(0)
-    shape = lw.type_of(x).shape
-    size = int(np.prod(shape))
-    dims = [shape[i - 1] if (d == 0 and 0 < i <= len(shape)) else d for i, d in enumerate(target)]
-    if not dims or dims[0] not in (1, -1, 0):
-        raise lw.fail(f"reshape to {target} must keep the batch as its first dimension")
-    rest = [int(d) for d in dims[1:]]
-    if rest.count(-1) > 1:
-        raise lw.fail(f"reshape to {target} has more than one unknown dimension")
-    if -1 in rest:
-        known = int(np.prod([d for d in rest if d != -1])) or 1
-        rest[rest.index(-1)] = size // known
-    if int(np.prod(rest)) != size:
-        raise lw.fail(f"cannot reshape a tensor of shape {shape} per sample to {target}")
-    lw.bind(x if tuple(rest) == shape else lw.emit(Reshape, [x], shape=tuple(rest)))
-
-
-def _reshape(lw: _Lowering) -> None:
-    _reshape_to(lw, lw.const_ints(1, "the target shape"))
-
-
-def _flatten(lw: _Lowering) -> None:
-    axis = lw.attr("axis", 1)
-    if axis != 1:
-        raise lw.fail(f"Flatten with axis={axis} would mix samples; only axis=1 is supported")
-    _reshape_to(lw, [1, -1])
-
-
-def _squeeze_like(lw: _Lowering) -> None:
-    shape = lw.type_of(lw.value(0)).shape
-    axes = lw.attr("axes")
-    if axes is None and len(lw.node.input) > 1:
-        axes = lw.const_ints(1, "the axes")
-    full = [1] + list(shape)
-    rank_out = len(full) + (len(axes or []) if lw.node.op_type == "Unsqueeze" else -len(axes or []))
-    axes = [a % (rank_out if lw.node.op_type == "Unsqueeze" else len(full)) for a in (axes or [])]
-    if 0 in axes:
-        raise lw.fail("squeezing or unsqueezing the batch axis is not supported")
-    if lw.node.op_type == "Squeeze":
-        new = [d for i, d in enumerate(full) if i not in axes] if axes else [1] + [d for d in shape if d != 1]
-    else:
-        new = full[:]
-        for a in sorted(axes):
-            new.insert(a, 1)
-    _reshape_to(lw, new)
-
-
-def _quant(lw: _Lowering) -> None:
-    x = lw.value(0)
-    scale, zp = lw.const(1, "the scale"), lw.const(2, "the zero point")
-    width = np.asarray(lw.const(3, "the bit width"))
-    if width.size != 1 or not np.isfinite(width).all() or width.item() != int(width.item()) \
-            or not 1 <= int(width.item()) <= 32:
-        raise lw.fail(f"the bit width must be one integer from 1 to 32, got {width.ravel()[:4].tolist()}")
-    bits = int(width.item())
-    signed, narrow = bool(lw.attr("signed", 1)), bool(lw.attr("narrow", 0))
-    rounding = str(lw.attr("rounding_mode", "ROUND")).upper()
-    if np.asarray(scale).size != 1 or np.asarray(zp).size != 1:
-        raise lw.fail("only per-tensor scale and zero point are supported on activations")
-    s, z = np.float32(np.asarray(scale).item()), np.float32(np.asarray(zp).item())
-    if not s > 0:
-        raise lw.fail(f"the scale must be positive, got {s}")
-    if bits == 1 and signed:  # QONNX reads this as bipolar: (x/s + z >= 0) ? 1 : -1
-        shifted = lw.emit(Affine, [x], f"{lw.node.output[0]}_shifted",
-                          scale=exact.fractions(np.float32(1) / s), bias=exact.fractions(z))
-        sign = lw.emit(Sign, [shifted], f"{lw.node.output[0]}_sign", zero=1)
-        lw.bind(lw.emit(Affine, [sign], scale=exact.fractions(s), bias=exact.fractions(-z * s)))
-        return
-    lo, hi = int_range(bits, signed, narrow)
-    if not isinstance(lw.type_of(x).elem, Real):
-        _quant_between_layers(lw, x, s, z, lo, hi, rounding)
-        return
-    if rounding not in ("ROUND", "CEIL", "FLOOR"):
-        raise lw.fail(f"rounding mode {rounding} is not supported")
-    q = lw.emit(Quantize, [x], f"{lw.node.output[0]}_int", scale=np.asarray(s), zero_point=np.asarray(z),
-                lo=lo, hi=hi, rounding=rounding)
-    # The dequantization is exact: (q - z) * s with the float32 constants as rationals.
-    lw.bind(lw.emit(Affine, [q], scale=exact.fractions(s), bias=-exact.fractions(z) * exact.fractions(s)))
-
-
-# Where round(clip(v)) reaches level k, as (threshold, strict): the level holds from v >= t, or
-# from v > t. Half to even: v = k - 1/2 rounds up to k only for an even k.
-_LEVEL_START = {
-    "ROUND": lambda k: (Fraction(2 * k - 1, 2), k % 2 == 1),
-    "FLOOR": lambda k: (Fraction(k), False),
-    "CEIL": lambda k: (Fraction(k - 1), True),
-    "ROUND_TO_ZERO": lambda k: (Fraction(k), False) if k > 0 else (Fraction(k - 1), True),
-}
-
-
-def _quant_between_layers(lw: _Lowering, x: str, s, z, lo: int, hi: int, rounding: str) -> None:
-    """A multi-bit Quant on exact values: q = round(clip(x / s + z, lo, hi)) is a threshold with
-    one level per integer in [lo, hi], then (q - z) * s."""
-    if rounding not in _LEVEL_START:
-        raise lw.fail(f"rounding mode {rounding} is not supported")
-    if s == 0:
-        raise lw.fail("a Quant with scale zero is not supported")
-    scale, shift = exact.fractions(s), exact.fractions(z)
-    scaled = lw.emit(Affine, [x], f"{lw.node.output[0]}_scaled", scale=1 / scale[()], bias=shift)
-    starts = [_LEVEL_START[rounding](k) for k in range(lo + 1, hi + 1)]
-    q = lw.emit(Threshold, [scaled], f"{lw.node.output[0]}_int",
-                thresholds=np.array([[t for t, _ in starts]], dtype=object),
-                values=np.array([list(range(lo, hi + 1))], dtype=np.int64), strict=tuple(gt for _, gt in starts))
-    lw.bind(lw.emit(Affine, [q], scale=scale, bias=-shift * scale))
-
-
-def _bipolar_quant(lw: _Lowering) -> None:
-    x = _unclipped(lw, zero=1)
-    scale = lw.const(1, "the scale")
-    sign = lw.emit(Sign, [x], f"{lw.node.output[0]}_sign", zero=1)
-    lw.bind(lw.emit(Affine, [sign], scale=lw.channel_param(scale, sign), bias=exact.fractions(np.float32(0))))
-
-
-def _sign(lw: _Lowering) -> None:
-    lw.bind(lw.emit(Sign, [_unclipped(lw, zero=0)], zero=0))
-
-
-def _multithreshold(lw: _Lowering) -> None:
-    x = lw.value(0)
-    t = np.asarray(lw.const(1, "the thresholds"), dtype=np.float32)
-    if t.ndim != 2:
-        raise lw.fail(f"thresholds must have shape (channels, steps), got {t.shape}")
-    if lw.attr("data_layout", "NCHW") != "NCHW" and len(lw.type_of(x).shape) > 1:
-        raise lw.fail("MultiThreshold with data_layout NHWC is not supported")
-    if np.any(np.diff(t, axis=1) < 0):
-        raise lw.fail("thresholds must be ascending along each row")
-    # out_scale * level + out_bias in float32, as QONNX defines it (a huge bias swallows the level)
-    levels = np.arange(t.shape[1] + 1, dtype=np.float32)
-    values = exact.fractions(np.float32(lw.attr("out_scale", 1.0)) * levels + np.float32(lw.attr("out_bias", 0.0)))[None]
-    lw.bind(lw.emit(Threshold, [x], thresholds=exact.fractions(t), values=values))
-
-
-def _integer_weights(lw: _Lowering, w: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
-    """(C, K) float weights -> (int8 integers, per-channel Fraction scale), exactly; `levels`:
-    the (integers, scale) of the weight quantizer that produced them, laid out like w."""
-    w = np.asarray(w, dtype=np.float32)
-    try:
-        return integer_rows(w)
-    except NotIntegerWeights as bad:
-        if levels is not None and _per_row(levels[1]) is not None:
-            ints, scale = integer_rows(levels[0].astype(np.float32))  # reduced: +-n rows become +-1
-            return ints, scale * _per_row(levels[1])
-        if lw.weight_bits:
-            ints, scales, moved, relative = quantize_rows(w, lw.weight_bits)
-            # Binary rows within float32 noise of +-s: the rounding of XNOR-Net's
-            # w + (s*sign(w) - w).detach(), a few ulps of the larger of |w| and s (the original
-            # carries that noise itself, and the verify tolerance covers it).
-            noise = bool(np.all(np.abs(ints) <= 1)) and relative <= 2.0 ** -16
-            lw.weight_notes.append(f"{lw.label}: weights rounded to {lw.weight_bits}-bit integers times a scale "
-                                   f"per output channel; the largest weight moved by {moved:.3g}"
-                                   f"{' (float32 rounding of the export)' if noise else ''}")
-            lw.weights_moved |= not noise
-            return ints, scales
-        c, (k1, k2) = bad.channel, bad.inputs
-        a, b = w[c, k1], w[c, k2]
-        near = " -- equal in magnitude up to float32 rounding" if abs(abs(a) - abs(b)) <= 4e-7 * abs(b) else ""
-        raise lw.fail(f"weights are not a scale times integers of at most {MAX_BITS} bits: output channel {c} "
-                      f"has {number(a)} at input {k1} and {number(b)} at input {k2}{near} (export them through a "
-                      f"weight quantizer, or let bnnc round them: --quantize-weights BITS)") from None
-
-
-def _per_row(scale: np.ndarray) -> np.ndarray | None:
-    """A quantizer's scale laid out like its (C, ...) weights, as one Fraction per row (None if it
-    varies within a row)."""
-    rows = scale.reshape(scale.shape[0], -1)
-    if np.any(rows != rows[:, :1]):
-        return None
-    return exact.fractions(rows[:, 0])
-
-
-def _levels_of(lw: _Lowering, index: int, arrange) -> tuple[np.ndarray, np.ndarray] | None:
-    """The weight quantizer's (integers, scale) behind input `index`, arranged like the weights."""
-    found = lw.levels.get(lw.node.input[index])
-    return None if found is None else tuple(arrange(np.asarray(a)) for a in found)
-
-
-def _dense(lw: _Lowering, x: str, w: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0, levels=None) -> None:
-    shape = lw.type_of(x).shape
-    if len(shape) != 1 or shape[0] != w.shape[1]:
-        raise lw.fail(f"weights of shape {w.shape[::-1]} do not fit an input of shape {shape}")
-    ints, scale = _integer_weights(lw, w, levels)
-    acc = lw.emit(Dense, [x], f"{lw.node.output[0]}_acc", weights=ints)
-    a = scale * Fraction(alpha)
-    b = exact.fractions(np.zeros(w.shape[0], np.float32)) if bias is None else lw.channel_param(bias, acc)
-    if len(set(a.tolist())) == 1:
-        a = np.asarray(a[0], dtype=object)
-    lw.bind(lw.emit(Affine, [acc], scale=a, bias=b))
-
-
-def _gemm(lw: _Lowering) -> None:
-    if lw.attr("transA", 0):
-        raise lw.fail("Gemm with transA=1 is not supported")
-    w = lw.const(1, "the weight matrix B")
-    if w.ndim != 2:
-        raise lw.fail(f"weight matrix B must be 2-D, got shape {w.shape}")
-    arrange = (lambda a: a) if lw.attr("transB", 0) else (lambda a: a.T)  # noqa: E731
-    w = arrange(w)
-    bias = None
-    if len(lw.node.input) > 2 and lw.node.input[2]:
-        bias = np.asarray(lw.const(2, "the bias C"), dtype=np.float32) * np.float32(lw.attr("beta", 1.0))
-    _dense(lw, lw.value(0), w, bias, lw.attr("alpha", 1.0), _levels_of(lw, 1, arrange))
-
-
-def _matmul(lw: _Lowering) -> None:
-    w = lw.const(1, "the weight matrix")
-    if w.ndim != 2:
-        raise lw.fail(f"weight matrix must be 2-D, got shape {w.shape}")
-    _dense(lw, lw.value(0), w.T, None, levels=_levels_of(lw, 1, lambda a: a.T))
-
-
 def _batchnorm(lw: _Lowering) -> None:
     x = lw.value(0)
     channels = lw.type_of(x).shape[0]
@@ -674,227 +428,6 @@ def _two_tensors(lw: _Lowering) -> None:
         return lw.bind(lw.emit(Add, [x, y]))
     raise lw.fail(f"{op} of two tensors is only supported as a residual Add or as the straight-through "
                   f"estimator x + (Sign(x) - x)")
-
-
-def _compare(lw: _Lowering) -> None:
-    strict = lw.node.op_type in ("Greater", "LessOrEqual")
-    negate = lw.node.op_type in ("Less", "LessOrEqual")
-    lw.bind(_Compare(lw.value(0), lw.const(1, "the comparison constant"), strict, negate))
-
-
-def _where(lw: _Lowering) -> None:
-    cond = lw.values.get(lw.node.input[0])
-    if not isinstance(cond, _Compare):
-        raise lw.fail("Where is only supported as Where(x >= c, a, b) (or >, <, <=) with constants c, a, b")
-    a, b = lw.const(1, "the value if true"), lw.const(2, "the value if false")
-    if cond.negate:
-        a, b = b, a
-    t = lw.channel_param(cond.c, cond.x)
-    hi, lo = lw.channel_param(a, cond.x), lw.channel_param(b, cond.x)
-    channels = lw.type_of(cond.x).shape[0]
-    per = lambda p: np.broadcast_to(p, (channels,))  # noqa: E731
-    if t.ndim == 0 and lo.ndim == 0 and hi.ndim == 0:
-        thresholds, values = np.array([[t[()]]], dtype=object), np.array([[lo[()], hi[()]]], dtype=object)
-    else:
-        thresholds = per(t).reshape(-1, 1).astype(object)
-        values = np.stack([per(lo), per(hi)], axis=1).astype(object)
-    lw.bind(lw.emit(Threshold, [cond.x], thresholds=thresholds, values=values, strict=(True,) if cond.strict else ()))
-
-
-def _clip(lw: _Lowering) -> None:
-    x = lw.value(0)
-    lo, hi = lw.attr("min", -np.inf), lw.attr("max", np.inf)
-    if len(lw.node.input) > 1 and lw.node.input[1]:
-        lo = float(np.asarray(lw.const(1, "the minimum")).item())
-    if len(lw.node.input) > 2 and lw.node.input[2]:
-        hi = float(np.asarray(lw.const(2, "the maximum")).item())
-    lw.bind(_Clipped(x, float(lo), float(hi)))
-
-
-def _unclipped(lw: _Lowering, zero: int) -> str:
-    """The input of a sign; a Clip in front of it is dropped where it cannot change the sign:
-    lo < 0 < hi (for a sign that maps 0 to +1, lo < 0 <= hi)."""
-    v = lw.values.get(lw.node.input[0])
-    if not isinstance(v, _Clipped):
-        return lw.value(0)
-    if v.lo < 0 and (v.hi > 0 or (zero == 1 and v.hi == 0)):
-        return v.x
-    raise lw.fail(f"Clip to [{v.lo:g}, {v.hi:g}] in front of a sign changes the sign of some "
-                  f"values; only clips with min < 0 < max are supported there")
-
-
-def _prelu(lw: _Lowering) -> None:
-    x = lw.value(0)
-    if isinstance(lw.type_of(x).elem, Real):
-        raise lw.fail(f"{lw.node.op_type} on float input data (before the first quantizer) is not supported")
-    if lw.node.op_type == "Relu":
-        slope = exact.fractions(np.float32(0))
-    elif lw.node.op_type == "LeakyRelu":
-        slope = exact.fractions(np.float32(lw.attr("alpha", 0.01)))
-    else:
-        slope = lw.channel_param(lw.const(1, "the slope"), x)
-    if is_integer(lw.type_of(x).elem) and all(v == 1 for v in np.ravel(slope)):
-        return lw.bind(x)
-    lw.bind(lw.emit(PReLU, [x], slope=slope))
-
-
-def _average(lw: _Lowering, x: str, kernel: tuple[int, int], stride: tuple[int, int]) -> str:
-    total = lw.emit(SumPool, [x], f"{lw.node.output[0]}_sum", kernel=kernel, stride=stride)
-    return lw.emit(Affine, [total], scale=np.asarray(Fraction(1, kernel[0] * kernel[1]), dtype=object),
-                   bias=np.asarray(Fraction(0), dtype=object))
-
-
-def _global_average_pool(lw: _Lowering) -> None:
-    x = lw.value(0)
-    shape = lw.type_of(x).shape
-    if len(shape) != 3:
-        raise lw.fail(f"GlobalAveragePool expects an N x C x H x W map, got {shape} per sample")
-    lw.bind(_average(lw, x, shape[1:], shape[1:]))
-
-
-def _average_pool(lw: _Lowering) -> None:
-    x = lw.value(0)
-    if any(lw.window_attr("pads", [0, 0, 0, 0], 0)) or lw.attr("ceil_mode", 0) \
-            or any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
-        raise lw.fail("AveragePool with padding, ceil_mode or dilation is not supported")
-    if len(lw.type_of(x).shape) != 3:
-        raise lw.fail(f"AveragePool expects an N x C x H x W map, got {lw.type_of(x).shape} per sample")
-    kernel = tuple(lw.window_attr("kernel_shape", [], 1))
-    lw.bind(_average(lw, x, kernel, tuple(lw.window_attr("strides", list(kernel), 1))))
-
-
-def _reduce_mean(lw: _Lowering) -> None:
-    x = lw.value(0)
-    shape = lw.type_of(x).shape
-    axes = lw.attr("axes")
-    if axes is None and len(lw.node.input) > 1 and lw.node.input[1]:
-        axes = lw.const_ints(1, "the axes")
-    if len(shape) != 3 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
-        raise lw.fail(f"ReduceMean is supported over the two spatial axes of an N x C x H x W map "
-                      f"(axes {axes} of a {shape} map)")
-    mean = _average(lw, x, shape[1:], shape[1:])
-    lw.bind(mean if lw.attr("keepdims", 1) else lw.emit(Reshape, [mean], shape=(shape[0],)))
-
-
-def _integer_kernels(lw: _Lowering, w: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
-    flat = None if levels is None else tuple(a.reshape(a.shape[0], -1) for a in levels)
-    ints, scale = _integer_weights(lw, w.reshape(w.shape[0], -1), flat)
-    return ints.reshape(w.shape), scale
-
-
-def _ungrouped(lw: _Lowering, w: np.ndarray, groups: int, in_shape) -> np.ndarray:
-    """A grouped (or depthwise) kernel as the full one: output channel o reads only the input
-    channels of its group, every other weight is 0 -- the same sums, exactly."""
-    if groups == 1:
-        return w
-    o, per_group = w.shape[:2]
-    if groups < 1 or o % groups or len(in_shape) != 3 or in_shape[0] != per_group * groups:
-        raise lw.fail(f"group={groups} does not fit a kernel of shape {w.shape} on an input of shape {in_shape}")
-    full = np.zeros((o, per_group * groups) + w.shape[2:], dtype=w.dtype)
-    for out in range(o):
-        g = out // (o // groups)
-        full[out, g * per_group:(g + 1) * per_group] = w[out]
-    return full
-
-
-def _conv(lw: _Lowering) -> None:
-    src = lw.values.get(lw.node.input[0])
-    pads, pad_value = (0, 0, 0, 0), 0.0
-    if isinstance(src, _Padded):
-        src, pads, pad_value = src.x, src.pads, src.value
-    if not isinstance(src, str):
-        raise lw.fail("input is not a tensor this lowering can use here")
-    w = np.asarray(lw.const(1, "the kernel"), np.float32)
-    if w.ndim != 4:
-        raise lw.fail(f"only 2-D convolutions are supported (kernel shape {w.shape})")
-    if lw.attr("kernel_shape") is not None and list(lw.attr("kernel_shape")) != list(w.shape[2:]):
-        raise lw.fail(f"kernel_shape {lw.attr('kernel_shape')} does not match the kernel's shape {w.shape}")
-    w = _ungrouped(lw, w, int(lw.attr("group", 1)), lw.type_of(src).shape)
-    if any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
-        raise lw.fail("dilated convolutions are not supported")
-    if lw.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise lw.fail(f"auto_pad={lw.attr('auto_pad')} is not supported; export with explicit pads")
-    own = lw.window_attr("pads", [0, 0, 0, 0], 0)
-    if any(own) and any(pads):
-        if pad_value != 0:
-            raise lw.fail("a Pad with a non-zero value followed by a zero-padding Conv is not supported")
-    top, left, bottom, right = pads
-    pads = (top + own[0], left + own[1], bottom + own[2], right + own[3])
-    if not any(pads):
-        pad_value = 0.0
-    if pad_value not in (0.0, 1.0, -1.0):
-        raise lw.fail(f"padding with {number(pad_value)} is not supported: binary convolutions pad with 0 "
-                      f"(no contribution) or with a bit (+1 or -1)")
-    levels = _levels_of(lw, 1, lambda a: a) if int(lw.attr("group", 1)) == 1 else None
-    ints, scale = _integer_kernels(lw, w, levels)
-    acc = lw.emit(Conv, [src], f"{lw.node.output[0]}_acc", weights=ints,
-                  stride=tuple(lw.window_attr("strides", [1, 1], 1)), pads=pads, pad_value=int(pad_value))
-    a = scale
-    if len(set(a.tolist())) == 1:
-        a = np.asarray(a[0], dtype=object)
-    bias = np.zeros(w.shape[0], np.float32)
-    if len(lw.node.input) > 2 and lw.node.input[2]:
-        bias = np.asarray(lw.const(2, "the bias"), np.float32)
-    # A pad value of +-1 is in the units of the padded tensor; fold-constants rescales it.
-    lw.bind(lw.emit(Affine, [acc], scale=a, bias=exact.fractions(bias)))
-
-
-def _pad(lw: _Lowering) -> None:
-    x = lw.value(0)
-    mode = lw.attr("mode", "constant")
-    pads = lw.attr("pads")
-    if pads is None:
-        pads = lw.const_ints(1, "the pads")
-    value = 0.0
-    if len(lw.node.input) > 2 and lw.node.input[2]:
-        value = float(np.asarray(lw.const(2, "the pad value")).item())
-    rank = len(lw.type_of(x).shape) + 1
-    if mode != "constant" or len(pads) != 2 * rank or rank != 4:
-        raise lw.fail("only constant padding of N x C x H x W maps is supported")
-    begin, end = pads[:rank], pads[rank:]
-    if begin[0] or begin[1] or end[0] or end[1]:
-        raise lw.fail("padding the batch or channel axis is not supported")
-    lw.bind(_Padded(x, (begin[2], begin[3], end[2], end[3]), value))
-
-
-def _maxpool(lw: _Lowering) -> None:
-    x = lw.value(0)
-    if any(lw.window_attr("pads", [0, 0, 0, 0], 0)) or lw.attr("ceil_mode", 0) \
-            or any(d != 1 for d in lw.window_attr("dilations", [1, 1], 1)):
-        raise lw.fail("MaxPool with padding, ceil_mode or dilation is not supported")
-    if len(lw.node.output) > 1 and lw.node.output[1]:
-        raise lw.fail("MaxPool's indices output is not supported")
-    kernel = tuple(lw.window_attr("kernel_shape", [], 1))
-    stride = tuple(lw.window_attr("strides", list(kernel), 1))
-    channels = lw.type_of(x).shape[0]
-    lw.bind(lw.emit(Pool, [x], kernel=kernel, stride=stride, modes=np.ones(channels, dtype=np.int8)))
-
-
-def _transpose(lw: _Lowering) -> None:
-    x = lw.value(0)
-    rank = len(lw.type_of(x).shape)
-    perm = list(lw.attr("perm", list(range(rank, -1, -1))))
-    if perm[0] != 0:
-        raise lw.fail(f"transposing the batch axis away (perm {perm}) is not supported")
-    perm = tuple(p - 1 for p in perm[1:])
-    if perm == (1, 2, 0) and not isinstance(lw.type_of(x).elem, Real):
-        return lw.bind(_NHWC(x))  # a layout view; materialised only if something needs it
-    lw.bind(x if perm == tuple(range(rank)) else lw.emit(Transpose, [x], perm=perm))
-
-
-def _softmax(lw: _Lowering) -> None:
-    x = lw.value(0)
-    if len(lw.type_of(x).shape) != 1 or lw.attr("axis", -1) not in (1, -1):
-        raise lw.fail("Softmax is supported over the class vector only")
-    lw.bind(lw.emit(Softmax, [x]))
-
-
-def _argmax(lw: _Lowering) -> None:
-    x = lw.value(0)
-    shape = lw.type_of(x).shape
-    if len(shape) != 1 or lw.attr("axis", 0) not in (1, -1) or lw.attr("select_last_index", 0):
-        raise lw.fail("ArgMax is supported over the class axis of a vector (axis=1), first index")
-    lw.bind(lw.emit(ArgMax, [x]))
 
 
 LOWERINGS = {

@@ -196,8 +196,12 @@ class BrevitasBiReal(nn.Module):
     def __init__(self, channels: int = 8, classes: int = 10):
         super().__init__()
         from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
-        from brevitas.quant import (Int8WeightPerTensorFloat, SignedBinaryActPerTensorConst,
-                                    SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloatMaxInit)
+        from brevitas.quant import (
+            Int8WeightPerTensorFloat,
+            SignedBinaryActPerTensorConst,
+            SignedBinaryWeightPerTensorConst,
+            Uint8ActPerTensorFloatMaxInit,
+        )
 
         self.quant_in = QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit, max_val=1.0)
         self.stem = QuantConv2d(1, channels, 3, padding=1, bias=False, weight_quant=Int8WeightPerTensorFloat)

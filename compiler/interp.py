@@ -216,8 +216,11 @@ def _fixed_affine(op: FixedAffine, x):
 
 def _add(op: Add, a, b):
     if a.dtype.kind in "iu" and b.dtype.kind in "iu":
-        return (a << op.shifts[0]) + (b << op.shifts[1])
-    return _exact(a).astype(object) + _exact(b).astype(object)
+        peak = (int(np.abs(a).max(initial=0)) << op.shifts[0]) + (int(np.abs(b).max(initial=0)) << op.shifts[1])
+        if peak < 1 << 62:
+            return (a << op.shifts[0]) + (b << op.shifts[1])
+    # exact values (shifts 0), or codes held as Python integers past int64
+    return _exact(a).astype(object) * (1 << op.shifts[0]) + _exact(b).astype(object) * (1 << op.shifts[1])
 
 
 def _sum_pool(op: SumPool, x):

@@ -290,3 +290,20 @@ def test_brevitas_bireal_is_exact_without_rounding_weights(tmp_path):
     check = bnnc.verify(path, samples, backends=("rtl", "hls"))
     assert [row.equal_to_reference for row in check.rows] == [len(samples)] * 3, check.table()
     assert check.ok and check.bound < float("inf"), check.table()
+
+
+def test_interpreter_lines_up_binary_points_beyond_int64():
+    """Codes past int64 are Python integers in the interpreter; an add still shifts them (it once
+    dropped the shifts there, and the RTL, which was right, disagreed with the reference)."""
+    from bnnc import interp
+    from bnnc.ir.graph import Graph
+    from bnnc.ir.types import Int, TensorType
+
+    one = np.array([1], dtype=np.int64)
+    ops = (FixedAffine("a", ("x",), mult=one << 58, bias=0 * one, frac=58, error_bound=0.0),
+           FixedAffine("b", ("x",), mult=one, bias=0 * one, frac=0, error_bound=0.0),
+           Add("y", ("a", "b"), shifts=(0, 58)))
+    graph = Graph("g", (("x", TensorType(Int(8, True), (1,))),), ops, ("y",))
+    x = np.arange(-128, 128).reshape(-1, 1)
+    y = interp.run(graph, {"x": x})["y"]
+    assert [int(v) for v in y.ravel()] == [int(v) << 59 for v in x.ravel()]

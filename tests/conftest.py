@@ -20,3 +20,19 @@ atexit.register(shutil.rmtree, SOURCE_PATH, True)
 (SOURCE_PATH / "bnnc").symlink_to(ROOT / "compiler", target_is_directory=True)
 sys.path.insert(0, str(SOURCE_PATH))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_PATH), str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+# pytest-xdist (addopts: -n auto --dist loadgroup) hands out single tests, which balances the
+# workers; these modules' module-scoped fixtures (compiled builds, Yosys runs, the HLS bundles
+# compiled for all of the module's tests) would then be built once per worker, so each of these
+# modules runs whole in one worker.
+WHOLE_MODULES = {"test_asic", "test_axis", "test_channel_reuse", "test_cli", "test_hls", "test_report"}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        if name in WHOLE_MODULES:
+            item.add_marker(pytest.mark.xdist_group(name))

@@ -178,18 +178,38 @@ def test_cmos_mapping_simulation_and_report(small, tmp_path):
     assert "## ASIC" in report.stdout and "not mapped (--no-synth)" in report.stdout
 
 
+def _tfc(tmp_path: Path, in_features: int):
+    """FINN's TFC-w1a1 form (MultiThreshold, 1-bit input: every layer but the score layer is TL)
+    and 200 samples for it."""
+    from tests.models.exporters import finn_multithreshold_mlp
+
+    tfc = finn_multithreshold_mlp(tmp_path / "tfc.onnx", sizes=(64, 64, 64, 10), in_features=in_features, input_bits=1)
+    x = np.random.default_rng(0).uniform(0, 1, (200, in_features)).astype(np.float32)
+    np.save(tmp_path / "tfc_x.npy", x)
+    return tfc, tmp_path / "tfc_x.npy"
+
+
+def _verify_tl(model, x, work: Path):
+    result = bnnc("verify", model, "--inputs", x, "--backends", "tl", "--work", work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^tl\s+200/200", result.stdout, re.M), result.stdout
+
+
+# The full TFC (784 binary inputs) is too big for CI: Icarus had not finished compiling its TL
+# netlist after 15 minutes here. CI checks the same FINN form and
+# topology with 64 inputs (test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter); the full
+# one is marked huge (pytest -m huge, not run by CI).
 @pytest.mark.slow
 @needs_icarus
 def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):
-    from tests.models.exporters import finn_multithreshold_mlp
+    _verify_tl(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
+    _verify_tl(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
 
-    tfc = finn_multithreshold_mlp(tmp_path / "tfc.onnx", sizes=(64, 64, 64, 10), in_features=784, input_bits=1)
-    x_tfc = np.random.default_rng(0).uniform(0, 1, (200, 784)).astype(np.float32)
-    np.save(tmp_path / "tfc_x.npy", x_tfc)
-    for model, x in ((MLP / "digits_mlp.onnx", MLP / "test_x.npy"), (tfc, tmp_path / "tfc_x.npy")):
-        result = bnnc("verify", model, "--inputs", x, "--backends", "tl", "--work", tmp_path / Path(model).stem)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert re.search(r"^tl\s+200/200", result.stdout, re.M), result.stdout
+
+@pytest.mark.huge
+@needs_icarus
+def test_full_tfc_tl_netlist_equals_the_interpreter(tmp_path):
+    _verify_tl(*_tfc(tmp_path, in_features=784), tmp_path / "tfc")
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from bnnc import driver
+from bnnc import driver, interp
 from bnnc.diagnostics import BnncError
 from bnnc.frontend.weights import quantize_rows
 from bnnc.ir.ops import Add, FixedAffine, PReLU, SumPool
@@ -20,6 +20,7 @@ from bnnc.ir.printer import print_graph
 from sklearn.datasets import load_digits
 
 from sim.lint import lint
+from sim.runner import simulate
 from tests.models import residual as R
 
 DIGITS = load_digits().images.astype(np.float32)[:, None] / 16.0  # multiples of 1/16 in [0, 1]
@@ -215,8 +216,8 @@ def test_reactnet_is_exact_in_rtl_and_hls(tmp_path):
 def test_bireal_net_is_exact_in_rtl_and_hls(tmp_path):
     """Each Bi-Real block is one layer that signs its fixed-point input and adds the shortcut
     from its own window (the centre; an average pool's 2x2 in the stride-2 block): RTL and HLS
-    equal the interpreter on every sample, the RTL lints clean, and the bench's measured cycles
-    per frame and latency equal the manifest's (it checks them)."""
+    equal the interpreter on every sample, the RTL lints clean, and the measured cycles per
+    frame and latency equal the manifest's."""
     path, samples = _export(tmp_path, "bireal-approxsign")
     x = np.load(samples)[:24]
     check = bnnc.verify(path, x, backends=("rtl", "hls"), calibrate=samples, quantize_weights=8)
@@ -229,6 +230,14 @@ def test_bireal_net_is_exact_in_rtl_and_hls(tmp_path):
     assert lint(rtl.path / "rtl") == []
     text = (rtl.path / "rtl" / "bnnc_layer2.v").read_text()
     assert "sign_of_input" in text and "group_taps" in text  # the stride-2 block: sign and shortcut
+    # the timing model's cycles per frame and latency are what the RTL does
+    compiled = driver.open_build(rtl.path)
+    design = driver.hardware(compiled)
+    env = interp.run(compiled.graph, {compiled.graph.inputs[0][0]: x}, trace=True)
+    codes = design.serialize(env[driver.device_input(compiled.graph)])
+    result = simulate(rtl.path / "rtl", codes, design, env[compiled.graph.outputs[0]].reshape(len(x), -1))
+    hw = rtl.manifest["hardware"]
+    assert (result.cycles_per_frame_measured, result.latency_measured) == (hw["cycles_per_frame"], hw["latency_cycles"])
 
 
 @pytest.mark.parametrize("kind", ["gap-head", "reducemean-head", "avgpool"])

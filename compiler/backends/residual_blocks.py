@@ -77,6 +77,9 @@ def residual_blocks(graph: Graph) -> dict[str, Block]:
             if found is None or graph.types[x].shape[0] != conv.weights.shape[0]:
                 continue
             taps, path = found
+            readers = {op.out for op in graph.consumers(x)}
+            if readers != {th.out, path[0] if path else add.out} or x in graph.outputs:
+                continue  # x also flows elsewhere: the layer would swallow it
             after, value = [], add.out
             while _single_use(graph, value) and isinstance(nxt := graph.consumers(value)[0], FixedAffine):
                 after.append(nxt)

@@ -8,10 +8,10 @@ such value into a fixed-point code with `frac` fraction bits:
 
   affine   y = a*x + b on a code x with fx fraction bits:
            q = floor((x * m + n) / 2**s),  m = round(a * 2**(frac - fx + s)),
-           n = round(b * 2**(frac + s)) + 2**(s-1);  s = bit length of max|x|, so that
-           |q - y * 2**frac| <= 1 (one unit of the last place) -- or exact, with s = 0 and up to
-           EXACT_GROWTH more fraction bits, when a and b are fine enough powers-of-two fractions
-           (an average pool's division by 4 or 16)
+           n = round(b * 2**(frac + s)) + 2**(s-1);  s = the fewest low bits that hold every m
+           exactly, else the bit length of max|x|, so that |q - y * 2**frac| <= 1 (one unit of
+           the last place) -- or exact, with s = 0 and up to EXACT_GROWTH more fraction bits,
+           when a and b are fine enough powers-of-two fractions (an average's 1/4 or 1/16)
   prelu    y = x (x >= 0), slope * x (x < 0): the same with m = 2**s and a negative-side
            multiplier round(slope * 2**s); the code keeps x's fraction bits
   add      a + b: the code with fewer fraction bits is shifted left to line up (exact)
@@ -20,9 +20,8 @@ such value into a fixed-point code with `frac` fraction bits:
 Signs and thresholds on the new codes are then folded by fold-thresholds into exact
 comparators on the code. The rounding can move a value by at most `error[value]` (tracked per
 value from the per-op bounds); a sign or threshold whose input lies within that distance of its
-threshold may flip, which is why the pass's default chooses `frac` from calibration samples
-(the smallest for which every sample's prediction is the exact model's) and the verify table
-measures the rest.
+threshold may flip, which is why fold-fixed-point chooses `frac` from calibration samples (the
+smallest whose bound holds on every one of them) and the verify table measures the rest.
 """
 from __future__ import annotations
 

@@ -75,6 +75,14 @@ def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     mode, folding = lp.mode, lp.folding
     levels = lp.thresholds.levels if lp.post == Post.THRESHOLD else 0
     post = {"kind": layer.post, "levels": levels} if lp.post == Post.THRESHOLD else {"kind": layer.post}
+    if layer.post == "affine" and layer.shift:
+        post["shift"] = layer.shift
+    if layer.shortcut is not None:  # a residual block in one layer (hardware.Shortcut)
+        post["residual"] = {"input_sign": str(layer.act.elem), "sign_levels": int(layer.act.thresholds.shape[1]),
+                            "padding_masked": layer.act.masked, "shortcut_taps": list(layer.shortcut.taps),
+                            "main_shift": layer.shortcut.main_shift, "tap_shift": layer.shortcut.tap_shift,
+                            "sum_element": str(layer.shortcut.sum_elem),
+                            "affines_after_add": len(layer.shortcut.after)}
     out = {
         "index": layer.index,
         "origin": layer.origin,

@@ -7,7 +7,8 @@ Writes, next to this file:
   bireal_digits.onnx    Bi-Real Net: full-precision 3x3 stem + BatchNorm; three blocks
                         x + BN(binconv3x3(sign(x))), the second with stride 2 and an AvgPool 2x2
                         shortcut; global average pool; full-precision Linear 16 -> 10
-  reactnet_digits.onnx  ReActNet: the same stem, two blocks RPReLU(x + BN(binconv(sign(x - b))))
+  reactnet_digits.onnx  ReActNet: the same stem, two blocks RPReLU(x + BN(binconv(sign(x - b)))), the
+                        sign trained through ApproxSign's gradient (so b moves off 0)
   test_x.npy            200 held-out images, float32 [200, 1, 8, 8], pixel / 16
   test_y.npy            their labels, int64 [200]
 
@@ -78,7 +79,7 @@ def main() -> None:
                                                         stratify=digits.target)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
     xs, ys = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
-    for name, make in (("bireal_digits", lambda: bireal_net(16, approx=True)), ("reactnet_digits", lambda: reactnet(16))):
+    for name, make in (("bireal_digits", lambda: bireal_net(16, approx=True)), ("reactnet_digits", lambda: reactnet(16, approx=True))):
         model = train(make(), xt, yt)
         export(model, HERE / f"{name}.onnx", xs)
         print(f"{name}: test accuracy {accuracy(model, xs, ys):.3f}")

@@ -76,15 +76,17 @@ class RPReLU(nn.Module):
 class ReActBlock(nn.Module):
     """RSign (sign(x - beta)) -> binary conv -> BN -> + x -> RPReLU."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, approx: bool = False):
         super().__init__()
         self.rsign_bias = LearnableBias(channels)
         self.conv = BinaryConv(channels, channels, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         self.act = RPReLU(channels)
+        self.approx = approx  # ApproxSign's gradient, so that training moves the RSign thresholds
 
     def forward(self, x):
-        return self.act(self.bn(self.conv(torch.sign(self.rsign_bias(x)))) + x)
+        shifted = self.rsign_bias(x)
+        return self.act(self.bn(self.conv(approx_sign(shifted) if self.approx else torch.sign(shifted))) + x)
 
 
 class ResidualNet(nn.Module):
@@ -107,8 +109,8 @@ def bireal_net(channels: int = 8, approx: bool = False) -> ResidualNet:
                         BiRealBlock(channels, approx=approx)], channels)
 
 
-def reactnet(channels: int = 8) -> ResidualNet:
-    return ResidualNet([ReActBlock(channels), ReActBlock(channels)], channels)
+def reactnet(channels: int = 8, approx: bool = False) -> ResidualNet:
+    return ResidualNet([ReActBlock(channels, approx), ReActBlock(channels, approx)], channels)
 
 
 class HardtanhSignMLP(nn.Module):

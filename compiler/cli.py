@@ -121,7 +121,8 @@ def cmd_compile(args) -> int:
     for layer in hw["layers"]:
         print("  " + _layer_summary(layer))
     print(f"  pipeline interval {hw['cycles_per_frame']} cycles/frame, latency "
-          f"{hw['latency_cycles']} cycles; output error bound {build.manifest['output']['error_bound']:.3g}")
+          f"{hw['latency_cycles']} cycles; output error bound {build.manifest['output']['error_bound']:.3g}"
+          + (" (for the rounded weights)" if "rounded" in build.manifest["output"]["meaning"] else ""))
     if args.verify:
         for record in build.manifest["passes"]:
             print(f"  {record['name']}: {record['check']}")

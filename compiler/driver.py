@@ -245,7 +245,9 @@ def manifest(compiled: Compiled) -> dict:
         "output": {"shape": list(compiled.output_shape), "type": str(out_type),
                    "scale": 2.0 ** -out_type.elem.frac if isinstance(out_type.elem, Fixed) else 1.0,
                    "error_bound": error_bound(graph),
-                   "meaning": "output code * scale = the model's output; |difference| <= error_bound"},
+                   "meaning": "output code * scale = the model's output; |difference| <= error_bound"
+                              + (", for the weights as --quantize-weights rounded them (the original's "
+                                 "differ: no bound holds against it)" if compiled.weights_moved else "")},
         # no timings here: the same model must give the same bytes
         "passes": [{"name": n, "check": r.verified} for n, _, r in compiled.stages],
     }

@@ -79,7 +79,8 @@ def main() -> None:
                                                         stratify=digits.target)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
     xs, ys = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
-    for name, make in (("bireal_digits", lambda: bireal_net(16, approx=True)), ("reactnet_digits", lambda: reactnet(16, approx=True))):
+    models = {"bireal_digits": lambda: bireal_net(16, approx=True), "reactnet_digits": lambda: reactnet(16, approx=True)}
+    for name, make in models.items():
         model = train(make(), xt, yt)
         export(model, HERE / f"{name}.onnx", xs)
         print(f"{name}: test accuracy {accuracy(model, xs, ys):.3f}")

@@ -97,32 +97,76 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
     feeds = None if samples is None else {source.inputs[0][0]: check_inputs(samples, source)}
     if options.calibrate:
         load_inputs(options.calibrate, source)  # a bad calibration file is bad input: say so now
-    stages = []
-
-    def after_each(p, g, record):
-        stages.append((str(p), g, record))
-        if on_stage:
-            on_stage(p, g, record)
-
     try:
         passes = parse_pipeline(options.pipeline)
         if options.calibrate:
             from .passes.fixed_point import FoldFixedPoint, QuantizeInputs
             passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, (QuantizeInputs, FoldFixedPoint))
                       else p for p in passes]
-        graph = source
-        for p in passes:
-            if isinstance(p, ChannelReuse) and not p.groups:
-                p = replace(p, groups=_reuse_groups(graph, options.fold))
-            if isinstance(p, ChannelReuse):
-                for op in skipped_layers(graph):
-                    progress(f"channel-reuse: ONNX node {quote(op.origin)} has {weight_kind(op.weights)} weights; "
-                             f"channel reuse is for binary (+-1) weights only, so its channels are computed from scratch")
-            graph, _ = run_pipeline(graph, [p], feeds, after_each)
+        graph, stages = _run_passes(source, passes, options, feeds)
+        if _widens_inputs(passes, options):
+            graph, stages = _widened(model, source, passes, options, feeds, graph, stages)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
-    return Compiled(model, source, graph, stages, options, _output_shape(model, source), Path(model_path),
-                    weights_moved=moved)
+    for name, g, record in stages:
+        if on_stage:
+            on_stage(name, g, record)
+    return Compiled(model, source, graph, [(str(p), g, r) for p, g, r in stages], options,
+                    _output_shape(model, source), Path(model_path), weights_moved=moved)
+
+
+def _run_passes(source: Graph, passes: list, options: Options, feeds) -> tuple[Graph, list]:
+    stages = []
+    graph = source
+    for p in passes:
+        if isinstance(p, ChannelReuse) and not p.groups:
+            p = replace(p, groups=_reuse_groups(graph, options.fold))
+        if isinstance(p, ChannelReuse):
+            for op in skipped_layers(graph):
+                progress(f"channel-reuse: ONNX node {quote(op.origin)} has {weight_kind(op.weights)} weights; "
+                         f"channel reuse is for binary (+-1) weights only, so its channels are computed from scratch")
+        graph, _ = run_pipeline(graph, [p], feeds, lambda p, g, record: stages.append((p, g, record)))
+    return graph, stages
+
+
+INPUT_WIDTHS = (8, 10, 12, 14, 16)  # quantize-inputs' widths to try, when the pipeline leaves it to bnnc
+
+
+def _widens_inputs(passes: list, options: Options) -> bool:
+    from .passes.fixed_point import QuantizeInputs
+
+    return bool(options.calibrate) and any(isinstance(p, QuantizeInputs) and p.bits == 0 for p in passes)
+
+
+def _widened(model, source: Graph, passes: list, options: Options, feeds, graph: Graph, stages: list):
+    """quantize-inputs with no width given: the fewest bits of INPUT_WIDTHS with which every
+    calibration sample gets the original model's class (a float input off an 8-bit grid -- digits
+    plus noise -- can need 12 or 16). Models whose own quantizer reads the input are left alone."""
+    from .original import run_original
+    from .passes.fixed_point import QuantizeInputs
+
+    inserted = any(isinstance(op, Quantize) and op.out.endswith("_fixed") for op in graph.ops)
+    x = load_inputs(options.calibrate, source)
+    if not inserted or int(np.prod(_output_shape(model, source))) < 2:
+        return graph, stages
+    original = run_original(model, x).astype(np.float64).reshape(len(x), -1)
+    tolerance = 1e-5 * np.maximum(1.0, np.abs(original)).max(axis=1)
+    for bits in INPUT_WIDTHS:
+        if bits != INPUT_WIDTHS[0]:
+            trial = [replace(p, bits=bits) if isinstance(p, QuantizeInputs) else p for p in passes]
+            graph, stages = _run_passes(source, trial, options, feeds)
+        scores = interp.to_real(interp.run(graph, {graph.inputs[0][0]: x})[graph.outputs[0]],
+                                graph.types[graph.outputs[0]]).reshape(len(x), -1)
+        picked = original[np.arange(len(x)), scores.argmax(axis=1)]
+        agree = int(np.sum(picked >= original.max(axis=1) - 2 * tolerance - error_bound(graph)))
+        if agree == len(x):
+            if bits != INPUT_WIDTHS[0]:
+                progress(f"quantize-inputs: {bits}-bit inputs, the fewest with which all {len(x)} calibration "
+                         f"samples get the original's class")
+            return graph, stages
+    progress(f"quantize-inputs: even {INPUT_WIDTHS[-1]}-bit inputs give {agree} of {len(x)} calibration samples "
+             f"the original's class; set the width with --pipeline 'quantize-inputs{{bits=N}},...'")
+    return graph, stages
 
 
 def _reuse_groups(graph: Graph, fold: str) -> tuple:

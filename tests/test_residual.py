@@ -317,3 +317,35 @@ def test_interpreter_lines_up_binary_points_beyond_int64():
     x = np.arange(-128, 128).reshape(-1, 1)
     y = interp.run(graph, {"x": x})["y"]
     assert [int(v) for v in y.ravel()] == [int(v) << 59 for v in x.ravel()]
+
+
+def test_input_width_is_widened_until_calibration_samples_keep_their_class(tmp_path, capfd):
+    """A float model without an input quantizer, calibrated on digits plus noise (off any 8-bit
+    grid): 8-bit inputs flip classes, so quantize-inputs (no width given) goes wider, and says so."""
+
+    class FloatMLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.bn, self.fc2 = torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            w = self.fc2.weight
+            return torch.nn.functional.linear(torch.sign(self.bn(self.fc1(x))), w + (torch.sign(w) - w).detach())
+
+    torch.manual_seed(0)
+    model = FloatMLP()
+    with torch.no_grad():
+        model.fc1.weight.copy_(torch.round(model.fc1.weight * 256) / 256)
+    x = torch.from_numpy(DIGITS.reshape(len(DIGITS), -1)[:512])
+    model.train()
+    model(x)
+    path = R.export(model.eval(), tmp_path / "m.onnx", x)
+    noisy = (x[:200].numpy() + np.random.default_rng(0).normal(0, 0.05, (200, 64))).astype(np.float32)
+    np.save(tmp_path / "noisy.npy", noisy)
+    eight = "quantize-inputs{bits=8},fold-constants,fold-thresholds,fold-constants,fold-fixed-point"
+    fixed = bnnc.verify(path, noisy, backends=(), calibrate=tmp_path / "noisy.npy", pipeline=eight)
+    assert fixed.rows[0].argmax_agreement < len(noisy)  # 8 bits are not enough here
+    capfd.readouterr()
+    auto = bnnc.verify(path, noisy, backends=(), calibrate=tmp_path / "noisy.npy")
+    assert auto.rows[0].argmax_agreement == len(noisy)
+    assert "-bit inputs, the fewest with which all 200 calibration samples get the original's class" in capfd.readouterr().err

@@ -142,8 +142,10 @@ def output_bound(graph: Graph) -> float:
 @dataclass(frozen=True)
 class QuantizeInputs(Pass):
     """A weight layer that reads float data directly (the model has no input quantizer) gets a
-    signed fixed-point quantizer of `bits` bits. Its binary point comes from calibration data:
-    enough integer bits for the largest magnitude seen, the rest fraction. Models that quantize
+    signed fixed-point quantizer of `bits` bits (0: 8 here; `bnnc compile` then widens it to 10,
+    12, 14 or 16 bits until every calibration sample gets the original model's class). Its binary
+    point comes from calibration data: enough integer bits for the largest magnitude seen, the
+    rest fraction. Models that quantize
     their own input are left alone -- their quantizer is exact and needs no binary point.
 
     This is the one pass that changes the model's answers: each input moves by at most
@@ -152,7 +154,7 @@ class QuantizeInputs(Pass):
     """
 
     name = "quantize-inputs"
-    bits: int = 8
+    bits: int = 0  # 0: 8, widened by the driver until the calibration samples keep their class
     calibrate: str = ""  # a .npy of samples (the CLI's --calibrate)
 
     def run(self, graph: Graph) -> Graph:
@@ -175,11 +177,12 @@ class QuantizeInputs(Pass):
             src = op.inputs[0]
             peak = float(np.max(np.abs(env[src]))) or 1.0
             int_bits = max(0, int(np.floor(np.log2(peak))) + 1)
-            frac = self.bits - 1 - int_bits
+            bits = self.bits or 8
+            frac = bits - 1 - int_bits
             scale = np.float32(2.0 ** -frac)
             code, real = f"{src}_fixed", f"{src}_fixed_value"
             quant = Quantize(code, (src,), scale=np.asarray(scale), zero_point=np.asarray(np.float32(0)),
-                             lo=-(1 << (self.bits - 1)), hi=(1 << (self.bits - 1)) - 1, rounding="ROUND", origin=op.origin)
+                             lo=-(1 << (bits - 1)), hi=(1 << (bits - 1)) - 1, rounding="ROUND", origin=op.origin)
             back = Affine(real, (code,), scale=np.asarray(Fraction(1, 1 << frac) if frac >= 0 else Fraction(1 << -frac)),
                           bias=np.asarray(Fraction(0)), origin=op.origin)
             i = ops.index(op)

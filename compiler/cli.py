@@ -23,7 +23,8 @@ TL_PASS = "map-threshold-logic"
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
     p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
-    p.add_argument("--calibrate", help="samples (.npy) that set the fixed-point format of an input the model does not quantize")
+    p.add_argument("--calibrate", help="samples (.npy) that set fixed-point formats: of an input the model does not "
+                                       "quantize (width and binary point) and of values between layers (fraction bits)")
     p.add_argument("--quantize-weights", type=int, default=0, metavar="BITS",
                    help="round float weights (layers no weight quantizer produced) to BITS-bit integers times a "
                         "scale per output channel; 1 binarizes (default: 0, refuse them)")

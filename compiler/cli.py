@@ -141,7 +141,7 @@ def cmd_inspect(args) -> int:
         tl = [TL_PASS]
     if tl:
         from .backends.asic.tl import threshold_logic, tl_pass
-        from .passes.threshold_logic import print_mapping
+        from .passes.threshold_logic_text import print_mapping
 
         for text in tl:
             tl_pass(text)  # bad options fail before anything is printed

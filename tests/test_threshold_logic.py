@@ -19,9 +19,9 @@ from bnnc.passes.threshold_logic import (
     evaluate,
     map_layer,
     parse,
-    print_mapping,
     reference,
 )
+from bnnc.passes.threshold_logic_text import print_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "examples" / "digits_mlp" / "digits_mlp.onnx"

@@ -164,7 +164,8 @@ def test_fixed_affine_rounds_to_the_nearest_code():
     exact = [[(a[c] * int(v) + b[c]) * 1024 for c, v in enumerate(row)] for row in x]
     worst = max(abs(Fraction(int(q)) - e) for qrow, erow in zip(y, exact) for q, e in zip(qrow, erow))
     assert worst <= 1
-    assert error["y"] == pytest.approx(float(max(fixed.ops[0].error_bound, 0)))
+    # the stated bound (value units) covers what was measured, and an add of y to itself doubles it
+    assert float(worst) / 1024 <= error["y"] <= 1.0 / 1024
     assert error["z"] == pytest.approx(2 * error["y"])
 
 

@@ -36,7 +36,7 @@ from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer, encode
 from .hls_arrays import braced, by_pe, chunk_words, cpp_bits, cpp_int, rows
-from .plan import REUSE_POLICY, Padding, Post, plan, window_last_row
+from .plan import REUSE_POLICY, Padding, Post, input_sign_thresholds, plan, shortcut_bits, window_last_row
 from .templating import environment, sanitize
 
 DEFAULT_PART = "xc7z020clg400-1"
@@ -196,8 +196,7 @@ def _stages(layer: Layer) -> tuple[str, list[str]]:
 
 def _residual_view(layer: Layer) -> ResidualView:
     c_in = layer.window.in_shape[0]
-    lo, hi = layer.in_elem.lo, layer.in_elem.hi
-    thresholds = np.clip(layer.act.thresholds.astype(object), lo, hi + 1)  # beyond the codes: same comparisons
+    thresholds = input_sign_thresholds(layer)
     act_elem = elem_view(layer.act.elem)
     taps = layer.shortcut.taps
     tap_channel = np.full(layer.in_count, -1, dtype=np.int64)
@@ -210,7 +209,7 @@ def _residual_view(layer: Layer) -> ResidualView:
                         levels=thresholds.shape[1], sum_width=layer.shortcut.sum_elem.bits, post_type=post_type,
                         post_lines=post_lines,
                         threshold_type=f"ap_int<{layer.in_elem.bits + 1}>",
-                        tap_width=layer.in_elem.bits + max(0, (len(taps) - 1).bit_length()),
+                        tap_width=shortcut_bits(layer),
                         main_shift=layer.shortcut.main_shift, tap_shift=layer.shortcut.tap_shift, sign_lines=lines)
 
 

@@ -409,3 +409,14 @@ def verilog_unsupported(design: Design) -> str | None:
             return (f"layer {layer.index} (ONNX node {quote(layer.origin)}) pads by as much as its kernel "
                     f"({win.pads} for {win.kernel}); the Verilog backend needs less padding than that")
     return None
+
+
+def input_sign_thresholds(layer: Layer) -> np.ndarray:
+    """A residual layer's sign thresholds on its input codes, clamped to one past the codes'
+    range (beyond it a threshold compares the same), so they fit code bits + 1."""
+    return np.clip(layer.act.thresholds.astype(object), layer.in_elem.lo, layer.in_elem.hi + 1)
+
+
+def shortcut_bits(layer: Layer) -> int:
+    """Bits of a residual layer's shortcut sum: a code, plus what adding its taps can carry."""
+    return layer.in_elem.bits + (len(layer.shortcut.taps) - 1).bit_length()

@@ -76,3 +76,9 @@ def dot(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     else:
         sums = weights.astype(object) @ nums
     return np.array([Fraction(int(n), int(den)) for n in np.ravel(sums)], dtype=object).reshape(np.shape(sums))
+
+
+def channel_fractions(param: np.ndarray, channels: int) -> list[Fraction]:
+    """A () or (C,) parameter as one Fraction per channel."""
+    flat = list(param.ravel()) if param.ndim else [param[()]]
+    return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]

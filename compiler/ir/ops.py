@@ -25,6 +25,7 @@ from .types import (
     TensorType,
     Ternary,
     element_for_values,
+    frac_bits,
     int_for_range,
     is_integer,
 )
@@ -454,10 +455,6 @@ class FixedAffine(Op):
         return {"mult": self.mult, "bias": self.bias, "frac": self.frac, "error_bound": self.error_bound, **extra}
 
 
-def _frac(elem: Element) -> int:
-    return elem.frac if isinstance(elem, Fixed) else 0
-
-
 def _integer_result(lo: int, hi: int, frac: int, fixed: bool) -> Element:
     """The type of an exact integer result in [lo, hi] whose code has `frac` fraction bits."""
     if fixed or frac:
@@ -482,7 +479,7 @@ class Add(Op):
             if any(self.shifts):
                 raise _fail(self, "shifts need integer (fixed-point) inputs")
             return TensorType(Exact(), a.shape)
-        fa, fb = _frac(a.elem) + self.shifts[0], _frac(b.elem) + self.shifts[1]
+        fa, fb = frac_bits(a.elem) + self.shifts[0], frac_bits(b.elem) + self.shifts[1]
         if fa != fb:
             raise _fail(self, f"the binary points of {a} and {b} do not line up (shifts {self.shifts})")
         lo = (a.elem.lo << self.shifts[0]) + (b.elem.lo << self.shifts[1])
@@ -518,7 +515,7 @@ class SumPool(Op):
         if not is_integer(x.elem):
             return TensorType(Exact(), shape)
         k = self.kernel[0] * self.kernel[1]
-        return TensorType(_integer_result(k * x.elem.lo, k * x.elem.hi, _frac(x.elem), isinstance(x.elem, Fixed)), shape)
+        return TensorType(_integer_result(k * x.elem.lo, k * x.elem.hi, frac_bits(x.elem), isinstance(x.elem, Fixed)), shape)
 
     def attributes(self):
         return {"kernel": self.kernel, "stride": self.stride}

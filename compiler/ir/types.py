@@ -83,6 +83,11 @@ class Fixed:
         return f"fixed<{self.bits},{self.frac}>"
 
 
+def frac_bits(elem) -> int:
+    """Fraction bits of an element's code: a Fixed's, else 0."""
+    return elem.frac if isinstance(elem, Fixed) else 0
+
+
 Element = Real | Exact | Bipolar | Ternary | Int | Fixed
 INTEGER_ELEMENTS = (Bipolar, Ternary, Int, Fixed)
 

@@ -22,7 +22,7 @@ from .. import interp
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import Affine, FixedAffine
-from ..ir.types import Fixed, Int
+from ..ir.types import Fixed, Int, frac_bits
 from . import qfx
 from .fold_thresholds import FoldThresholds
 from .manager import Pass, PassError, exact_outputs, register
@@ -104,15 +104,11 @@ class FoldFixedPoint(Pass):
         if not isinstance(elem, (Int, Fixed)) or not qfx.final(graph, op.out):
             return op
         channels = graph.types[op.out].shape[0]
-        in_frac = elem.frac if isinstance(elem, Fixed) else 0
+        in_frac = frac_bits(elem)
         code = Fraction(1, 1 << in_frac)
 
-        def per_channel(p):
-            flat = list(p.ravel()) if p.ndim else [p[()]]
-            return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]
-
-        a = [x * code for x in per_channel(op.scale)]
-        b = per_channel(op.bias)
+        a = [x * code for x in exact.channel_fractions(op.scale, channels)]
+        b = exact.channel_fractions(op.bias, channels)
         acc_max = max(abs(elem.lo), abs(elem.hi))
         frac, err = choose_frac(a, b, acc_max, Fraction(self.rel_error, 10**6))
         unit = 1 << frac

@@ -32,11 +32,6 @@ from ..ir.types import Bipolar, Fixed, Int, Ternary
 from .manager import Pass, PassError, register
 
 
-def _channel_params(param: np.ndarray, channels: int) -> list[Fraction]:
-    flat = list(param.ravel()) if param.ndim else [param[()]]
-    return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]
-
-
 def _integer_rows(a: Fraction, b: Fraction, thresholds: list, values: list, strict) -> tuple[list[int], list]:
     """One channel of threshold(a*s + b) as thresholds on s (strict: a*s + b > t)."""
     count = len(thresholds)
@@ -124,8 +119,8 @@ class FoldThresholds(Pass):
             return None  # already folded
         channels = graph.types[base].shape[0]
         code_scale = Fraction(1, 1 << elem.frac) if isinstance(elem, Fixed) else Fraction(1)
-        a_s = [a * code_scale for a in _channel_params(scale, channels)]
-        b_s = _channel_params(bias, channels)
+        a_s = [a * code_scale for a in exact.channel_fractions(scale, channels)]
+        b_s = exact.channel_fractions(bias, channels)
         rows_t, rows_v = [], []
         for c in range(channels):
             if isinstance(op, Sign):
@@ -156,7 +151,7 @@ def _through_fixed_affines(graph: Graph) -> Graph:
             continue
         elem = graph.types[aff.inputs[0]].elem
         channels = graph.types[aff.out].shape[0]
-        mult, bias = (_channel_params(np.asarray(p, dtype=object), channels) for p in (aff.mult, aff.bias))
+        mult, bias = (exact.channel_fractions(np.asarray(p, dtype=object), channels) for p in (aff.mult, aff.bias))
         rows_t, rows_v = [], []
         for c in range(channels):
             row, vrow = (c if op.thresholds.shape[0] > 1 else 0), (c if op.values.shape[0] > 1 else 0)

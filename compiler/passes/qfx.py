@@ -48,19 +48,10 @@ from ..ir.ops import (
     Threshold,
     Transpose,
 )
-from ..ir.types import Fixed, is_integer
+from ..ir.types import frac_bits, is_integer
 
 HALF_UNIT = Fraction(1, 2)
 EXACT_GROWTH = 4  # extra fraction bits an affine may take to stay exact (a 4x4 average: 1/16)
-
-
-def _per_channel(param: np.ndarray, channels: int) -> list[Fraction]:
-    flat = list(param.ravel()) if param.ndim else [param[()]]
-    return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]
-
-
-def _frac(elem) -> int:
-    return elem.frac if isinstance(elem, Fixed) else 0
 
 
 def _magnitude(elem) -> int:
@@ -107,8 +98,8 @@ def _multiplier_shift(factors: list[Fraction], xmax: int) -> int:
 
 
 def _requantize(op: Affine, x_elem, channels: int, frac: int) -> FixedAffine:
-    fx, xmax = _frac(x_elem), _magnitude(x_elem)
-    scale, offset = _per_channel(op.scale, channels), _per_channel(op.bias, channels)
+    fx, xmax = frac_bits(x_elem), _magnitude(x_elem)
+    scale, offset = exact.channel_fractions(op.scale, channels), exact.channel_fractions(op.bias, channels)
     exact_frac = _exact_frac(scale, offset, fx)
     if exact_frac is not None and exact_frac <= frac + EXACT_GROWTH:  # e.g. an average pool's 1/4
         frac = exact_frac
@@ -130,7 +121,7 @@ def _requantize(op: Affine, x_elem, channels: int, frac: int) -> FixedAffine:
 
 
 def _fixed_prelu(op: PReLU, x_elem, channels: int) -> FixedAffine:
-    slopes = _per_channel(op.slope, channels)
+    slopes = exact.channel_fractions(op.slope, channels)
     if all(v.denominator == 1 for v in slopes):
         shift, half = 0, 0
     else:
@@ -140,12 +131,12 @@ def _fixed_prelu(op: PReLU, x_elem, channels: int) -> FixedAffine:
     neg = [round(v * unit) for v in slopes]
     err = _magnitude(x_elem) * max(abs(v - Fraction(m, unit)) for v, m in zip(slopes, neg)) + (HALF_UNIT if shift else 0)
     return FixedAffine(op.out, op.inputs, mult=exact.int64_array([unit] * channels), bias=exact.int64_array([half] * channels),
-                       frac=_frac(x_elem), error_bound=float(err / (1 << _frac(x_elem))), shift=shift,
+                       frac=frac_bits(x_elem), error_bound=float(err / (1 << frac_bits(x_elem))), shift=shift,
                        neg_mult=exact.int64_array(neg), origin=op.origin)
 
 
 def _aligned_add(op: Add, a_elem, b_elem) -> Add:
-    fa, fb = _frac(a_elem), _frac(b_elem)
+    fa, fb = frac_bits(a_elem), frac_bits(b_elem)
     top = max(fa, fb)
     return Add(op.out, op.inputs, shifts=(top - fa, top - fb), origin=op.origin)
 

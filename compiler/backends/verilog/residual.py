@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hardware import Layer, encode
-from ..plan import plan
+from ..plan import input_sign_thresholds, plan, shortcut_bits
 from .common import lit
 
 
@@ -82,15 +82,14 @@ def residual_view(layer: Layer, group_rom) -> ResidualView | None:
     code_bits, act_bits, masked = layer.in_elem.bits, plan(layer).in_bits, layer.act.masked
     port_bits = code_bits + int(masked)
     thr_w = code_bits + 1
-    lo, hi = layer.in_elem.lo, layer.in_elem.hi
-    thresholds = np.clip(layer.act.thresholds.astype(object), lo, hi + 1)  # beyond the codes: same comparisons
+    thresholds = input_sign_thresholds(layer)
     levels = thresholds.shape[1]
     mask = (1 << thr_w) - 1
     packed_t = sum((int(t) & mask) << (i * thr_w) for i, t in enumerate(thresholds.ravel().tolist()))
     codes = encode(layer.act.values, layer.act.elem).ravel().tolist()
     packed_c = sum(int(v) << (i * act_bits) for i, v in enumerate(codes))
     taps = layer.shortcut.taps
-    tap_w = code_bits + max(1, (len(taps) - 1).bit_length()) if len(taps) > 1 else code_bits
+    tap_w = shortcut_bits(layer)
     extend = tap_w - code_bits
 
     def element(pos: int, c: int) -> str:  # taps lie inside the map: the code alone

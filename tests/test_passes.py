@@ -160,3 +160,45 @@ def test_calibrated_fixed_point_input_error_is_bounded(tmp_path):
     b = interp.run(quantized, {graph.inputs[0][0]: x}, trace=True)[dense_after]
     err = np.abs(np.asarray(a - b, dtype=np.float64))
     assert err.max() <= 16 * 2.0 ** -(frac + 1)
+
+
+def test_a_pass_refuses_a_graph_that_breaks_its_requirement(tmp_path):
+    from bnnc.passes.manager import PassError
+    graph = import_onnx(float_input_model(tmp_path))  # the first layer reads float data
+    with pytest.raises(PassError, match=r"pass 'channel-reuse' requires that every weight layer reads integer codes, "
+                                        r"but dense %\S+ \(from ONNX node 'first_matmul'\) reads f32"):
+        run_pipeline(graph, parse_pipeline("channel-reuse"))
+
+
+def test_a_pass_that_breaks_its_promise_is_named(tmp_path):
+    from dataclasses import dataclass
+
+    from bnnc.passes.fold_thresholds import FoldThresholds
+    from bnnc.passes.manager import PassError
+
+    @dataclass(frozen=True)
+    class ForgetfulFold(FoldThresholds):  # promises what fold-thresholds promises, folds nothing
+        def run(self, graph):
+            return graph
+
+    path = tie_model(tmp_path, np.ones(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32))
+    graph = run_pipeline(import_onnx(path), parse_pipeline("fold-constants"))[0]
+    with pytest.raises(PassError, match=r"pass 'fold-thresholds' ensures that every sign on integer codes is an "
+                                        r"integer threshold, but sign %"):
+        run_pipeline(graph, [ForgetfulFold()])
+    assert run_pipeline(graph, parse_pipeline("fold-thresholds"))[0] is not graph  # the real pass keeps it
+
+
+def test_pipeline_options_round_trip_with_their_types():
+    from bnnc.passes.manager import REGISTRY, PassError
+    text = "channel-reuse{groups=(4, 0,2),max-depth=3},fold-fixed-point{frac=12,calibrate=cal.npy},quantize-inputs{bits=10}"
+    passes = parse_pipeline(text)
+    assert passes[0].groups == (4, 0, 2) and passes[0].max_depth == 3
+    assert passes[1].frac == 12 and passes[1].calibrate == "cal.npy" and passes[2].bits == 10
+    for p in passes + [cls() for cls in REGISTRY.values()]:
+        assert parse_pipeline(str(p)) == [p]
+    for bad, why in [("channel-reuse{groups=4}", "option 'groups' wants integers in parentheses"),
+                     ("fold-fixed-point{frac=many}", "option 'frac' wants an integer, got 'many'"),
+                     ("channel-reuse{groups=(1,x)}", "got '\\(1,x\\)'")]:
+        with pytest.raises(PassError, match=why):
+            parse_pipeline(bad)

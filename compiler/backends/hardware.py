@@ -36,7 +36,8 @@ from ..ir.ops import (
     Transpose,
     weight_element,
 )
-from ..ir.types import Bipolar, Element, Ternary, is_integer
+from ..ir.types import Bipolar, Element, Ternary
+from .hardware_form import verify_hardware_form
 from .residual_blocks import FIXED_POINT_LIMIT, Block, flows_in_fixed_point, residual_blocks, sum_pools_as_convs
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
@@ -280,6 +281,7 @@ def _residual_layer(block: Block, graph: Graph, index: int) -> Layer:
 def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
     """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
     (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
+    verify_hardware_form(graph)
     blocks = residual_blocks(graph)
     absorbed = {v for block in blocks.values() for v in block.absorbed}
     stray = next((op for op in graph.ops if isinstance(op, Add) and op.out not in absorbed), None)
@@ -288,10 +290,6 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
                       f"window of the conv in front of it; {FIXED_POINT_LIMIT}")
     graph = sum_pools_as_convs(graph, keep=absorbed)
     device = [op for op in graph.ops if not graph.on_host(op)]
-    if len(graph.outputs) != 1:
-        raise IRError("hardware needs exactly one graph output")
-    if not device:
-        raise IRError("the graph has no binary layer to build hardware for")
     first = device[0].inputs[0]
     in_type = graph.types[first]
     first_weight = next(op for op in device if isinstance(op, (Dense, Conv)))
@@ -326,9 +324,6 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
                 raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {FIXED_POINT_LIMIT}")
             raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
                           f"mapping here; run the default pipeline first")
-        if not is_integer(graph.types[op.inputs[0]].elem):
-            raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') reads non-integer data; "
-                          f"the folding passes could not make it integer")
         fused = isinstance(after, (Threshold, FixedAffine)) and (not isinstance(after, Threshold) or after.integer)
         layers.append(_weight_layer(op, graph, len(layers), after if fused else None, layout, src_shape, src_hwc))
         out = after.out if fused else op.out

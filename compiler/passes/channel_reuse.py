@@ -22,6 +22,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.ops import Conv, Dense, Reuse, binary
+from . import contracts
 from .manager import Pass, register
 
 
@@ -76,9 +77,10 @@ def tree_stats(weights: np.ndarray, reuse: Reuse | None) -> dict:
 @dataclass(frozen=True)
 class ChannelReuse(Pass):
     name = "channel-reuse"
+    requires = (contracts.INTEGER_INTO_LAYERS,)  # the tree's add cost is the accumulator's width
     max_depth: int = 0  # 0: unbounded
     add_cost: int = -1  # -1: the accumulator's width
-    groups: tuple = ()  # per weight layer (in graph order): block size, 0 = whole layer
+    groups: tuple[int, ...] = ()  # per weight layer (in graph order): block size, 0 = whole layer
 
     def run(self, graph: Graph) -> Graph:
         ops, layer = [], 0

@@ -23,7 +23,7 @@ from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import Affine, FixedAffine
 from ..ir.types import Fixed, Int, frac_bits
-from . import qfx
+from . import contracts, qfx
 from .fold_thresholds import FoldThresholds
 from .manager import Pass, PassError, exact_outputs, register
 
@@ -57,6 +57,7 @@ def choose_frac(a: list[Fraction], b: list[Fraction], acc_max: int, rel_error: F
 @dataclass(frozen=True)
 class FoldFixedPoint(Pass):
     name = "fold-fixed-point"
+    ensures = (contracts.FIXED_POINT_ONLY,)
     rel_error: int = 1  # allowed error, in millionths of the largest possible score
     frac: int = 0  # fraction bits of values that flow on between layers; 0: choose
     calibrate: str = ""  # samples (.npy) to choose `frac` with (the CLI's --calibrate)
@@ -150,6 +151,7 @@ class QuantizeInputs(Pass):
     """
 
     name = "quantize-inputs"
+    ensures = (contracts.NO_FLOAT_INTO_LAYERS,)
     bits: int = 0  # 0: 8, widened by the driver until the calibration samples keep their class
     calibrate: str = ""  # a .npy of samples (the CLI's --calibrate)
 

@@ -29,6 +29,7 @@ from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import Affine, FixedAffine, Op, Pool, Sign, Threshold
 from ..ir.types import Bipolar, Fixed, Int, Ternary
+from . import contracts
 from .manager import Pass, PassError, register
 
 
@@ -86,6 +87,7 @@ def simplify(thresholds: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tu
 @dataclass(frozen=True)
 class FoldThresholds(Pass):
     name = "fold-thresholds"
+    ensures = (contracts.SIGNS_FOLDED,)
 
     def run(self, graph: Graph) -> Graph:
         ops: list[Op] = []

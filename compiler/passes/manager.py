@@ -20,6 +20,8 @@ import numpy as np
 from .. import interp
 from ..ir.graph import Graph
 from ..ir.types import Exact, Fixed
+from . import contracts
+from .contracts import Condition
 
 REGISTRY: dict[str, type] = {}
 
@@ -36,6 +38,8 @@ def register(cls):
 @dataclass(frozen=True)
 class Pass:
     name: ClassVar[str] = "pass"
+    requires: ClassVar[tuple[Condition, ...]] = ()  # of the graph it is given (contracts.py)
+    ensures: ClassVar[tuple[Condition, ...]] = ()  # of the graph it returns, whatever it was given
 
     def run(self, graph: Graph) -> Graph:
         raise NotImplementedError
@@ -73,16 +77,34 @@ def parse_pipeline(text: str) -> list[Pass]:
         cls = REGISTRY[name]
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
-        for item in filter(None, (opts or "").split(",")):
+        for item in _OPTION.findall(opts or ""):
             key, _, value = item.partition("=")
             key = key.strip().replace("-", "_")
             if key not in fields:
                 raise PassError(f"pass '{name}' has no option '{key.replace('_', '-')}'")
-            kind = fields[key].type
-            kwargs[key] = value.strip() if kind in ("str", str) else int(value)
+            kind = fields[key].type  # a string under `from __future__ import annotations`
+            kwargs[key] = _option_value(name, key, kind if isinstance(kind, str) else kind.__name__, value.strip())
         passes.append(cls(**kwargs))
         pos = m.end()
     return passes
+
+
+_OPTION = re.compile(r"[^,(]+(?:\([^)]*\))?")  # key=value, where a value may be a (tuple, of, ints)
+
+
+def _option_value(pass_name: str, key: str, kind: str, text: str):
+    """An option's text as its field's type: str, int, or tuple[int, ...] written (a,b,c)."""
+    if kind == "str":
+        return text
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "tuple[int, ...]" and text.startswith("(") and text.endswith(")"):
+            return tuple(int(v) for v in text[1:-1].split(",") if v.strip())
+    except ValueError:
+        pass
+    want = "an integer" if kind == "int" else "integers in parentheses, e.g. (4,0,2)"
+    raise PassError(f"pass '{pass_name}' option '{key.replace('_', '-')}' wants {want}, got '{text}'")
 
 
 def exact_outputs(graph: Graph, values: dict) -> list[np.ndarray]:
@@ -132,9 +154,11 @@ def run_pipeline(graph: Graph, passes: list[Pass], samples: dict | None = None,
     """Run the passes in order; verify each against the interpreter when samples are given."""
     records = []
     for p in passes:
+        contracts.check(str(p), p.requires, graph, "requires")
         start = time.perf_counter()
         new = p.run(graph)
         seconds = time.perf_counter() - start
+        contracts.check(str(p), p.ensures, new, "ensures")
         verified = check(p, graph, new, samples) if samples is not None else "not verified"
         record = PassRecord(str(p), seconds, verified)
         records.append(record)

@@ -29,6 +29,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_PATH), str(R
 WHOLE_MODULES = {"test_asic", "test_axis", "test_channel_reuse", "test_cli", "test_hls", "test_report"}
 
 
+# Modules whose tests take longest (whole groups, or single long simulations), handed out first so
+# that the short tests fill the other worker at the end instead of one worker finishing alone.
+LONG_FIRST = ("test_hls", "test_report", "test_end_to_end", "test_cli", "test_residual", "test_axis")
+
+
 def pytest_collection_modifyitems(config, items):
     import pytest
 
@@ -36,3 +41,8 @@ def pytest_collection_modifyitems(config, items):
         name = item.module.__name__.rsplit(".", 1)[-1]
         if name in WHOLE_MODULES:
             item.add_marker(pytest.mark.xdist_group(name))
+
+    def rank(item) -> int:
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+    items.sort(key=rank)  # stable: each module keeps its own order

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate, quantize_
 
 def compile(model: str | Path, output: str | Path = "build", *, target: str = "verilog", fold: str | dict = "auto",
             pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, wrap: str = "none",
-            tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | bool | None = None,
+            tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | Literal[True] | None = None,
             quantize_weights: int = 0) -> Build:
     """Compile an ONNX model into the build folder `output` (written atomically).
 

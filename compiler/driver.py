@@ -65,10 +65,11 @@ def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
     output = model.graph.output[0]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in output.type.tensor_type.shape.dim]
     if len(dims) >= 1 and all(d is not None and d > 0 for d in dims[1:]):
-        if int(np.prod(dims[1:])) != int(np.prod(computed)):
+        declared = tuple(d for d in dims[1:] if d is not None)  # every one: see above
+        if int(np.prod(declared)) != int(np.prod(computed)):
             raise BnncError(f"output {quote(output.name)}: declared shape {dims} does not hold the "
                             f"{int(np.prod(computed))} values per sample the model computes")
-        return tuple(dims[1:])
+        return declared
     return computed
 
 
@@ -146,6 +147,7 @@ def _widened(model, source: Graph, passes: list, options: Options, feeds, graph:
     from .passes.fixed_point import QuantizeInputs
 
     inserted = any(isinstance(op, Quantize) and op.out.endswith("_fixed") for op in graph.ops)
+    assert options.calibrate is not None  # _widens_inputs: only with calibration samples
     x = load_inputs(options.calibrate, source)
     if not inserted or int(np.prod(_output_shape(model, source))) < 2:
         return graph, stages
@@ -169,7 +171,7 @@ def _widened(model, source: Graph, passes: list, options: Options, feeds, graph:
     return graph, stages
 
 
-def _reuse_groups(graph: Graph, fold: str) -> tuple:
+def _reuse_groups(graph: Graph, fold: str | dict) -> tuple:
     """Per weight layer, the channels a folded layer computes in the same clock (PE of them,
     consecutive): reuse stays inside those groups. 0 = fully parallel, the whole layer."""
     from .backends.hardware import Layer
@@ -355,7 +357,7 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
     return written
 
 
-def _fold_record(fold: str):
+def _fold_record(fold: str | dict):
     """The folding as stored in the build, so `bnnc run` rebuilds the same design."""
     return "auto" if fold == "auto" else folding_spec(fold)
 

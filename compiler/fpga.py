@@ -18,18 +18,32 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from .diagnostics import BnncError
 
+
+class _Family(TypedDict):
+    synth: str
+    pnr: str
+    part: list[str]
+    logic: str
+    ff: str | None
+    bram: str
+    dsp: str
+    io: str
+    part_name: str
+
+
 # Per family: Yosys synthesis command, the nextpnr program, its part options, and the names of
 # the cell types nextpnr counts as logic, flip-flops, block RAM and multipliers.
-FAMILIES = {
-    "ecp5": dict(synth="synth_ecp5", pnr="nextpnr-ecp5", part=["--85k", "--package", "CABGA381", "--out-of-context"],
-                 logic="TRELLIS_COMB", ff="TRELLIS_FF", bram="DP16KD", dsp="MULT18X18D", io="TRELLIS_IO",
-                 part_name="LFE5U-85F (CABGA381)"),
-    "ice40": dict(synth="synth_ice40", pnr="nextpnr-ice40", part=["--hx8k", "--package", "ct256"],
-                  logic="ICESTORM_LC", ff=None, bram="ICESTORM_RAM", dsp="ICESTORM_DSP", io="SB_IO",
-                  part_name="iCE40HX8K (CT256)"),
+FAMILIES: dict[str, _Family] = {
+    "ecp5": _Family(synth="synth_ecp5", pnr="nextpnr-ecp5", part=["--85k", "--package", "CABGA381", "--out-of-context"],
+                    logic="TRELLIS_COMB", ff="TRELLIS_FF", bram="DP16KD", dsp="MULT18X18D", io="TRELLIS_IO",
+                    part_name="LFE5U-85F (CABGA381)"),
+    "ice40": _Family(synth="synth_ice40", pnr="nextpnr-ice40", part=["--hx8k", "--package", "ct256"],
+                     logic="ICESTORM_LC", ff=None, bram="ICESTORM_RAM", dsp="ICESTORM_DSP", io="SB_IO",
+                     part_name="iCE40HX8K (CT256)"),
 }
 
 

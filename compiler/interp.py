@@ -5,6 +5,7 @@ are object arrays of Fractions, every integer type (and fixed-point code) is int
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -19,6 +20,7 @@ from .ir.ops import (
     Dense,
     FixedAffine,
     FloatOp,
+    Op,
     Pool,
     PReLU,
     Quantize,
@@ -41,7 +43,7 @@ _FLOAT_FNS = {
     "pow": lambda x, c: np.power(x, c),
 }
 
-_ROUNDING = {"ROUND": np.round, "CEIL": np.ceil, "FLOOR": np.floor}
+_ROUNDING: dict[str, Callable[[np.ndarray], np.ndarray]] = {"ROUND": np.round, "CEIL": np.ceil, "FLOOR": np.floor}
 
 
 def _channel(param: np.ndarray, ndim: int) -> np.ndarray:
@@ -241,7 +243,8 @@ def _argmax(op: ArgMax, x):
     return np.argmax(x, axis=1).astype(np.int64)[:, None]
 
 
-EVAL = {
+# The function of each op kind; each takes the op (of its own class) and the input arrays.
+EVAL: dict[type[Op], Callable[..., np.ndarray]] = {
     FloatOp: _float_op, Quantize: _quantize, Sign: _sign,
     Affine: _affine, Dense: _dense, Threshold: _threshold, FixedAffine: _fixed_affine,
     Reshape: _reshape, ArgMax: _argmax, Conv: _conv, Pool: _pool, Transpose: _transpose, Softmax: _softmax,

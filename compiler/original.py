@@ -19,7 +19,12 @@ def _runner(model: onnx.ModelProto):
     custom = any(n.domain not in ("", "ai.onnx") for n in model.graph.node)
     if custom:
         evaluator = ReferenceEvaluator(model, new_ops=ALL_CUSTOM_OPS)
-        return lambda feeds: evaluator.run(None, feeds)[0]
+
+        def evaluate(feeds):
+            outputs = evaluator.run(None, feeds)
+            assert isinstance(outputs, list)  # run() gives a dict only for intermediate=True
+            return outputs[0]
+        return evaluate
     import onnxruntime as ort
 
     model = onnx.ModelProto.FromString(model.SerializeToString())

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from . import driver
 from .diagnostics import BnncError
@@ -167,6 +168,8 @@ def _rows(plain, reused) -> tuple[list[Row], int, str | None]:
         elif p.mode == Mode.MULTIPLY:
             kind += f", {b.in_elem} in, {weight_kind(b.weights)} weights (x*w terms)"
         children = p.reuse(policy)
+        built: int | None
+        with_clock: int | None
         built, with_clock, note = p.terms_per_vector(policy), p.terms_per_clock(policy), children.note
         if reason is not None:
             built, with_clock, note = None, None, ""
@@ -208,8 +211,8 @@ def _table(rows: list[Row], interval: int) -> list[str]:
         return None if any(getattr(r, attr) is None for r in units) else sum(getattr(r, attr) * r.vectors for r in units)
 
     full = frame("full")
-    clocks = [r.clock for r in units]
-    clock = f"{sum(c[0] for c in clocks):,} -> {sum(c[1] for c in clocks):,}" if all(clocks) else "-"
+    clocks = [r.clock for r in units if r.clock is not None]
+    clock = f"{sum(c[0] for c in clocks):,} -> {sum(c[1] for c in clocks):,}" if len(clocks) == len(units) else "-"
     lines.append(f"| all, per frame | | | | {interval} | {full:,} | {_with_saving(frame('tree'), full)} | "
                  f"{_with_saving(frame('built'), full)} | | | {clock} |")
     return lines
@@ -231,7 +234,7 @@ LEGEND = """\
 def _svg(rows: list[Row], path: Path) -> None:
     """Horizontal bars per weight layer: XNORs per vector without reuse, with the tree, built."""
     units = [r for r in rows if r.full]
-    top = max(r.full for r in units)
+    top = max(r.full for r in units if r.full is not None)  # every one
     series = (("without reuse", "full", "#bbbbbb"), ("MST tree", "tree", "#6fa8dc"), ("built (RTL)", "built", "#1c4587"))
     bar, gap, left, width = 12, 10, 150, 420
     height = 30 + len(units) * (3 * bar + gap)
@@ -314,7 +317,7 @@ def _synth_rows(build_dir: Path, designs: dict, timeout: float, layers: list[int
     return lines
 
 
-def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: list[int] | str | None = None,
+def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: list[int] | Literal["all"] | None = None,
            jobs: int = 2) -> str:
     """The report's markdown (also written to BUILD/report.md). `layers` ("all" or indices):
     synthesize these layers' matrix-vector modules alone instead of the whole design."""
@@ -324,9 +327,10 @@ def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: l
     designs = {"without": driver.hardware(plain), "with": driver.hardware(_variant(plain, True))}
     rows, interval, reason = _rows(designs["without"], designs["with"])
     weight_layers = [r.index for r in rows if r.full is not None]
-    layers = weight_layers if layers == "all" else layers or None
-    if layers is not None and not set(layers) <= set(weight_layers):
-        raise BnncError(f"--synth-layers: the weight layers are {weight_layers}, not {sorted(set(layers) - set(weight_layers))}")
+    selected = weight_layers if layers == "all" else layers or None
+    if selected is not None and not set(selected) <= set(weight_layers):
+        raise BnncError(f"--synth-layers: the weight layers are {weight_layers}, "
+                        f"not {sorted(set(selected) - set(weight_layers))}")
     fold = compiled.options.fold if isinstance(compiled.options.fold, str) else "the build's folding file"
     try:
         name = json.loads((build_dir / "manifest.json").read_text())["model"]
@@ -343,7 +347,7 @@ def report(build_dir: Path, synth: bool = True, timeout: float = 1800, layers: l
     if reason is not None:
         lines += [f"The Verilog backend cannot build this design ({reason}): no RTL counts, no synthesis.", ""]
     elif synth:
-        synthesized = _synth_rows(build_dir, designs, timeout, layers, jobs)
+        synthesized = _synth_rows(build_dir, designs, timeout, selected, jobs)
         lines += ["## Synthesized resources (Yosys synth_xilinx)", ""] + synthesized + [""]
     _svg(rows, build_dir / "report.svg")
     lines += ["![XNORs per layer](report.svg)", ""]

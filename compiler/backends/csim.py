@@ -84,7 +84,7 @@ def build(hls_dir: Path, cache_dir: Path | None = None, cxx: str = "g++",
     """The C simulation executable of the project in hls_dir, compiled unless cached."""
     hls_dir = Path(hls_dir).resolve()
     own_dir = cache_dir is None
-    cache_dir = hls_dir / BUILD_DIR if own_dir else Path(cache_dir)
+    cache_dir = hls_dir / BUILD_DIR if cache_dir is None else Path(cache_dir)
     files = [(str(path.relative_to(hls_dir)), path.read_bytes()) for path in _source_files(hls_dir)]
     binary = cache_dir / f"csim-{_key(cxx, CXX_FLAGS + tuple(extra_flags), files)}"
     cmd = [cxx, *CXX_FLAGS, *extra_flags, "-I", str(hls_dir), "-I", str(hls_dir / "include"),

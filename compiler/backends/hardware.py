@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import interp
 from ..ir.graph import Graph
@@ -29,6 +31,7 @@ from ..ir.ops import (
     Dense,
     FixedAffine,
     IRError,
+    Op,
     Pool,
     Reshape,
     Reuse,
@@ -36,7 +39,7 @@ from ..ir.ops import (
     Transpose,
     weight_element,
 )
-from ..ir.types import Bipolar, Element, Ternary
+from ..ir.types import Bipolar, Int, IntegerElement, Ternary, is_integer
 from .hardware_form import verify_hardware_form
 from .residual_blocks import FIXED_POINT_LIMIT, Block, flows_in_fixed_point, residual_blocks, sum_pools_as_convs
 
@@ -51,7 +54,7 @@ class InputThresholds:
 
     thresholds: np.ndarray  # (C_in, L) int64, ascending
     values: np.ndarray  # (C_in, L + 1) int64
-    elem: Element  # of the values: what the dot product reads
+    elem: IntegerElement  # of the values: what the dot product reads
     masked: bool = False  # zero padding reaches the sign with an in-map bit, and becomes a 0 there
 
 
@@ -65,8 +68,8 @@ class AffineStage:
     neg_mult: np.ndarray | None
     bias: np.ndarray
     shift: int
-    in_elem: Element
-    out_elem: Element
+    in_elem: IntegerElement
+    out_elem: IntegerElement
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Shortcut:
     taps: tuple[int, ...]  # kernel positions, row * kw + column
     main_shift: int
     tap_shift: int
-    sum_elem: Element  # of the sum
+    sum_elem: IntegerElement  # of the sum
     after: tuple[AffineStage, ...] = ()  # applied to the sum, in order; the last gives the layer's output
 
 
@@ -86,10 +89,10 @@ class Shortcut:
 class Layer:
     index: int
     origin: str  # ONNX node the weights came from
-    in_elem: Element
-    out_elem: Element
+    in_elem: IntegerElement
+    out_elem: IntegerElement
     weights: np.ndarray  # (C, K) int8: -1/+1, or the integers of ternary / multi-bit weights
-    acc_elem: Element  # type of the dot product sum_k x[k] * w[c, k]
+    acc_elem: IntegerElement  # type of the dot product sum_k x[k] * w[c, k]
     thresholds: np.ndarray | None = None  # (C, L) int64 on the dot product, ascending
     values: np.ndarray | None = None  # (C, L + 1) int64 output value per level
     mult: np.ndarray | None = None  # (C,) int64: out = floor((acc * mult + bias) / 2**shift)
@@ -103,7 +106,7 @@ class Layer:
     shortcut: Shortcut | None = None  # ... and the input added back to its output
 
     @property
-    def dot_elem(self) -> Element:
+    def dot_elem(self) -> IntegerElement:
         """What the dot product reads: the input, or its binarized form in a residual layer."""
         return self.act.elem if self.act is not None else self.in_elem
 
@@ -113,7 +116,7 @@ class Layer:
         return self.window.out_hw[0] * self.window.out_hw[1] if self.window else 1
 
     @property
-    def weight_elem(self) -> Element:
+    def weight_elem(self) -> Bipolar | Ternary | Int:
         """Bipolar for +-1 weights (XNOR-popcount), else Ternary or an Int (multiply-add)."""
         return weight_element(self.weights)
 
@@ -165,7 +168,7 @@ class PoolLayer:
 
     index: int
     origin: str
-    elem: Element
+    elem: IntegerElement
     in_shape: tuple[int, int, int]
     kernel: tuple[int, int]
     stride: tuple[int, int]
@@ -185,12 +188,12 @@ class PoolLayer:
 @dataclass(frozen=True, eq=False)
 class Design:
     name: str
-    in_elem: Element
+    in_elem: IntegerElement
     in_count: int
     in_shape: tuple[int, ...]  # the integer tensor the host hands over
-    layers: tuple  # of Layer and PoolLayer
+    layers: tuple[Layer | PoolLayer, ...]
     argmax: bool
-    out_elem: Element
+    out_elem: IntegerElement
     out_count: int
 
     in_order: str = "flat"  # "flat": row-major; "hwc": a map streamed pixel by pixel
@@ -209,7 +212,21 @@ class Design:
         return value.reshape(len(value), -1)
 
 
-def _layout_permutation(ops: list, shape: tuple[int, ...], hwc: bool) -> np.ndarray:
+def _integer_elem(graph: Graph, value: str) -> IntegerElement:
+    """The element type of a value that hardware carries: lowering reaches only values that the
+    folding passes made integer (it refuses a weight layer reading anything else)."""
+    elem = graph.types[value].elem
+    assert is_integer(elem), f"%{value} is {elem}, not integer"
+    return elem
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The (C, H, W) shape of a map that a conv or pool reads (their result types check it)."""
+    c, h, w = shape
+    return c, h, w
+
+
+def _layout_permutation(ops: list[Op], shape: tuple[int, ...], hwc: bool) -> np.ndarray:
     """For each element of the vector a dense layer reads, its position in the stream feeding
     it: the model's reshapes/transposes are replayed on an index array."""
     index = np.arange(int(np.prod(shape))).reshape((1,) + shape)
@@ -223,8 +240,9 @@ def _layout_permutation(ops: list, shape: tuple[int, ...], hwc: bool) -> np.ndar
     return rest * c + ch  # (y*W + x)*C + channel
 
 
-def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, src_hwc: bool) -> Layer:
-    kwargs = {}
+def _weight_layer(op: Dense | Conv, graph: Graph, index: int, after: Threshold | FixedAffine | None, layout: list[Op],
+                  src_shape: tuple[int, ...], src_hwc: bool) -> Layer:
+    kwargs: dict[str, Any] = {}
     if isinstance(after, Threshold):
         kwargs = dict(thresholds=np.broadcast_to(after.thresholds, (op.weights.shape[0], after.thresholds.shape[1])).copy(),
                       values=np.broadcast_to(after.values, (op.weights.shape[0], after.values.shape[1])).copy())
@@ -233,31 +251,32 @@ def _weight_layer(op, graph: Graph, index: int, after, layout: list, src_shape, 
             raise IRError(f"{after.kind} %{after.out} (from ONNX node '{after.origin}'): a PReLU after a weight layer "
                           f"is not built by the Verilog and HLS backends yet")
         kwargs = dict(mult=after.mult, bias=after.bias, shift=after.shift)
-    out = after.out if kwargs else op.out
-    in_elem = graph.types[op.inputs[0]].elem
+    out = after.out if after is not None else op.out
+    in_elem = _integer_elem(graph, op.inputs[0])
     if isinstance(op, Conv):
         o, c, kh, kw = op.weights.shape
         weights = op.weights.transpose(0, 2, 3, 1).reshape(o, -1)  # window order: row, column, channel
-        in_shape = graph.types[op.inputs[0]].shape
+        in_shape = _chw(graph.types[op.inputs[0]].shape)
         window = Window(in_shape, (kh, kw), op.stride, op.pads, op.pad_value, op.out_hw(*in_shape[1:]))
-        return Layer(index=index, origin=op.origin, in_elem=in_elem, out_elem=graph.types[out].elem, weights=weights,
-                     acc_elem=graph.types[op.out].elem, window=window, reuse=op.reuse, **kwargs)
+        return Layer(index=index, origin=op.origin, in_elem=in_elem, out_elem=_integer_elem(graph, out), weights=weights,
+                     acc_elem=_integer_elem(graph, op.out), window=window, reuse=op.reuse, **kwargs)
     weights = op.weights
     if layout or src_hwc:
         perm = _layout_permutation(layout, src_shape, src_hwc)
         weights = np.empty_like(op.weights)
         weights[:, perm] = op.weights
-    return Layer(index=index, origin=op.origin, in_elem=in_elem, out_elem=graph.types[out].elem, weights=weights,
-                 acc_elem=graph.types[op.out].elem, reuse=op.reuse, **kwargs)
+    return Layer(index=index, origin=op.origin, in_elem=in_elem, out_elem=_integer_elem(graph, out), weights=weights,
+                 acc_elem=_integer_elem(graph, op.out), reuse=op.reuse, **kwargs)
 
 
 def _residual_layer(block: Block, graph: Graph, index: int) -> Layer:
     conv, th = block.conv, block.threshold
     x_type = graph.types[th.inputs[0]]
-    c = x_type.shape[0]
+    x_shape = _chw(x_type.shape)
+    c = x_shape[0]
     thresholds = np.broadcast_to(th.thresholds, (c, th.thresholds.shape[1])).astype(np.int64)
     values = np.broadcast_to(th.values, (c, th.values.shape[1])).astype(np.int64)
-    act_elem = graph.types[th.out].elem
+    act_elem = _integer_elem(graph, th.out)
     masked = False
     if conv.pad_value == 0 and any(conv.pads):
         # A padded position must add nothing. Where the sign of a 0 code is not 0 (RSign's
@@ -267,14 +286,15 @@ def _residual_layer(block: Block, graph: Graph, index: int) -> Layer:
         if masked and isinstance(act_elem, Bipolar):
             act_elem = Ternary()  # +-1 and the padding's 0
     o, _, kh, kw = conv.weights.shape
-    window = Window(x_type.shape, (kh, kw), conv.stride, conv.pads, 0, conv.out_hw(*x_type.shape[1:]))
-    stages = tuple(AffineStage(a.mult, a.neg_mult, a.bias, a.shift, graph.types[a.inputs[0]].elem, graph.types[a.out].elem)
+    window = Window(x_shape, (kh, kw), conv.stride, conv.pads, 0, conv.out_hw(*x_shape[1:]))
+    stages = tuple(AffineStage(a.mult, a.neg_mult, a.bias, a.shift, _integer_elem(graph, a.inputs[0]),
+                               _integer_elem(graph, a.out))
                    for a in block.after)
-    return Layer(index=index, origin=conv.origin, in_elem=x_type.elem, out_elem=graph.types[block.out].elem,
-                 weights=conv.weights.transpose(0, 2, 3, 1).reshape(o, -1), acc_elem=graph.types[conv.out].elem,
-                 mult=block.post.mult, bias=block.post.bias, shift=block.post.shift, window=window,
-                 act=InputThresholds(thresholds, values, act_elem, masked),
-                 shortcut=Shortcut(block.taps, block.main_shift, block.tap_shift, graph.types[block.add.out].elem,
+    return Layer(index=index, origin=conv.origin, in_elem=_integer_elem(graph, th.inputs[0]),
+                 out_elem=_integer_elem(graph, block.out), weights=conv.weights.transpose(0, 2, 3, 1).reshape(o, -1),
+                 acc_elem=_integer_elem(graph, conv.out), mult=block.post.mult, bias=block.post.bias,
+                 shift=block.post.shift, window=window, act=InputThresholds(thresholds, values, act_elem, masked),
+                 shortcut=Shortcut(block.taps, block.main_shift, block.tap_shift, _integer_elem(graph, block.add.out),
                                    stages))
 
 
@@ -294,7 +314,9 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     in_type = graph.types[first]
     first_weight = next(op for op in device if isinstance(op, (Dense, Conv)))
     hwc = isinstance(first_weight, Conv)
-    layers, argmax, layout, i = [], False, [], 0
+    layers: list[Layer | PoolLayer] = []
+    layout: list[Op] = []
+    argmax, i = False, 0
     src_shape, src_hwc = in_type.shape, hwc
     while i < len(device):
         op = device[i]
@@ -314,8 +336,8 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
             i += 1
             continue
         if isinstance(op, Pool) and not layout:
-            layers.append(PoolLayer(len(layers), op.origin, graph.types[op.out].elem, graph.types[op.inputs[0]].shape,
-                                    op.kernel, op.stride, op.modes))
+            layers.append(PoolLayer(len(layers), op.origin, _integer_elem(graph, op.out),
+                                    _chw(graph.types[op.inputs[0]].shape), op.kernel, op.stride, op.modes))
             src_shape, src_hwc = graph.types[op.out].shape, True
             i += 1
             continue
@@ -324,17 +346,18 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
                 raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {FIXED_POINT_LIMIT}")
             raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
                           f"mapping here; run the default pipeline first")
-        fused = isinstance(after, (Threshold, FixedAffine)) and (not isinstance(after, Threshold) or after.integer)
-        layers.append(_weight_layer(op, graph, len(layers), after if fused else None, layout, src_shape, src_hwc))
-        out = after.out if fused else op.out
+        fused = after if isinstance(after, (Threshold, FixedAffine)) and (not isinstance(after, Threshold) or after.integer) \
+            else None
+        layers.append(_weight_layer(op, graph, len(layers), fused, layout, src_shape, src_hwc))
+        out = fused.out if fused is not None else op.out
         src_shape, src_hwc, layout = graph.types[out].shape, isinstance(op, Conv), []
-        i += 2 if fused else 1
+        i += 2 if fused is not None else 1
     if not any(isinstance(layer, Layer) for layer in layers):
         raise IRError("the graph has no binary layer to build hardware for")
     out_type = graph.types[device[-1].out]
     layers = _apply_folding(layers, fold, reuse)
-    return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
-                  layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
+    return Design(name=graph.name, in_elem=_integer_elem(graph, first), in_count=in_type.size, in_shape=in_type.shape,
+                  layers=tuple(layers), argmax=argmax, out_elem=_integer_elem(graph, device[-1].out), out_count=out_type.size,
                   in_order="hwc" if hwc else "flat")
 
 
@@ -354,10 +377,11 @@ def _smallest_unit(layer: Layer, max_cycles: int, all_channels_first: bool) -> t
                 key = (pe * simd, all_channels_first and pe != c, -simd)
                 if best is None or key < best[0]:
                     best = (key, (pe, simd))
+    assert best is not None  # pe = C, simd = K takes one step, and max_cycles >= 1 (see auto_folding)
     return best[1]
 
 
-def auto_folding(layers: list, reuse: bool = False) -> dict[int, dict]:
+def auto_folding(layers: list[Layer | PoolLayer], reuse: bool = False) -> dict[int, dict]:
     """Balance the pipeline: the slowest layer sets the interval, the others fold down to it.
     Layers with a reuse tree (or all, when `reuse`: the tree is still to be built) prefer all
     channels in parallel among the equally small units."""
@@ -374,9 +398,9 @@ def auto_folding(layers: list, reuse: bool = False) -> dict[int, dict]:
             for layer in units}
 
 
-def _apply_folding(layers: list[Layer], fold: dict | None, reuse: bool) -> list[Layer]:
+def _apply_folding(layers: list[Layer | PoolLayer], fold: dict | None, reuse: bool) -> list[Layer | PoolLayer]:
     fold = auto_folding(layers, reuse) if fold is None else {int(k): v for k, v in fold.items()}
-    out = []
+    out: list[Layer | PoolLayer] = []
     for layer in layers:
         if isinstance(layer, PoolLayer):
             out.append(layer)
@@ -397,7 +421,7 @@ def load_folding(path: str) -> dict:
     return data.get("layers", data)
 
 
-def encode(values: np.ndarray, elem: Element) -> np.ndarray:
+def encode(values: np.ndarray, elem: IntegerElement) -> np.ndarray:
     """Element values -> unsigned wire codes (int64), per the table at the top of this file."""
     values = np.asarray(values, dtype=np.int64)
     if isinstance(elem, Bipolar):
@@ -407,7 +431,7 @@ def encode(values: np.ndarray, elem: Element) -> np.ndarray:
     return values
 
 
-def decode(codes: np.ndarray, elem: Element) -> np.ndarray:
+def decode(codes: np.ndarray, elem: IntegerElement) -> np.ndarray:
     """Unsigned wire codes -> element values (Fixed stays as its integer code)."""
     codes = np.asarray(codes, dtype=np.int64)
     if isinstance(elem, Bipolar):
@@ -418,7 +442,7 @@ def decode(codes: np.ndarray, elem: Element) -> np.ndarray:
     return codes
 
 
-def pack(codes_row: np.ndarray, bits: int) -> int:
+def pack(codes_row: npt.ArrayLike, bits: int) -> int:
     """One vector of wire codes -> one wide integer, element 0 in the least significant bits."""
     word = 0
     for i, c in enumerate(np.asarray(codes_row, dtype=np.int64).tolist()):

@@ -171,6 +171,7 @@ class ResidualView:
 def _stages(layer: Layer) -> tuple[str, list[str]]:
     """The C++ type and initializer of the fixed-point affines after a residual layer's add."""
     pe, nf = layer.pe, layer.out_count // layer.pe
+    assert layer.shortcut is not None, "not a residual layer"
     stages = layer.shortcut.after
     if not stages:
         return f"bnn::NoStage<{layer.shortcut.sum_elem.bits}>", []
@@ -195,6 +196,7 @@ def _stages(layer: Layer) -> tuple[str, list[str]]:
 
 
 def _residual_view(layer: Layer) -> ResidualView:
+    assert layer.window is not None and layer.act is not None and layer.shortcut is not None, "not a residual layer"
     c_in = layer.window.in_shape[0]
     thresholds = input_sign_thresholds(layer)
     act_elem = elem_view(layer.act.elem)
@@ -240,12 +242,14 @@ def _threshold_arrays(layer: Layer) -> tuple[np.ndarray, np.ndarray, int]:
     """The plan's thresholds on the dot product (clamped into [acc.lo, acc.hi + 1]), so that they
     fit an ap_int one bit wider than the accumulator at most, and the codes of the levels."""
     t, acc = plan(layer).thresholds, plan(layer).acc
+    assert t is not None, "not a threshold layer"
     return t.dot, t.codes, int_for_range(acc.lo, acc.hi + 1).bits
 
 
 def _check_affine_range(layer: Layer) -> None:
     """The g++ stand-in for ap_int computes acc * mult + bias in 64-bit integers."""
     acc = max(abs(layer.acc_elem.lo), abs(layer.acc_elem.hi))
+    assert layer.mult is not None and layer.bias is not None, "not an affine layer"
     worst = acc * max(abs(int(m)) for m in layer.mult) + max(abs(int(b)) for b in layer.bias)
     if worst >= 1 << 62:
         raise BnncError(f"layer {layer.index}: fixed-point affine needs {worst.bit_length()} bits, more than "
@@ -255,11 +259,12 @@ def _check_affine_range(layer: Layer) -> None:
 def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
     """The generator's output beat is the unit's SIMD when a beat holds whole pixels or part of
     one; otherwise the largest part of a pixel dividing SIMD, gathered into SIMD afterwards."""
-    win = layer.window
+    win, window = layer.window, plan(layer).window
+    assert win is not None and window is not None, "not a conv layer"
     c, h, w = win.in_shape
     beat = layer.simd if layer.simd % c == 0 or c % layer.simd == 0 else gcd(layer.simd, c)
-    masked = plan(layer).window.padding == Padding.MASKED
-    pad = plan(layer).window.pad_code
+    masked = window.padding == Padding.MASKED
+    pad = window.pad_code
     width = in_elem.width + (1 if masked else 0)
     top, left = win.pads[:2]
     oh, ow = win.out_hw
@@ -280,6 +285,7 @@ def _window_view(layer: Layer, in_elem: ElemView) -> WindowView:
 
 def _reuse_view(layer: Layer) -> ReuseView:
     reuse, pe, simd = layer.reuse, layer.pe, layer.simd
+    assert reuse is not None, "a layer without a reuse tree"
     c, k = layer.weights.shape
     lp, policy = plan(layer), REUSE_POLICY["hls"]
     built = lp.reuse(policy)
@@ -374,7 +380,7 @@ def pool_view(layer: PoolLayer) -> PoolView:
                f"{layer.kernel[0]}x{layer.kernel[1]} stride {layer.stride[0]}x{layer.stride[1]}, "
                f"{c}x{h}x{w} -> {c}x{oh}x{ow} {layer.elem}, {layer.cycles} cycles per frame")
     return PoolView(kind="pool", name=f"layer{layer.index}", summary=summary, channels=c, height=h, width=w,
-                    kernel=tuple(layer.kernel), stride=tuple(layer.stride), elem=elem_view(layer.elem),
+                    kernel=layer.kernel, stride=layer.stride, elem=elem_view(layer.elem),
                     max_channels=cpp_bits(mask, c), out_pixels=oh * ow)
 
 
@@ -481,7 +487,8 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
     stages, streams = dataflow(design, units)
     first, last = units[0], units[-1]
     in_beat, _, in_count = first.unit_in
-    first_elem = design.layers[0].elem if first.kind == "pool" else design.layers[0].in_elem
+    layer0 = design.layers[0]
+    first_elem = layer0.elem if isinstance(layer0, PoolLayer) else layer0.in_elem
     if design.in_elem != first_elem or design.in_count != in_count:
         raise BnncError(f"the design input ({design.in_count} x {design.in_elem}) is not what its first layer "
                         f"reads ({in_count} x {first_elem})")
@@ -490,7 +497,7 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
         frame_out = Frame(1, 1, elem_view(design.out_elem))
     else:
         frame_out = Frame(design.out_count, last.unit_out[0], elem_view(design.out_elem))
-    widest = max([s.width for s in streams] + [view.simd for view in units if view.kind != "pool"]
+    widest = max([s.width for s in streams] + [view.simd for view in units if isinstance(view, LayerView)]
                  + [f.beat_elems * f.elem.width for f in (frame_in, frame_out)])
     if widest > VENDOR_MAX_WIDTH:
         raise BnncError(f"a {widest}-bit stream or weight word exceeds ap_uint's {VENDOR_MAX_WIDTH}-bit limit; "

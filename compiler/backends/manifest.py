@@ -10,7 +10,9 @@ Keys keep a fixed order, so equal designs give equal JSON text.
 """
 from __future__ import annotations
 
-from ..ir.types import Bipolar, Element, Fixed, Int, Ternary
+from typing import Any
+
+from ..ir.types import Bipolar, Element, Fixed, Int, IntegerElement, Ternary
 from .hardware import Design, Layer, PoolLayer
 from .plan import POLICY_TEXT, REUSE_POLICY, TOP, Mode, Post, masked_input, plan, verilog_unsupported
 from .verilog_timing import line_pixels, timing, window_tail
@@ -47,7 +49,7 @@ def _element(elem: Element) -> dict:
     return out
 
 
-def _stream(elem: Element, count: int, shape: tuple[int, ...], beats: int = 1) -> dict:
+def _stream(elem: IntegerElement, count: int, shape: tuple[int, ...], beats: int = 1) -> dict:
     per = count // beats
     out = {"element": _element(elem), "count": count, "shape": list(shape),
            "transfers_per_frame": beats, "width_bits": per * elem.bits,
@@ -73,11 +75,12 @@ def _pool(layer: PoolLayer, unit_cycles) -> dict:
 def _layer(layer: Layer, unit_cycles, reads_map: bool) -> dict:
     lp = plan(layer)
     mode, folding = lp.mode, lp.folding
-    levels = lp.thresholds.levels if lp.post == Post.THRESHOLD else 0
-    post = {"kind": layer.post, "levels": levels} if lp.post == Post.THRESHOLD else {"kind": layer.post}
+    levels = lp.thresholds.levels if lp.thresholds is not None else 0  # the plan has them for a THRESHOLD post
+    post: dict[str, Any] = {"kind": layer.post, "levels": levels} if lp.post == Post.THRESHOLD else {"kind": layer.post}
     if layer.post == "affine" and layer.shift:
         post["shift"] = layer.shift
     if layer.shortcut is not None:  # a residual block in one layer (hardware.Shortcut)
+        assert layer.act is not None  # its input sign
         post["residual"] = {"input_sign": str(layer.act.elem), "sign_levels": int(layer.act.thresholds.shape[1]),
                             "padding_masked": layer.act.masked, "shortcut_taps": list(layer.shortcut.taps),
                             "main_shift": layer.shortcut.main_shift, "tap_shift": layer.shortcut.tap_shift,
@@ -154,22 +157,24 @@ def design_manifest(design: Design) -> dict:
     reason = verilog_unsupported(design)
     rtl = reason is None
     schedule = timing(design) if rtl else None
-    period = {unit.layer.index: unit.period for unit in schedule.units if unit.layer is not None} if rtl else {}
-    gathers = {unit.layer.index for unit in schedule.units if unit.kind == "gather"} if rtl else set()
+    period = {unit.layer.index: unit.period for unit in schedule.units if unit.layer is not None} if schedule is not None else {}
+    gathers = {unit.layer.index for unit in schedule.units if unit.kind == "gather" and unit.layer is not None} \
+        if schedule is not None else set()
     layers = [_pool(layer, period.get(layer.index)) if isinstance(layer, PoolLayer)
               else _layer(layer, period.get(layer.index), layer.index in gathers) for layer in design.layers]
     fifos = []
-    if rtl:
+    if schedule is not None:
         for i, depth in enumerate(schedule.fifo_depths):
             if depth:
-                unit = schedule.units[i]
-                width = (unit.layer.in_shape[0] * unit.layer.elem.bits if unit.kind == "pool"
-                         else unit.layer.out_count * unit.layer.out_elem.bits)
-                fifos.append({"after_layer": unit.layer.index, "depth": depth, "width_bits": width})
+                src = schedule.units[i].layer
+                assert src is not None  # a FIFO follows a unit before the last, and only the last (argmax) has none
+                width = (src.in_shape[0] * src.elem.bits if isinstance(src, PoolLayer)
+                         else src.out_count * src.out_elem.bits)
+                fifos.append({"after_layer": src.index, "depth": depth, "width_bits": width})
     totals = {key: sum(layer["resources"].get(key, 0) for layer in layers) for key in RESOURCE_KEYS}
     totals["fifo_bits"] = sum(f["depth"] * f["width_bits"] for f in fifos)
     totals["register_bits"] += sum(layer["resources"]["line_buffer_bits"] for layer in layers if layer["kind"] == "pool")
-    in_beats = schedule.in_beats if rtl else 1
+    in_beats = schedule.in_beats if schedule is not None else 1
     output = _stream(design.out_elem, design.out_count, (design.out_count,))
     if design.argmax:
         output["meaning"] = "index of the first maximum of the last layer's outputs"
@@ -187,9 +192,9 @@ def design_manifest(design: Design) -> dict:
         "output": output,
         "layers": layers,
         "argmax": design.argmax,
-        "pipeline": {"fifos": fifos, "pacer_interval": schedule.interval if rtl and schedule.paced else None},
-        "cycles_per_frame": schedule.interval if rtl else design.cycles_per_frame,
-        "latency_cycles": schedule.latency if rtl else None,
+        "pipeline": {"fifos": fifos, "pacer_interval": schedule.interval if schedule is not None and schedule.paced else None},
+        "cycles_per_frame": schedule.interval if schedule is not None else design.cycles_per_frame,
+        "latency_cycles": schedule.latency if schedule is not None else None,
         "timing_model": TIMING_MODEL,
         "rtl": {"supported": rtl, "reason": reason},
         "resources": totals,

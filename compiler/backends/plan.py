@@ -32,7 +32,7 @@ from functools import cached_property
 import numpy as np
 
 from ..diagnostics import BnncError, quote
-from ..ir.types import Bipolar, int_for_range
+from ..ir.types import Bipolar, IntegerElement, int_for_range
 from .hardware import Design, Layer, PoolLayer, Window, encode
 
 TOP = "bnnc_top"  # the top module / function of every backend
@@ -126,7 +126,7 @@ class WindowPlan:
     col_inside: np.ndarray  # (OW, KW) bool
 
 
-def window_plan(win: Window, elem, masked: bool, what: str) -> WindowPlan:
+def window_plan(win: Window, elem: IntegerElement, masked: bool, what: str) -> WindowPlan:
     """`masked`: the layer reads zero padding as "not an input" (bipolar inputs, see masked_input)."""
     c, h, w = win.in_shape
     if not any(win.pads):
@@ -252,6 +252,7 @@ def _accumulator(layer: Layer, mode: Mode, post: Post) -> Accumulator:
 
 def _thresholds(layer: Layer, mode: Mode, acc: Accumulator) -> Thresholds:
     c, k = layer.out_count, layer.in_count
+    assert layer.thresholds is not None and layer.values is not None  # post THRESHOLD: plan_layer checks
     t = np.broadcast_to(layer.thresholds, (c, np.asarray(layer.thresholds).shape[-1]))
     codes = encode(np.broadcast_to(layer.values, (c, t.shape[1] + 1)), layer.out_elem)
     for ch, row in enumerate(t):
@@ -414,9 +415,11 @@ def verilog_unsupported(design: Design) -> str | None:
 def input_sign_thresholds(layer: Layer) -> np.ndarray:
     """A residual layer's sign thresholds on its input codes, clamped to one past the codes'
     range (beyond it a threshold compares the same), so they fit code bits + 1."""
+    assert layer.act is not None, "not a residual layer"
     return np.clip(layer.act.thresholds.astype(object), layer.in_elem.lo, layer.in_elem.hi + 1)
 
 
 def shortcut_bits(layer: Layer) -> int:
     """Bits of a residual layer's shortcut sum: a code, plus what adding its taps can carry."""
+    assert layer.shortcut is not None, "not a residual layer"
     return layer.in_elem.bits + (len(layer.shortcut.taps) - 1).bit_length()

@@ -3,12 +3,14 @@ shortcut lies in the window of the conv in front of their add (one layer each), 
 which are 0/1-weight convs. Read only; hardware.py makes the layers."""
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.ops import Add, Conv, FixedAffine, SumPool, Threshold
+from ..ir.ops import Add, Conv, FixedAffine, Op, SumPool, Threshold
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,10 @@ def _single_use(graph: Graph, value: str) -> bool:
     return len(graph.consumers(value)) == 1 and value not in graph.outputs
 
 
-def _identity_code(op) -> bool:
+def _identity_code(op: Op | None) -> TypeGuard[FixedAffine]:
     """A fixed-point affine that only relabels the binary point (an exact average's 1/4)."""
-    return (isinstance(op, FixedAffine) and op.neg_mult is None and op.shift == 0
-            and np.all(op.mult == 1) and np.all(op.bias == 0))
+    return bool(isinstance(op, FixedAffine) and op.neg_mult is None and op.shift == 0
+                and np.all(op.mult == 1) and np.all(op.bias == 0))
 
 
 def _shortcut_taps(graph: Graph, conv: Conv, x: str, sc: str) -> tuple[tuple[int, ...], tuple[str, ...]] | None:
@@ -50,7 +52,9 @@ def _shortcut_taps(graph: Graph, conv: Conv, x: str, sc: str) -> tuple[tuple[int
         inside = conv.stride == (1, 1) and out_hw == graph.types[x].shape[1:] and top < kh and left < kw
         return ((top * kw + left,), ()) if inside else None
     rescale = graph.producer(sc)
-    pool = graph.producer(rescale.inputs[0]) if _identity_code(rescale) else None
+    if not _identity_code(rescale):
+        return None
+    pool = graph.producer(rescale.inputs[0])
     if not (isinstance(pool, SumPool) and pool.inputs[0] == x and _single_use(graph, pool.out)
             and _single_use(graph, rescale.out)):
         return None
@@ -63,13 +67,14 @@ def _shortcut_taps(graph: Graph, conv: Conv, x: str, sc: str) -> tuple[tuple[int
 def residual_blocks(graph: Graph) -> dict[str, Block]:
     """The residual blocks whose shortcut a conv layer can add from its own window, by the value
     of their threshold (where the block's layer starts)."""
-    blocks = {}
+    blocks: dict[str, Block] = {}
     for add in (op for op in graph.ops if isinstance(op, Add)):
         for side in (0, 1):
             post, sc = graph.producer(add.inputs[side]), add.inputs[1 - side]
             conv = graph.producer(post.inputs[0]) if isinstance(post, FixedAffine) else None
             th = graph.producer(conv.inputs[0]) if isinstance(conv, Conv) else None
-            if not (isinstance(th, Threshold) and th.integer and post.neg_mult is None
+            if not (isinstance(post, FixedAffine) and isinstance(conv, Conv) and isinstance(th, Threshold)
+                    and th.integer and post.neg_mult is None
                     and all(_single_use(graph, v) for v in (th.out, conv.out, post.out))):
                 continue
             x = th.inputs[0]
@@ -80,7 +85,8 @@ def residual_blocks(graph: Graph) -> dict[str, Block]:
             readers = {op.out for op in graph.consumers(x)}
             if readers != {th.out, path[0] if path else add.out} or x in graph.outputs:
                 continue  # x also flows elsewhere: the layer would swallow it
-            after, value = [], add.out
+            after: list[FixedAffine] = []
+            value = add.out
             while _single_use(graph, value) and isinstance(nxt := graph.consumers(value)[0], FixedAffine):
                 after.append(nxt)
                 value = nxt.out
@@ -90,7 +96,7 @@ def residual_blocks(graph: Graph) -> dict[str, Block]:
     return blocks
 
 
-def sum_pools_as_convs(graph: Graph, keep: set = frozenset()) -> Graph:
+def sum_pools_as_convs(graph: Graph, keep: Container[str] = frozenset()) -> Graph:
     """A sum pool is the convolution whose weight is 1 from each channel to itself across the
     window and 0 elsewhere: the same sums, exactly, built by the weight-layer unit (0/1 weights
     multiply like ternary ones). A global one before a dense head is a conv over the whole map.

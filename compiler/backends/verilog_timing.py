@@ -50,7 +50,7 @@ NEVER = -(1 << 60)  # an edge before everything
 @dataclass(frozen=True)
 class Unit:
     kind: str  # "conv", "pool", "gather", "dense" or "argmax"
-    layer: object  # Layer / PoolLayer (None for argmax)
+    layer: Layer | PoolLayer | None  # a PoolLayer for pool, None for argmax, else a Layer
     steps: int  # MVU clocks per vector (1 for pool and argmax)
     window: Window | None  # conv and pool
     in_beats: int  # transfers per frame on the input
@@ -58,12 +58,14 @@ class Unit:
 
     @property
     def positions(self) -> np.ndarray:
+        assert self.window is not None, f"a {self.kind} unit has no window"
         return window_positions(self.window)
 
     @property
     def period(self) -> int:
         """Clocks per frame of this unit alone (see the module docstring)."""
         if self.kind in ("conv", "pool"):
+            assert self.window is not None  # conv and pool units have one
             return int(np.maximum(self.steps, slides(self.window)).sum())
         if self.kind == "gather":
             return max(self.in_beats, self.steps)
@@ -106,7 +108,7 @@ def _is_map(layer) -> bool:
 
 def units(design: Design) -> list[Unit]:
     """The design's layers as pipeline units (a dense layer after a map gathers it first)."""
-    out = []
+    out: list[Unit] = []
     map_in = design.in_order == "hwc"
     for layer in design.layers:
         if isinstance(layer, PoolLayer):
@@ -221,10 +223,10 @@ def _fifo_depth(offered: list[int], taken: list[int]) -> int:
 
 @dataclass(frozen=True)
 class Timing:
-    units: tuple
+    units: tuple[Unit, ...]
     interval: int  # clocks between frame starts, in steady state (the pacer's interval)
     latency: int  # edges from a frame's first input transfer to its last output transfer, idle pipeline
-    fifo_depths: tuple  # per link between consecutive units
+    fifo_depths: tuple[int, ...]  # per link between consecutive units
     in_beats: int
 
     @property
@@ -239,8 +241,8 @@ def _replay(chain: list[Unit], interval: int, frames: int, depths=None):
     room); else a link holds depths[i] words besides its unit's output register."""
     beats = chain[0].in_beats
     n = len(chain)
-    takes = [[] for _ in chain]
-    outs = [[] for _ in chain]
+    takes: list[list[int]] = [[] for _ in chain]
+    outs: list[list[int]] = [[] for _ in chain]
 
     def leaves(i, s):  # the edge output s of unit i leaves its register (None: not known yet)
         if s >= len(outs[i]):

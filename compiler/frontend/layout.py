@@ -99,10 +99,10 @@ def _maxpool(lw: _Lowering) -> None:
 def _transpose(lw: _Lowering) -> None:
     x = lw.value(0)
     rank = len(lw.type_of(x).shape)
-    perm = list(lw.attr("perm", list(range(rank, -1, -1))))
-    if perm[0] != 0:
-        raise lw.fail(f"transposing the batch axis away (perm {perm}) is not supported")
-    perm = tuple(p - 1 for p in perm[1:])
+    onnx_perm = list(lw.attr("perm", list(range(rank, -1, -1))))
+    if onnx_perm[0] != 0:
+        raise lw.fail(f"transposing the batch axis away (perm {onnx_perm}) is not supported")
+    perm = tuple(p - 1 for p in onnx_perm[1:])
     if perm == (1, 2, 0) and not isinstance(lw.type_of(x).elem, Real):
         return lw.bind(_NHWC(x))  # a layout view; materialised only if something needs it
     lw.bind(x if perm == tuple(range(rank)) else lw.emit(Transpose, [x], perm=perm))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ _OP_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOMAIN = re.compile(r"[A-Za-z0-9_.]*")
 
 # Element types an initializer may have, and the protobuf field holding them when not raw.
-_TYPED_FIELD = {
+_TYPED_FIELD: dict[int, str] = {
     TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data", TensorProto.FLOAT16: "int32_data",
     TensorProto.INT8: "int32_data", TensorProto.INT16: "int32_data", TensorProto.INT32: "int32_data",
     TensorProto.UINT8: "int32_data", TensorProto.UINT16: "int32_data", TensorProto.BOOL: "int32_data",
@@ -203,14 +204,15 @@ def _check_schema(node: onnx.NodeProto, label: str, opset: int) -> None:
             raise BnncError(f"{label}: op {node.op_type} (domain {quote(node.domain)}) is not supported by bnnc")
         inputs, attributes = _QONNX_SCHEMAS[node.op_type]
         low, high, outputs = inputs, inputs, (1, 1)
-        required = ()
+        required: Sequence[str] = ()
     elif node.domain in ("", "ai.onnx"):
         try:
             schema = onnx.defs.get_schema(node.op_type, opset, "")
         except onnx.defs.SchemaError:
             return
         low, high, outputs = schema.min_input, schema.max_input, (schema.min_output, schema.max_output)
-        attributes = {name: int(a.type) for name, a in schema.attributes.items()}
+        # onnx's stub declares OpSchema.AttrType a plain class; at runtime it is an IntEnum
+        attributes = {name: int(a.type) for name, a in schema.attributes.items()}  # type: ignore[call-overload]
         required = [name for name, a in schema.attributes.items() if a.required]
     else:
         return

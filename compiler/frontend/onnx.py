@@ -45,7 +45,7 @@ from ..ir.ops import (
     Reshape,
     Transpose,
 )
-from ..ir.types import Real, TensorType
+from ..ir.types import Real, TensorType, is_integer
 from .layout import (
     _NHWC,
     _argmax,
@@ -70,7 +70,7 @@ from .weights import MAX_BITS
 class _Sub:
     """Sub(a, b) of two tensors, kept symbolic until it turns out to be the STE's Sign(x) - x."""
     a: str
-    b: str
+    b: str | _Unsupported
 
 
 # Ops that act element by element (with per-channel constants): they pass an NHWC view through.
@@ -109,9 +109,19 @@ class _Lowering:
         self.types: dict[str, TensorType] = {}
         self.ops: list = []
         self.taken: set = set()
-        self.node = None
+        self._node: onnx.NodeProto | None = None
         self.label = ""
         self.nhwc = False  # constants align to an N x H x W x C view while lowering this node
+
+    @property
+    def node(self) -> onnx.NodeProto:
+        """The node being lowered; the walk in `run` sets it before any helper reads it."""
+        assert self._node is not None, "no node is being lowered"
+        return self._node
+
+    @node.setter
+    def node(self, node: onnx.NodeProto) -> None:
+        self._node = node
 
     # -- helpers used by the lowering functions
 
@@ -223,7 +233,7 @@ class _Lowering:
         if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
             raise BnncError(f"input {quote(inp.name)}: only float32 inputs are supported")
         in_name = _safe_name(inp.name, self.taken)
-        self.types[in_name] = TensorType(Real(), tuple(dims[1:]))
+        self.types[in_name] = TensorType(Real(), tuple(d for d in dims[1:] if d is not None))  # none is: see above
         self.values[inp.name] = in_name
         for index, node in enumerate(graph.node):
             self.node, self.label = node, node_label(node, index)
@@ -308,7 +318,8 @@ class _Lowering:
             return
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         try:
-            levels = quant_levels(*args, signed=attrs.get("signed", 1), narrow=attrs.get("narrow", 0),
+            levels = quant_levels(args[0], args[1], args[2], args[3], signed=attrs.get("signed", 1),
+                                  narrow=attrs.get("narrow", 0),
                                   rounding_mode=attrs.get("rounding_mode", "ROUND"))
             scale = np.broadcast_to(np.asarray(args[1], dtype=np.float32), levels.shape)
         except (ValueError, KeyError, AttributeError):
@@ -387,7 +398,7 @@ def _arith(lw: _Lowering) -> None:
 def _magnitude_bound(lw: _Lowering, value: str):
     """An upper bound on |value| from the ops computing it, or None where it depends on float data."""
     elem = lw.type_of(value).elem
-    if hasattr(elem, "lo"):  # bipolar, ternary, integers
+    if is_integer(elem):  # bipolar, ternary, integers
         return max(abs(elem.lo), abs(elem.hi))
     op = next((o for o in lw.ops if o.out == value), None)
     src = _magnitude_bound(lw, op.inputs[0]) if op is not None and op.inputs else None

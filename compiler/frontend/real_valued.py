@@ -117,8 +117,9 @@ def _average_pool(lw: _Lowering) -> None:
         raise lw.fail("AveragePool with padding, ceil_mode or dilation is not supported")
     if len(lw.type_of(x).shape) != 3:
         raise lw.fail(f"AveragePool expects an N x C x H x W map, got {lw.type_of(x).shape} per sample")
-    kernel = tuple(lw.window_attr("kernel_shape", [], 1))
-    lw.bind(_average(lw, x, kernel, tuple(lw.window_attr("strides", list(kernel), 1))))
+    kh, kw = lw.window_attr("kernel_shape", [], 1)  # window_attr checks that there are two
+    sh, sw = lw.window_attr("strides", [kh, kw], 1)
+    lw.bind(_average(lw, x, (kh, kw), (sh, sw)))
 
 
 def _reduce_mean(lw: _Lowering) -> None:

@@ -129,7 +129,8 @@ def _conv(lw: _Lowering) -> None:
     src = lw.values.get(lw.node.input[0])
     pads, pad_value = (0, 0, 0, 0), 0.0
     if isinstance(src, _Padded):
-        src, pads, pad_value = src.x, src.pads, src.value
+        pads, pad_value = src.pads, src.value
+        src = src.x
     if not isinstance(src, str):
         raise lw.fail("input is not a tensor this lowering can use here")
     w = np.asarray(lw.const(1, "the kernel"), np.float32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from math import ceil, floor, isqrt
+from typing import Any
 
 import numpy as np
 
@@ -80,5 +81,5 @@ def dot(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def channel_fractions(param: np.ndarray, channels: int) -> list[Fraction]:
     """A () or (C,) parameter as one Fraction per channel."""
-    flat = list(param.ravel()) if param.ndim else [param[()]]
+    flat: list[Any] = list(param.ravel()) if param.ndim else [param[()]]  # the array's scalars
     return [Fraction(flat[c if len(flat) > 1 else 0]) for c in range(channels)]

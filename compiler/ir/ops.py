@@ -177,6 +177,8 @@ class _Weighted:
     """max |w| of a weight layer, computed once per op (passes rebuild graphs, and with them
     every result type, many times)."""
 
+    weights: np.ndarray  # a field of each dataclass that mixes this in
+
     @cached_property
     def largest_weight(self) -> int:
         return int(np.abs(self.weights.astype(np.int64)).max(initial=0))
@@ -235,7 +237,7 @@ def binary(weights: np.ndarray) -> bool:
     return bool(np.all(np.abs(weights) == 1))
 
 
-def weight_element(weights: np.ndarray) -> Element:
+def weight_element(weights: np.ndarray) -> Bipolar | Ternary | Int:
     """The narrowest element holding every weight: Bipolar (+-1), Ternary (also for 0/1 weights,
     which hardware multiplies like ternary ones) or an Int."""
     values = set(np.unique(weights).tolist()) or {1}

@@ -27,7 +27,7 @@ import numpy as np
 from .graph import Graph
 from .ops import IRError, Op, Reuse
 from .printer import DTYPES
-from .types import Bipolar, Exact, Fixed, Int, Real, TensorType, Ternary
+from .types import Bipolar, Element, Exact, Fixed, Int, Real, TensorType, Ternary
 
 
 class ParseError(ValueError):
@@ -73,7 +73,9 @@ class _Scanner:
         return ParseError(message, self.text, self.pos if pos is None else pos)
 
     def skip(self) -> int:
-        self.pos = _SPACE.match(self.text, self.pos).end()
+        space = _SPACE.match(self.text, self.pos)
+        assert space is not None  # _SPACE matches the empty string
+        self.pos = space.end()
         return self.pos
 
     def found(self) -> str:
@@ -81,6 +83,7 @@ class _Scanner:
         if self.pos >= len(self.text):
             return "the end of the text"
         word = re.match(r"[^\s,(){}\[\]]+|.", self.text[self.pos:])
+        assert word is not None  # `.` matches the first character, which skip() left not a space
         return repr(word.group(0))
 
     def peek(self, literal: str) -> bool:
@@ -99,7 +102,7 @@ class _Scanner:
             raise self.error(f"expected '{literal}', found {self.found()}")
         return start
 
-    def match(self, pattern: re.Pattern, what: str, empty: bool = False) -> re.Match:
+    def match(self, pattern: re.Pattern[str], what: str, empty: bool = False) -> re.Match[str]:
         self.skip()
         m = pattern.match(self.text, self.pos)
         if not m or (m.end() == self.pos and not empty):
@@ -129,8 +132,10 @@ def _shape(sc: _Scanner) -> tuple[int, ...]:
 
 def _type(sc: _Scanner) -> TensorType:
     m = sc.match(_ELEM, "a type (f32, exact, bipolar, ternary, s8, u8, fixed<bits,frac>)")
+    elem: Element
     if m.group(1):
-        elem = {"f32": Real(), "exact": Exact(), "bipolar": Bipolar(), "ternary": Ternary()}[m.group(1)]
+        named: dict[str, Element] = {"f32": Real(), "exact": Exact(), "bipolar": Bipolar(), "ternary": Ternary()}
+        elem = named[m.group(1)]
     elif m.group(2):
         elem = Int(int(m.group(3)), m.group(2) == "s")
     else:
@@ -222,7 +227,7 @@ def _const(sc: _Scanner):
         return _string(sc, m.group(0), m.start())
     if c == "(":
         sc.expect("(")
-        items = []
+        items: list = []
         while not sc.accept(")"):
             if items:
                 sc.expect(",")
@@ -232,10 +237,10 @@ def _const(sc: _Scanner):
         return _attributes(sc)
     if c == "<":
         raise sc.error("an abbreviated array (the default printer's form) has no values: print with full=True")
-    m = _WORD.match(sc.text, sc.pos)
-    if m and m.group(0) in DTYPES:
-        sc.pos = m.end()
-        return _array(sc, m.group(0))
+    word = _WORD.match(sc.text, sc.pos)
+    if word and word.group(0) in DTYPES:
+        sc.pos = word.end()
+        return _array(sc, word.group(0))
     m = sc.match(_NUMBER, "a constant (number, \"string\", (tuple), {record} or array like i8[2] [1, -1])")
     try:
         return _number(m.group(0))
@@ -317,7 +322,7 @@ def _op(sc: _Scanner, types: dict) -> tuple[Op, bool, int]:
     cls = _OP_KINDS.get(kind)
     if cls is None:
         raise sc.error(f"unknown op '{kind}' (known: {', '.join(sorted(_OP_KINDS))})", kind_pos)
-    inputs = []
+    inputs: list[str] = []
     while (sc.peek("%") and not inputs) or (inputs and sc.accept(",")):
         name, pos = _value_name(sc)
         if name not in types:
@@ -360,7 +365,8 @@ def parse_graph(text: str) -> Graph:
     else:
         name = sc.match(re.compile(r"[A-Za-z0-9_.]+"), "a graph name").group(0)
     sc.expect("(")
-    inputs, types = [], {}
+    inputs: list[tuple[str, TensorType]] = []
+    types: dict[str, TensorType] = {}
     while not sc.accept(")"):
         if inputs:
             sc.expect(",")
@@ -372,7 +378,7 @@ def parse_graph(text: str) -> Graph:
         inputs.append((value, types[value]))
     sc.expect("->")
     sc.expect("(")
-    outputs = []
+    outputs: list[tuple[str, int]] = []
     while not sc.accept(")"):
         if outputs:
             sc.expect(",")

@@ -101,6 +101,7 @@ def _is_int(v) -> bool:
 
 
 def _full_array(a: np.ndarray) -> str:
+    tag: str | None
     if a.dtype == object:
         tag = "int" if all(_is_int(v) for v in a.ravel()) else "exact"
     else:

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 
 @dataclass(frozen=True)
@@ -83,16 +87,17 @@ class Fixed:
         return f"fixed<{self.bits},{self.frac}>"
 
 
-def frac_bits(elem) -> int:
+def frac_bits(elem: Element) -> int:
     """Fraction bits of an element's code: a Fixed's, else 0."""
     return elem.frac if isinstance(elem, Fixed) else 0
 
 
 Element = Real | Exact | Bipolar | Ternary | Int | Fixed
+IntegerElement = Bipolar | Ternary | Int | Fixed  # what hardware carries: each has bits, signed, lo and hi
 INTEGER_ELEMENTS = (Bipolar, Ternary, Int, Fixed)
 
 
-def is_integer(elem: Element) -> bool:
+def is_integer(elem: Element) -> TypeIs[IntegerElement]:
     """True when values are integers (or integer codes) that hardware can carry."""
     return isinstance(elem, INTEGER_ELEMENTS)
 
@@ -105,7 +110,7 @@ def int_for_range(lo: int, hi: int) -> Int:
     return Int(bits, True)
 
 
-def element_for_values(values) -> Element:
+def element_for_values(values) -> Bipolar | Ternary | Int:
     """The element type that holds exactly the given set of integer values best."""
     vals = {int(v) for v in values}
     if vals <= {-1, 1}:

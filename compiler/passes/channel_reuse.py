@@ -22,6 +22,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.ops import Conv, Dense, Reuse, binary
+from ..ir.types import is_integer
 from . import contracts
 from .manager import Pass, register
 
@@ -89,13 +90,19 @@ class ChannelReuse(Pass):
                 layer += 1  # the tree's algebra needs +-1 weights (see skipped_layers)
             elif isinstance(op, (Dense, Conv)) and not graph.on_host(op):
                 rows = op.weights.reshape(op.weights.shape[0], -1)
-                add = self.add_cost if self.add_cost >= 0 else graph.types[op.out].elem.bits
+                add = self.add_cost if self.add_cost >= 0 else self._accumulator_bits(graph, op)
                 group = self.groups[layer] if layer < len(self.groups) else 0
                 tree = build_tree(rows, add, self.max_depth, group)
                 op = replace(op, reuse=tree if np.any(tree.parent >= 0) else None)
                 layer += 1
             ops.append(op)
         return graph.with_ops(ops)
+
+    def _accumulator_bits(self, graph: Graph, op: Dense | Conv) -> int:
+        """The width of the layer's sum: the cost of one add in the tree (add_cost -1)."""
+        acc = graph.types[op.out].elem
+        assert is_integer(acc)  # the pass requires integer codes into every weight layer (contracts)
+        return acc.bits
 
 
 def skipped_layers(graph: Graph) -> list:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import TypeVar
 
 import numpy as np
 
@@ -38,6 +39,8 @@ from ..ir.graph import Graph
 from ..ir.ops import Affine, Conv, Dense, IRError, Op, Pool, Reshape, Sign, Threshold, Transpose
 from ..ir.types import is_integer
 from .manager import Pass, PassError, register
+
+_OpT = TypeVar("_OpT", bound=Op)
 
 
 def _obj(x) -> np.ndarray:
@@ -75,7 +78,7 @@ class Match:
     def type_of(self, value: str):
         return self.graph.types[value]
 
-    def single_use_producer(self, value: str, kind):
+    def single_use_producer(self, value: str, kind: type[_OpT] | tuple[type[_OpT], ...]) -> _OpT | None:
         op = self._producers.get(value)
         return op if isinstance(op, kind) and self._uses[value] == 1 else None
 
@@ -86,9 +89,9 @@ class Match:
             name = f"{base}_pre{n}"
         return name
 
-    def layout_chain(self, value: str) -> list:
+    def layout_chain(self, value: str) -> list[Op]:
         """The single-use reshapes/transposes that end in value, first one first."""
-        chain = []
+        chain: list[Op] = []
         while (op := self.single_use_producer(value, (Reshape, Transpose))) is not None:
             chain.insert(0, op)
             value = op.inputs[0]
@@ -140,13 +143,17 @@ def _simplified(m: Match, th: Threshold) -> Threshold:
 
 def affine_of_affine(m: Match) -> Rewrite | None:
     op = m.op
-    inner = isinstance(op, Affine) and m.single_use_producer(op.inputs[0], Affine)
+    if not isinstance(op, Affine):
+        return None
+    inner = m.single_use_producer(op.inputs[0], Affine)
     return Rewrite((inner, op), (_compose(inner, op),)) if inner else None
 
 
 def affine_of_threshold(m: Match) -> Rewrite | None:
     op = m.op
-    th = isinstance(op, Affine) and m.single_use_producer(op.inputs[0], Threshold)
+    if not isinstance(op, Affine):
+        return None
+    th = m.single_use_producer(op.inputs[0], Threshold)
     if not th:
         return None
     return Rewrite((th, op), (_map_values(th, op, m.type_of(op.inputs[0]).shape[0]),))
@@ -154,7 +161,9 @@ def affine_of_threshold(m: Match) -> Rewrite | None:
 
 def sign_of_threshold(m: Match) -> Rewrite | None:
     op = m.op
-    th = isinstance(op, Sign) and m.single_use_producer(op.inputs[0], Threshold)
+    if not isinstance(op, Sign):
+        return None
+    th = m.single_use_producer(op.inputs[0], Threshold)
     if not th:
         return None
     sign = np.vectorize(lambda v: 1 if v > 0 else -1 if v < 0 else op.zero, otypes=[np.int64])
@@ -163,7 +172,9 @@ def sign_of_threshold(m: Match) -> Rewrite | None:
 
 def threshold_of_threshold(m: Match) -> Rewrite | None:
     op = m.op
-    inner = isinstance(op, Threshold) and m.single_use_producer(op.inputs[0], Threshold)
+    if not isinstance(op, Threshold):
+        return None
+    inner = m.single_use_producer(op.inputs[0], Threshold)
     if not inner:
         return None
     channels = m.type_of(op.inputs[0]).shape[0]
@@ -213,9 +224,11 @@ def factor_threshold_scale(m: Match) -> Rewrite | None:
     the layer it feeds: the common scale g is factored out of the values and moved through the
     layer in one rewrite (on its own, affine(threshold) would merge it straight back)."""
     op = m.op
-    th = isinstance(op, (Dense, Conv)) and m.single_use_producer(m.below_layout(op.inputs[0]), Threshold)
+    if not isinstance(op, (Dense, Conv)):
+        return None
+    th = m.single_use_producer(m.below_layout(op.inputs[0]), Threshold)
     g = _factor_scale(th) if th else None
-    if g is None:
+    if th is None or g is None:
         return None
     mid = m.fresh(th.out)
     factor = Affine(th.out, (mid,), scale=_obj(g), bias=_obj(Fraction(0)), origin=th.origin)
@@ -249,7 +262,8 @@ def affine_through_dense(m: Match) -> Rewrite | None:
     bias = np.broadcast_to(aligned, shape)
     for layout in chain:
         bias = interp.EVAL[type(layout)](layout, bias[None])[0]
-    added, cur = [], aff.inputs[0]
+    added: list[Op] = []
+    cur = aff.inputs[0]
     for layout in chain:
         added.append(replace(layout, inputs=(cur,)))
         cur = layout.out
@@ -261,7 +275,9 @@ def affine_through_dense(m: Match) -> Rewrite | None:
 
 def affine_through_conv(m: Match) -> Rewrite | None:
     op = m.op
-    aff = isinstance(op, Conv) and m.single_use_producer(op.inputs[0], Affine)
+    if not isinstance(op, Conv):
+        return None
+    aff = m.single_use_producer(op.inputs[0], Affine)
     if not aff or not is_integer(m.type_of(aff.inputs[0]).elem):
         return None
     if not _uniform(aff.scale) or _scalar(aff.scale)[()] == 0:
@@ -277,7 +293,9 @@ def affine_through_conv(m: Match) -> Rewrite | None:
 
 def affine_through_pool(m: Match) -> Rewrite | None:
     op = m.op
-    aff = isinstance(op, Pool) and m.single_use_producer(op.inputs[0], Affine)
+    if not isinstance(op, Pool):
+        return None
+    aff = m.single_use_producer(op.inputs[0], Affine)
     if not aff:
         return None
     scale = _per_channel(aff.scale, op.modes.shape[0])
@@ -315,7 +333,7 @@ def first_rewrite(graph: Graph, start: int = 0) -> tuple[int, Rewrite] | None:
 
 def apply(graph: Graph, rewrite: Rewrite) -> Graph:
     removed = {id(op) for op in rewrite.removed}
-    ops = []
+    ops: list[Op] = []
     for op in graph.ops:
         if op is rewrite.removed[-1]:
             ops.extend(rewrite.added)

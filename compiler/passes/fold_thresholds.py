@@ -28,7 +28,7 @@ import numpy as np
 from ..ir import exact
 from ..ir.graph import Graph
 from ..ir.ops import Affine, FixedAffine, Op, Pool, Sign, Threshold
-from ..ir.types import Bipolar, Fixed, Int, Ternary
+from ..ir.types import Bipolar, Fixed, Int, Ternary, is_integer
 from . import contracts
 from .manager import Pass, PassError, register
 
@@ -105,7 +105,7 @@ class FoldThresholds(Pass):
             ops.append(new)
         return _pools_after_thresholds(_through_fixed_affines(graph.with_ops(ops)))
 
-    def _fold(self, graph: Graph, op: Op):
+    def _fold(self, graph: Graph, op: Sign | Threshold) -> tuple[Affine | None, Threshold] | None:
         """(affine op absorbed or None, integer Threshold) -- or None when op cannot fold here."""
         src = op.inputs[0]
         aff = graph.producer(src)
@@ -145,13 +145,16 @@ def _through_fixed_affines(graph: Graph) -> Graph:
     """threshold(fixed_affine(x)) -> threshold'(x): with y = floor((x*m + n) / 2**s),
     y >= t  <=>  x*m + n >= t * 2**s, an exact affine threshold on the integer x (QFX leaves
     these where an average pool's division sits in front of a sign)."""
-    ops = list(graph.ops)
+    ops: list[Op | None] = list(graph.ops)
     for i, op in enumerate(graph.ops):
-        aff = graph.producer(op.inputs[0]) if isinstance(op, Threshold) and op.integer else None
+        if not (isinstance(op, Threshold) and op.integer):
+            continue
+        aff = graph.producer(op.inputs[0])
         if not (isinstance(aff, FixedAffine) and aff.neg_mult is None and len(graph.consumers(aff.out)) == 1
                 and aff.out not in graph.outputs):
             continue
         elem = graph.types[aff.inputs[0]].elem
+        assert is_integer(elem)  # a FixedAffine reads integer codes (its result_type checks)
         channels = graph.types[aff.out].shape[0]
         mult, bias = (exact.channel_fractions(np.asarray(p, dtype=object), channels) for p in (aff.mult, aff.bias))
         rows_t, rows_v = [], []

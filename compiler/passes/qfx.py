@@ -156,10 +156,13 @@ def to_fixed(graph: Graph, frac: int) -> tuple[Graph, dict[str, float]]:
             elif isinstance(op, PReLU):
                 op = _fixed_prelu(op, elems[0], channels)
             else:
+                assert isinstance(op, Add)  # _convertible admits Affine, PReLU and Add only
                 op = _aligned_add(op, *elems)
         ops.append(op)
         types[op.out] = op.result_type([types[v] for v in op.inputs])
-        error[op.out] = _error(graph, graph.producer(op.out), op, error)
+        old = graph.producer(op.out)
+        assert old is not None  # op (or the op it replaced) is one of graph's
+        error[op.out] = _error(graph, old, op, error)
     return graph.with_ops(ops), error
 
 

@@ -179,7 +179,10 @@ class _Scratch:
     def __init__(self, input_levels: list[int]):
         self.n_inputs = len(input_levels)
         self.input_levels = input_levels
-        self.inputs, self.weights, self.thresholds, self.levels = [], [], [], []
+        self.inputs: list[tuple[int, ...]] = []  # per gate: its input nets
+        self.weights: list[tuple[int, ...]] = []
+        self.thresholds: list[int] = []
+        self.levels: list[int] = []
 
     def net_level(self, net: int) -> int:
         if net <= self.n_inputs:
@@ -260,7 +263,7 @@ class _Builder:
             b += 1
         offset = (1 << b) - threshold
         heap_bits += [(TRUE, j) for j in range(b) if offset >> j & 1]
-        columns = [[] for _ in range(b + 1)]
+        columns: list[list[tuple[int, int, int]]] = [[] for _ in range(b + 1)]  # heaps of (level, arrival, lit)
         for i, (lit, j) in enumerate(heap_bits):
             heapq.heappush(columns[j], (self.level(lit), i, lit))
         serial = len(heap_bits)  # ties in level are taken in order of arrival
@@ -299,7 +302,7 @@ class _Template:
     output: int  # literal
 
 
-def _arrays(scratch: _Scratch, width: int) -> tuple[np.ndarray, ...]:
+def _arrays(scratch: _Scratch, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, weights) padded to `width`, thresholds and levels of the gates in `scratch`."""
     g = len(scratch.thresholds)
     inputs = np.zeros((g, width), dtype=np.int64)
@@ -324,6 +327,7 @@ def map_layer(layer: Layer, options: MapThresholdLogic) -> LayerNetwork:
     mode = "masked" if layer.window is not None and layer.window.pad_value == 0 and any(layer.window.pads) else "xnor"
     k, c = layer.in_count, layer.out_count
     width = options.max_fan_in
+    assert layer.thresholds is not None  # a threshold layer: cmos_reason keeps the others
     thresholds = np.broadcast_to(np.asarray(layer.thresholds, dtype=np.int64), (c, np.shape(layer.thresholds)[-1]))
     values = np.broadcast_to(np.asarray(layer.values, dtype=np.int64), (c, thresholds.shape[1] + 1))
     levels = thresholds.shape[1]
@@ -407,6 +411,7 @@ def evaluate(net: LayerNetwork, bits: np.ndarray, inside: np.ndarray | None = No
     values = np.zeros((1 + net.n_inputs + net.gates, n), dtype=np.int32)
     values[1:1 + net.in_count] = bits.T
     if net.mode == "masked":
+        assert inside is not None, "a masked network reads the in-map flags"
         values[1 + net.in_count:1 + 2 * net.in_count] = inside.T
     if net.gates:
         ins, ws, thr, lvl = net.gate_inputs, net.gate_weights.astype(np.int32), net.gate_thresholds, net.gate_levels
@@ -435,7 +440,7 @@ def check_layer(net: LayerNetwork, layer: Layer, random: int = 64, seed: int = 0
     rng = np.random.default_rng(seed)
     k = net.in_count
     weights = np.asarray(layer.weights)
-    bits, inside = [rng.integers(0, 2, (random, k))], [rng.integers(0, 2, (random, k))]
+    bit_rows, inside_rows = [rng.integers(0, 2, (random, k))], [rng.integers(0, 2, (random, k))]
     for ch in range(net.out_count):
         for t in net.dot_thresholds[ch]:
             for target in (t - 1, t, t + 1):
@@ -448,9 +453,9 @@ def check_layer(net: LayerNetwork, layer: Layer, random: int = 64, seed: int = 0
                 pos = rng.permutation(np.flatnonzero(m))
                 x = np.where(weights[ch] > 0, 0, 1)  # disagree everywhere ...
                 x[pos[:agree]] = (weights[ch][pos[:agree]] > 0)  # ... but at `agree` inside positions
-                bits.append(x[None])
-                inside.append(m[None])
-    bits, inside = np.concatenate(bits), np.concatenate(inside)
+                bit_rows.append(x[None])
+                inside_rows.append(m[None])
+    bits, inside = np.concatenate(bit_rows), np.concatenate(inside_rows)
     if net.mode != "masked":
         inside = np.ones_like(inside)
     got = evaluate(net, bits, inside if net.mode == "masked" else None)

@@ -20,7 +20,7 @@ def _lit_name(net: LayerNetwork, lit: int) -> str:
 
 
 def gate_text(net: LayerNetwork, g: int) -> str:
-    terms = []
+    terms: list[str] = []
     for n, w in zip(net.gate_inputs[g][:net.gate_fan_in[g]], net.gate_weights[g][:net.gate_fan_in[g]]):
         name = _lit_name(net, 2 * n)
         sign = ("- " if w < 0 else "+ ") if terms else ("-" if w < 0 else "")

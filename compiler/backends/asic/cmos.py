@@ -137,7 +137,8 @@ def time_netlist(cmos_dir: Path, timeout: float) -> dict:
 
 def transistors_per_cell() -> dict[str, int]:
     """MOSFETs in each cell's SPICE subcircuit."""
-    counts, cell = {}, None
+    counts: dict[str, int] = {}
+    cell = None
     if not SPICE.is_file():
         return counts
     for line in SPICE.read_text(errors="replace").splitlines():
@@ -158,7 +159,8 @@ def transistors_per_cell() -> dict[str, int]:
 def parse_stat(text: str) -> dict[str, dict]:
     """Yosys `stat -liberty` text -> {module: {"area": its own cells' area, "cells": {type: n}}}
     (Yosys 0.23's `stat -json` is not valid JSON for a hierarchy)."""
-    modules, name = {}, None
+    modules: dict[str, dict] = {}
+    name = None
     for line in text.splitlines():
         head = re.match(r"=== (.+) ===$", line.strip())
         if head:

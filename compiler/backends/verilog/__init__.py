@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...resources import resource_dir
-from ..hardware import Design
+from ..hardware import Design, Layer, PoolLayer
 from ..plan import TOP
 from ..templating import environment, sanitize
 from ..verilog_timing import timing
@@ -56,17 +56,17 @@ def render(design: Design) -> dict[str, str]:
             files[f"{name}.v"] = (resource_dir("templates") / "verilog" / f"{name}.v").read_text()
     for unit in schedule.units:
         if unit.kind in ("conv", "pool"):
-            view = window_view(unit)
-            files[f"{view.module}.v"] = env.get_template("verilog/window.v.j2").render(header=header, w=view)
-        if unit.kind == "pool":
-            view = pool_view(unit.layer)
-            files[f"{view.module}.v"] = env.get_template("verilog/pool.v.j2").render(header=header, p=view)
+            window = window_view(unit)
+            files[f"{window.module}.v"] = env.get_template("verilog/window.v.j2").render(header=header, w=window)
+        if isinstance(unit.layer, PoolLayer):  # a pool unit
+            pool = pool_view(unit.layer)
+            files[f"{pool.module}.v"] = env.get_template("verilog/pool.v.j2").render(header=header, p=pool)
         if unit.kind == "gather":
-            view = gather_view(unit)
-            files[f"{view.module}.v"] = env.get_template("verilog/gather.v.j2").render(header=header, g=view)
-        if unit.kind in ("conv", "gather", "dense"):
-            view = layer_view(unit.layer)
-            files[f"{view.module}.v"] = env.get_template("verilog/layer.v.j2").render(header=header, layer=view)
+            gather = gather_view(unit)
+            files[f"{gather.module}.v"] = env.get_template("verilog/gather.v.j2").render(header=header, g=gather)
+        if isinstance(unit.layer, Layer):  # a conv, gather or dense unit
+            layer = layer_view(unit.layer)
+            files[f"{layer.module}.v"] = env.get_template("verilog/layer.v.j2").render(header=header, layer=layer)
         if unit.kind == "argmax":
             files["bnnc_argmax.v"] = env.get_template("verilog/argmax.v.j2").render(header=header, argmax=argmax_view(design))
     files[f"{TOP}.v"] = env.get_template("verilog/top.v.j2").render(header=header, top=top)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..hardware import Design
+from ..hardware import Design, Layer
 from .common import elem_signed, msb
 
 
@@ -33,6 +33,7 @@ class ArgMaxView:
 
 def argmax_view(design: Design) -> ArgMaxView:
     last = design.layers[-1]
+    assert isinstance(last, Layer)  # check_design refuses a pool at the end
     elem, n = last.out_elem, last.out_count
     bits = elem.bits
     index_bits = design.out_elem.bits

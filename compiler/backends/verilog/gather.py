@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..hardware import Layer
 from ..verilog_timing import Unit
 from .common import counter_bits, msb
 
@@ -22,6 +23,7 @@ class GatherView:
 
 def gather_view(unit: Unit) -> GatherView:
     layer = unit.layer
+    assert isinstance(layer, Layer)  # a gather unit feeds a dense layer
     pixels = unit.in_beats
     c = layer.in_count // pixels
     pb = c * layer.in_elem.bits

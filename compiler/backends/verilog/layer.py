@@ -138,6 +138,7 @@ def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int
 
 def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
     t = plan(layer).thresholds
+    assert t is not None, "not a threshold layer"
     meaning = "P >=" if plan(layer).mode == Mode.XNOR else "dot >="
     roms = (_group_rom("group_thresholds", t.counting.tolist(), layer, acc_w, group_bits, meaning),
             _group_rom("group_codes", t.codes.tolist(), layer, layer.out_elem.bits, group_bits, "output code per level"))
@@ -148,7 +149,9 @@ def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
 def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
     c, k = layer.out_count, layer.in_count
     if layer.post == "affine":
-        mult, bias = list(plan(layer).mult), list(plan(layer).bias)
+        lp = plan(layer)
+        assert lp.mult is not None and lp.bias is not None  # an affine layer's plan has them
+        mult, bias = list(lp.mult), list(lp.bias)
         formula = f"floor((acc * mult + bias) / 2^{layer.shift})" if layer.shift else "acc * mult + bias"
         note = f"{formula} -> {layer.out_elem}"
     else:
@@ -176,6 +179,7 @@ def _reuse_views(layer: Layer, mode: str, acc_w: int, children) -> tuple[tuple[C
         w = lit(pack_bits(layer.weights[c, d] > 0), len(d), "h") if len(d) else ""
         inside_d = ""
         if mode == "masked" and len(d):
+            assert layer.window is not None  # masked inputs are those behind a conv's zero padding
             c_in = layer.window.in_shape[0]
             pixels, counts = np.unique(np.asarray(d) // c_in, return_counts=True)
             terms = [f"(inputs[{at(q * c_in) * 2 + 1}] ? {lit(n & mod, acc_w)} : {lit(0, acc_w)})"
@@ -236,6 +240,7 @@ def layer_view(layer: Layer) -> LayerView:
     group_w = layer.pe * out_bits
     pixels, c_in, inside = 0, 0, ""
     if mode == "masked":
+        assert layer.window is not None  # masked inputs are those behind a conv's zero padding
         c_in = layer.window.in_shape[0]
         pixels = layer.in_count // c_in
         inside = concat([f"inputs[{buffer_position(q * c_in, layer.simd, layer.in_count) * 2 + 1}]"

@@ -62,6 +62,7 @@ def _extend(signal: str, bits: int, width: int) -> str:
 def _stages(layer: Layer, group_rom) -> tuple[tuple[StageView, ...], tuple]:
     views, roms = [], []
     c = layer.out_count
+    assert layer.shortcut is not None, "not a residual layer"
     for k, st in enumerate(layer.shortcut.after):
         width = st.out_elem.bits + st.shift
         views.append(StageView(k, st.in_elem.bits, st.out_elem.bits, width, st.shift, st.neg_mult is not None,
@@ -78,6 +79,7 @@ def residual_view(layer: Layer, group_rom) -> ResidualView | None:
     """group_rom(signal, rows, layer, field_bits, meaning): a per-channel-group constant table."""
     if layer.act is None:
         return None
+    assert layer.window is not None and layer.shortcut is not None  # a residual layer has both
     c_in = layer.window.in_shape[0]
     code_bits, act_bits, masked = layer.in_elem.bits, plan(layer).in_bits, layer.act.masked
     port_bits = code_bits + int(masked)

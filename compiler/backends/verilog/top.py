@@ -22,7 +22,7 @@ class Stage:
     instance: str
     source: str  # prefix of the stream it reads: "in" or "linkN"
     sink: str
-    width: int  # of the stream it writes
+    width: int | None  # of the stream it writes (None for the argmax: it writes the top's output)
 
 
 @dataclass(frozen=True)
@@ -59,29 +59,37 @@ def stream_beats(design: Design) -> tuple[int, int]:
 
 # ---- the chain of modules
 
-def _unit_modules(unit: Unit) -> list[tuple[str, int]]:
-    """(module, width of the stream it writes) for the modules of one unit, in stream order."""
-    if unit.kind == "argmax":
+def _unit_modules(unit: Unit) -> list[tuple[str, int | None]]:
+    """(module, width of the stream it writes) for the modules of one unit, in stream order
+    (None: the argmax, which writes the top's output)."""
+    layer = unit.layer
+    if layer is None:  # the argmax
         return [("bnnc_argmax", None)]
-    layer, i = unit.layer, unit.layer.index
-    out = []
+    i = layer.index
+    out: list[tuple[str, int | None]] = []
     if unit.kind in ("conv", "pool"):
         view = window_view(unit)
         out.append((view.module, view.out_msb + 1))
-    if unit.kind == "gather":
-        out.append((f"bnnc_gather{i}", layer.in_count * layer.in_elem.bits))
-    if unit.kind == "pool":
+    if isinstance(layer, PoolLayer):
         c, b = layer.in_shape[0], layer.elem.bits
         out.append((f"bnnc_pool{i}", c * b))
     else:
+        if unit.kind == "gather":
+            out.append((f"bnnc_gather{i}", layer.in_count * layer.in_elem.bits))
         out.append((f"bnnc_layer{i}", layer.out_count * layer.out_elem.bits))
     return out
+
+
+def _width(width: int | None) -> int:
+    """The width of a stream between two modules: only the argmax, always last, writes none."""
+    assert width is not None
+    return width
 
 
 def top_view(design: Design, schedule: Timing | None = None) -> TopView:
     schedule = schedule or timing(design)
     in_w = design.in_count * design.in_elem.bits // schedule.in_beats
-    modules = []  # (module, params, name, out width)
+    modules: list[tuple[str, str, str, int | None]] = []  # (module, params, name, out width)
     if schedule.paced:
         modules.append(("bnnc_pacer", f"#(.W({in_w}), .BEATS({schedule.in_beats}), .INTERVAL({schedule.interval}))",
                         "pacer", in_w))
@@ -91,7 +99,7 @@ def top_view(design: Design, schedule: Timing | None = None) -> TopView:
         if u < len(schedule.fifo_depths) and schedule.fifo_depths[u]:
             width = modules[-1][3]
             modules.append(("bnnc_fifo", f"#(.W({width}), .DEPTH({schedule.fifo_depths[u]}))", f"fifo{u}", width))
-    links = tuple((f"link{i + 1}", msb(modules[i][3])) for i in range(len(modules) - 1))
+    links = tuple((f"link{i + 1}", msb(_width(modules[i][3]))) for i in range(len(modules) - 1))
     prefixes = ["in"] + [name for name, _ in links] + ["out"]
     stages = tuple(Stage(module=m, params=params, instance=f"stage{i}_{name}", source=prefixes[i],
                          sink=prefixes[i + 1], width=width)

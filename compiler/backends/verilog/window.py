@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hardware import pack
+from ..hardware import Layer, PoolLayer, pack
 from ..plan import Padding, plan, window_plan
 from ..templating import sanitize
 from ..verilog_timing import Unit, line_pixels, window_positions, window_tail
@@ -60,16 +60,18 @@ def _mask_rom(signal: str, select: str, select_bits: int, inside: np.ndarray) ->
 
 
 def window_view(unit: Unit) -> WindowView:
-    win = unit.window
+    win, layer = unit.window, unit.layer
+    assert win is not None and layer is not None, f"a {unit.kind} unit has no window"
     c, h, w = win.in_shape
     kh, kw = win.kernel
     sy, sx = win.stride
     top, left, bottom, right = win.pads
     oh, ow = win.out_hw
     hw = h * w
-    elem = unit.layer.elem if unit.kind == "pool" else unit.layer.in_elem
+    elem = layer.elem if isinstance(layer, PoolLayer) else layer.in_elem
     b = elem.bits
-    wp = plan(unit.layer).window if unit.kind == "conv" else window_plan(win, elem, False, f"pool {unit.layer.index}")
+    wp = plan(layer).window if isinstance(layer, Layer) else window_plan(win, elem, False, f"pool {layer.index}")
+    assert wp is not None  # a conv layer's plan has its window's
     mode = wp.padding.value
     if wp.padding == Padding.NONE:
         pad_note, pad_pixel, pad_meaning = "no padding", "", ""
@@ -89,9 +91,9 @@ def window_view(unit: Unit) -> WindowView:
     wx_bits, wy_bits = counter_bits(ow), counter_bits(oh)
     row_rom = _mask_rom("row_ok", "wy", wy_bits, wp.row_inside) if mode != "none" and (top or bottom) else None
     col_rom = _mask_rom("col_ok", "wx", wx_bits, wp.col_inside) if mode != "none" and (left or right) else None
-    name = f"layer {unit.layer.index}" + (f" (ONNX node '{sanitize(unit.layer.origin)}')" if unit.layer.origin else "")
+    name = f"layer {layer.index}" + (f" (ONNX node '{sanitize(layer.origin)}')" if layer.origin else "")
     return WindowView(
-        module=f"bnnc_window{unit.layer.index}", purpose=("convolution " if unit.kind == "conv" else "pool ") + name,
+        module=f"bnnc_window{layer.index}", purpose=("convolution " if unit.kind == "conv" else "pool ") + name,
         c=c, h=h, w=w, hw=hw, b=b, pb=c * b, out_b=b + 1 if mode == "mask" else b,
         kh=kh, kw=kw, sy=sy, sx=sx, top=top, left=left, pads=" / ".join(map(str, win.pads)),
         pad_note=pad_note, mode=mode, pad_pixel=pad_pixel, pad_meaning=pad_meaning,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Graph
-from ..ir.ops import Add, Affine, Conv, Dense, Op, PReLU, Sign
-from ..ir.types import Fixed, Int, Real, is_integer
+from ..ir.ops import Affine, Conv, Dense, Op, Sign
+from ..ir.types import Exact, Fixed, Int, Real, is_integer
 
 
 def describe(op: Op) -> str:
@@ -57,12 +57,12 @@ def _unfolded_sign(graph: Graph) -> str | None:
 
 
 def _exact_on_codes(graph: Graph) -> str | None:
-    """An exact affine, add or PReLU that reads integer or fixed-point codes (hardware needs its
-    result in fixed point too)."""
+    """An op on the device that makes an exact value out of integer or fixed-point codes (an
+    affine, a PReLU): hardware needs its result as a fixed-point code too."""
     def exact_on_codes(op: Op) -> bool:
-        return (isinstance(op, (Affine, Add, PReLU)) and not graph.on_host(op)
+        return (not graph.on_host(op) and isinstance(graph.types[op.out].elem, Exact)
                 and all(isinstance(graph.types[v].elem, (Int, Fixed)) for v in op.inputs))
-    return _first((op for op in graph.ops if exact_on_codes(op)), lambda op: "is exact arithmetic on integer codes")
+    return _first((op for op in graph.ops if exact_on_codes(op)), lambda op: "makes exact values from integer codes")
 
 
 NO_FLOAT_INTO_LAYERS = Condition("no weight layer reads float data", _reads_float)

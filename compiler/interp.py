@@ -11,26 +11,9 @@ from fractions import Fraction
 import numpy as np
 
 from .ir import exact
+from .ir.fixed_ops import Add, FixedAffine, PReLU, SumPool
 from .ir.graph import Graph
-from .ir.ops import (
-    Add,
-    Affine,
-    ArgMax,
-    Conv,
-    Dense,
-    FixedAffine,
-    FloatOp,
-    Op,
-    Pool,
-    PReLU,
-    Quantize,
-    Reshape,
-    Sign,
-    Softmax,
-    SumPool,
-    Threshold,
-    Transpose,
-)
+from .ir.ops import Affine, ArgMax, Conv, Dense, FloatOp, Op, Pool, Quantize, Reshape, Sign, Softmax, Threshold, Transpose
 from .ir.types import Exact, Fixed, Real, TensorType
 
 _FLOAT_FNS = {

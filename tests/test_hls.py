@@ -24,8 +24,9 @@ from bnnc.diagnostics import BnncError
 from bnnc.driver import device_input, sample_inputs
 from bnnc.frontend.onnx import import_onnx
 from bnnc.interp import run
+from bnnc.ir.fixed_ops import FixedAffine
 from bnnc.ir.graph import Graph
-from bnnc.ir.ops import ArgMax, Conv, Dense, FixedAffine, Pool, Reshape, Threshold
+from bnnc.ir.ops import ArgMax, Conv, Dense, Pool, Reshape, Threshold
 from bnnc.ir.types import Bipolar, Fixed, Int, TensorType, Ternary
 from bnnc.passes import DEFAULT_PIPELINE, parse_pipeline, run_pipeline
 from bnnc.passes.channel_reuse import ChannelReuse

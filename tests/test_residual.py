@@ -15,7 +15,7 @@ import torch
 from bnnc import driver, interp
 from bnnc.diagnostics import BnncError
 from bnnc.frontend.weights import quantize_rows
-from bnnc.ir.ops import Add, FixedAffine, PReLU, SumPool
+from bnnc.ir.fixed_ops import Add, FixedAffine, PReLU, SumPool
 from bnnc.ir.printer import print_graph
 from sklearn.datasets import load_digits
 

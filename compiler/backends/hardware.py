@@ -23,22 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import interp
+from ..ir.fixed_ops import Add, FixedAffine
 from ..ir.graph import Graph
-from ..ir.ops import (
-    Add,
-    ArgMax,
-    Conv,
-    Dense,
-    FixedAffine,
-    IRError,
-    Op,
-    Pool,
-    Reshape,
-    Reuse,
-    Threshold,
-    Transpose,
-    weight_element,
-)
+from ..ir.ops import ArgMax, Conv, Dense, IRError, Op, Pool, Reshape, Reuse, Threshold, Transpose, weight_element
 from ..ir.types import Bipolar, Int, IntegerElement, Ternary, is_integer
 from .hardware_form import verify_hardware_form
 from .residual_blocks import FIXED_POINT_LIMIT, Block, flows_in_fixed_point, residual_blocks, sum_pools_as_convs

@@ -6,8 +6,9 @@ the op that is in the way -- the lowering itself then only decides how, never wh
 """
 from __future__ import annotations
 
+from ..ir.fixed_ops import Add, FixedAffine, SumPool
 from ..ir.graph import Graph
-from ..ir.ops import Add, ArgMax, Conv, Dense, FixedAffine, IRError, Pool, Reshape, SumPool, Threshold, Transpose
+from ..ir.ops import ArgMax, Conv, Dense, IRError, Pool, Reshape, Threshold, Transpose
 from ..ir.types import is_integer
 from .residual_blocks import FIXED_POINT_LIMIT, flows_in_fixed_point
 

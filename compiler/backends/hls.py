@@ -32,11 +32,12 @@ import numpy as np
 
 from ..diagnostics import BnncError
 from ..ir.ops import weight_kind
-from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
+from ..ir.types import Fixed, int_for_range
 from ..resources import resource_dir
-from .hardware import Design, Layer, PoolLayer, encode
-from .hls_arrays import braced, by_pe, chunk_words, cpp_bits, cpp_int, rows
-from .plan import REUSE_POLICY, Padding, Post, input_sign_thresholds, plan, shortcut_bits, window_last_row
+from .hardware import Design, Layer, PoolLayer
+from .hls_arrays import ElemView, braced, by_pe, chunk_words, cpp_bits, cpp_int, elem_view, rows, signed_width
+from .hls_residual import ResidualView, residual_view
+from .plan import REUSE_POLICY, Padding, Post, plan, window_last_row
 from .templating import environment, sanitize
 
 DEFAULT_PART = "xc7z020clg400-1"
@@ -49,31 +50,6 @@ TEMPLATES = ("bnnc_config.hpp", "bnnc_params.hpp", "bnnc_top.hpp", "bnnc_top.cpp
 
 def kernel_dir() -> Path:
     return resource_dir("hls") / "include" / "bnn"
-
-
-# ---- element encodings and C++ literals
-
-@dataclass(frozen=True)
-class ElemView:
-    cpp: str  # the bnn element policy, e.g. bnn::Unsigned<8>
-    width: int
-
-
-def elem_view(elem: Element) -> ElemView:
-    if isinstance(elem, Bipolar):
-        return ElemView("bnn::Bipolar", 1)
-    if isinstance(elem, Ternary):
-        return ElemView("bnn::Signed<2>", 2)
-    if isinstance(elem, (Int, Fixed)):
-        if elem.bits > 63:
-            raise BnncError(f"{elem} elements are wider than the HLS backend's 63-bit limit")
-        return ElemView(f"bnn::{'Signed' if elem.signed else 'Unsigned'}<{elem.bits}>", elem.bits)
-    raise BnncError(f"{elem} values cannot reach the HLS design; fold them to integers first")
-
-
-def _signed_width(values) -> int:
-    values = [int(v) for v in np.ravel(values)]
-    return int_for_range(min(values + [-1]), max(values + [0])).bits
 
 
 # ---- the view of one layer, of the dataflow chain, and of the project
@@ -147,72 +123,6 @@ class LayerView:
     @property
     def unit_out(self) -> tuple[int, int, int]:
         return self.pe, self.out_elem.width, self.vectors * self.out_count
-
-
-@dataclass(frozen=True)
-class ResidualView:
-    """A residual layer's input sign and shortcut (bnn/residual.hpp)."""
-
-    act_elem: ElemView  # what the matrix-vector unit reads: the sign of a window element
-    code_width: int  # of a fixed-point input code
-    masked: bool  # window elements carry an in-map bit above the code
-    c_in: int
-    levels: int
-    threshold_type: str
-    tap_width: int
-    main_shift: int
-    tap_shift: int
-    sign_lines: list[str]  # thresholds, codes, tap channels of bnn::InputSign
-    sum_width: int  # of the shortcut add
-    post_type: str  # C++ type of the affines after the add (bnn::NoStage, AffineStage or Then)
-    post_lines: list[str]  # its initializer
-
-
-def _stages(layer: Layer) -> tuple[str, list[str]]:
-    """The C++ type and initializer of the fixed-point affines after a residual layer's add."""
-    pe, nf = layer.pe, layer.out_count // layer.pe
-    assert layer.shortcut is not None, "not a residual layer"
-    stages = layer.shortcut.after
-    if not stages:
-        return f"bnn::NoStage<{layer.shortcut.sum_elem.bits}>", []
-    types, inits = [], []
-    for st in stages:
-        neg = st.mult if st.neg_mult is None else st.neg_mult
-        largest = max(abs(st.in_elem.lo), abs(st.in_elem.hi)) * max(int(np.abs(st.mult).max()), int(np.abs(neg).max()))
-        if largest + int(np.abs(st.bias).max()) >= 1 << 62:
-            raise BnncError(f"layer {layer.index}: an affine after the shortcut needs more than C simulation's "
-                            f"64-bit arithmetic holds")
-        per = lambda v: by_pe(np.broadcast_to(np.asarray(v, dtype=object).reshape(-1), (layer.out_count,)), pe)  # noqa: E731
-        types.append(f"bnn::AffineStage<{pe}, {nf}, {st.in_elem.bits}, {st.out_elem.bits}, {st.shift}, "
-                     f"{'true' if st.neg_mult is not None else 'false'}, "
-                     f"ap_int<{_signed_width(np.concatenate([st.mult, neg]))}>, ap_int<{_signed_width(st.bias)}>>")
-        inits.append(["{"] + braced(per(st.mult), cpp_int) + braced(per(neg), cpp_int) + braced(per(st.bias), cpp_int)
-                     + ["},"])
-    post_type, lines = types[-1], inits[-1]
-    for t, init in zip(reversed(types[:-1]), reversed(inits[:-1])):
-        post_type = f"bnn::Then<{t}, {post_type}>"
-        lines = ["{"] + init + lines + ["},"]
-    return post_type, lines[1:-1]  # the template's braces are the outermost
-
-
-def _residual_view(layer: Layer) -> ResidualView:
-    assert layer.window is not None and layer.act is not None and layer.shortcut is not None, "not a residual layer"
-    c_in = layer.window.in_shape[0]
-    thresholds = input_sign_thresholds(layer)
-    act_elem = elem_view(layer.act.elem)
-    taps = layer.shortcut.taps
-    tap_channel = np.full(layer.in_count, -1, dtype=np.int64)
-    for t in taps:
-        tap_channel[t * c_in:(t + 1) * c_in] = np.arange(c_in)
-    lines = (braced(thresholds.tolist(), cpp_int) + braced(encode(layer.act.values, layer.act.elem).tolist(), cpp_int)
-             + braced(tap_channel.tolist(), cpp_int))
-    post_type, post_lines = _stages(layer)
-    return ResidualView(act_elem=act_elem, code_width=layer.in_elem.bits, masked=layer.act.masked, c_in=c_in,
-                        levels=thresholds.shape[1], sum_width=layer.shortcut.sum_elem.bits, post_type=post_type,
-                        post_lines=post_lines,
-                        threshold_type=f"ap_int<{layer.in_elem.bits + 1}>",
-                        tap_width=shortcut_bits(layer),
-                        main_shift=layer.shortcut.main_shift, tap_shift=layer.shortcut.tap_shift, sign_lines=lines)
 
 
 @dataclass(frozen=True)
@@ -339,8 +249,8 @@ def layer_view(layer: Layer) -> LayerView:
         _check_affine_range(layer)
         activation = "affine"
         code_width = layer.shortcut.sum_elem.bits if layer.shortcut is not None else out_elem.width
-        activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
-                           f"ap_int<{_signed_width(layer.bias)}>, {code_width}"
+        activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{signed_width(layer.mult)}>, "
+                           f"ap_int<{signed_width(layer.bias)}>, {code_width}"
                            f"{', ' + str(layer.shift) if layer.shift else ''}>")
         mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
         bias_lines = braced(by_pe(np.array(plan(layer).bias, dtype=object), pe), cpp_int)
@@ -368,7 +278,7 @@ def layer_view(layer: Layer) -> LayerView:
                      weight_bits=weight_bits, weight_lines=rows(weights, lambda w: cpp_bits(w, simd * weight_bits)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
                      bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse,
-                     residual=_residual_view(layer) if layer.act is not None else None)
+                     residual=residual_view(layer) if layer.act is not None else None)
 
 
 def pool_view(layer: PoolLayer) -> PoolView:

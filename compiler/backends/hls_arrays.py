@@ -1,8 +1,14 @@
-"""C++ text of the HLS backend's constant arrays: integer and ap_uint literals, and initializers
-laid out per PE (the kernels index every per-channel array as [pe][nf])."""
+"""C++ text of the HLS backend's element types and constant arrays: the bnn element policy of an
+IR element, integer and ap_uint literals, and initializers laid out per PE (the kernels index
+every per-channel array as [pe][nf])."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from ..diagnostics import BnncError
+from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 
 LINE_WIDTH = 100  # of array initializers in the generated code
 
@@ -66,3 +72,26 @@ def chunk_words(bits: np.ndarray, pe: int, simd: int, width: int = 1) -> np.ndar
     for i in range(simd):
         words += chunks[:, :, i].astype(object) << (i * width)
     return by_pe(words, pe).reshape(pe, -1)
+
+
+@dataclass(frozen=True)
+class ElemView:
+    cpp: str  # the bnn element policy, e.g. bnn::Unsigned<8>
+    width: int
+
+
+def elem_view(elem: Element) -> ElemView:
+    if isinstance(elem, Bipolar):
+        return ElemView("bnn::Bipolar", 1)
+    if isinstance(elem, Ternary):
+        return ElemView("bnn::Signed<2>", 2)
+    if isinstance(elem, (Int, Fixed)):
+        if elem.bits > 63:
+            raise BnncError(f"{elem} elements are wider than the HLS backend's 63-bit limit")
+        return ElemView(f"bnn::{'Signed' if elem.signed else 'Unsigned'}<{elem.bits}>", elem.bits)
+    raise BnncError(f"{elem} values cannot reach the HLS design; fold them to integers first")
+
+
+def signed_width(values) -> int:
+    values = [int(v) for v in np.ravel(values)]
+    return int_for_range(min(values + [-1]), max(values + [0])).bits

@@ -9,8 +9,9 @@ from typing import TypeGuard
 
 import numpy as np
 
+from ..ir.fixed_ops import Add, FixedAffine, SumPool
 from ..ir.graph import Graph
-from ..ir.ops import Add, Conv, FixedAffine, Op, SumPool, Threshold
+from ..ir.ops import Conv, Op, Threshold
 
 
 @dataclass(frozen=True)

@@ -33,18 +33,9 @@ from onnx.reference import ReferenceEvaluator
 
 from ..diagnostics import BnncError, node_label, quote
 from ..ir import exact
+from ..ir.fixed_ops import Add
 from ..ir.graph import Graph
-from ..ir.ops import (
-    Add,
-    Affine,
-    Conv,
-    Dense,
-    FloatOp,
-    IRError,
-    Pool,
-    Reshape,
-    Transpose,
-)
+from ..ir.ops import Affine, Conv, Dense, FloatOp, IRError, Pool, Reshape, Transpose
 from ..ir.types import Real, TensorType, is_integer
 from .layout import (
     _NHWC,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..ir import exact
-from ..ir.ops import Affine, PReLU, Reshape, SumPool, Threshold
+from ..ir.fixed_ops import PReLU, SumPool
+from ..ir.ops import Affine, Reshape, Threshold
 from ..ir.types import Real, is_integer
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import fixed_ops  # noqa: F401  (its ops register below with the others)
 from .graph import Graph
 from .ops import IRError, Op, Reuse
 from .printer import DTYPES

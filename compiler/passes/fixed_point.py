@@ -20,8 +20,9 @@ import numpy as np
 
 from .. import interp
 from ..ir import exact
+from ..ir.fixed_ops import FixedAffine
 from ..ir.graph import Graph
-from ..ir.ops import Affine, FixedAffine
+from ..ir.ops import Affine
 from ..ir.types import Fixed, Int, frac_bits
 from . import contracts, qfx
 from .fold_thresholds import FoldThresholds

@@ -26,8 +26,9 @@ from math import ceil, floor
 import numpy as np
 
 from ..ir import exact
+from ..ir.fixed_ops import FixedAffine
 from ..ir.graph import Graph
-from ..ir.ops import Affine, FixedAffine, Op, Pool, Sign, Threshold
+from ..ir.ops import Affine, Op, Pool, Sign, Threshold
 from ..ir.types import Bipolar, Fixed, Int, Ternary, is_integer
 from . import contracts
 from .manager import Pass, PassError, register

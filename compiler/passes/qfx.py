@@ -30,24 +30,9 @@ from fractions import Fraction
 import numpy as np
 
 from ..ir import exact
+from ..ir.fixed_ops import Add, FixedAffine, PReLU, SumPool
 from ..ir.graph import Graph
-from ..ir.ops import (
-    Add,
-    Affine,
-    ArgMax,
-    Conv,
-    Dense,
-    FixedAffine,
-    Op,
-    Pool,
-    PReLU,
-    Reshape,
-    Sign,
-    Softmax,
-    SumPool,
-    Threshold,
-    Transpose,
-)
+from ..ir.ops import Affine, ArgMax, Conv, Dense, Op, Pool, Reshape, Sign, Softmax, Threshold, Transpose
 from ..ir.types import frac_bits, is_integer
 
 HALF_UNIT = Fraction(1, 2)

@@ -47,8 +47,14 @@ def samples(compiled, n):
 
 # Two unrolled designs (plain and reuse) each, mostly Verilator compiling them: on a loaded
 # 2-core machine the SFC took 24 of the suite's minutes and each TFC about 8. Slow tests (CI
-# runs them); brevitas-mlp-64-32-32-10 keeps the Brevitas flow in the default run.
-SLOW = {"brevitas-sfc-784-256-256-256-10", "brevitas-tfc-784-64-64-64-10", "brevitas-tfc-binarized-input"}
+# runs them); brevitas-mlp-64-32-32-10 keeps the Brevitas flow in the default run, and
+# conv-brevitas-padded the conv flow. The other producers' designs are simulated in the default
+# run by test_verilog.py's test_exported_model (fewer vectors, with reuse); here, with 200 vectors
+# against the original, they are slow tests too: together they were a minute and a half of the
+# default run's compile time on an empty simulation cache.
+SLOW = {"brevitas-sfc-784-256-256-256-10", "brevitas-tfc-784-64-64-64-10", "brevitas-tfc-binarized-input",
+        "torch-sign-ternary-input", "finn-multithreshold",
+        *(f"conv-{name}" for name in CONV_PRODUCERS if name != "brevitas-padded")}
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in sorted(MODELS)])

@@ -98,6 +98,9 @@ def structured_mlp(path, k=24, c=12, seed=0):
     return sign_bn_mlp(path, [rows.T, rng.choice([-1.0, 1.0], (c, 10))], [bn])
 
 
+# Slow (about a minute of Yosys, never cached): test_verilog.py's test_channel_reuse_saves_luts
+# checks the same saving on one layer in the default run.
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
 def test_yosys_luts_with_and_without_reuse(tmp_path):
     model = structured_mlp(tmp_path / "m.onnx")

@@ -44,6 +44,11 @@ class Pass:
         """Largest change of any output this pass may cause; 0 for exact passes."""
         return 0.0
 
+    def notes(self, before: Graph) -> list[str]:
+        """How this pass changes the model itself (beyond its stated error), one line each; none
+        for passes that keep its meaning."""
+        return []
+
     def __str__(self) -> str:
         """The pass as a pipeline item, with the options that differ from their defaults (a
         samples file by its name only, so that builds do not record where the user keeps it)."""
@@ -125,6 +130,7 @@ class PassRecord:
     name: str
     seconds: float
     verified: str
+    notes: tuple[str, ...] = ()  # Pass.notes: how it changed the model
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], samples: dict | None = None,
@@ -136,7 +142,7 @@ def run_pipeline(graph: Graph, passes: list[Pass], samples: dict | None = None,
         new = p.run(graph)
         seconds = time.perf_counter() - start
         verified = check(p, graph, new, samples) if samples is not None else "not verified"
-        record = PassRecord(str(p), seconds, verified)
+        record = PassRecord(str(p), seconds, verified, tuple(p.notes(graph)))
         records.append(record)
         if after_each:
             after_each(p, new, record)

@@ -193,6 +193,9 @@ class Design:
     out_count: int
 
     in_order: str = "flat"  # "flat": row-major; "hwc": a map streamed pixel by pixel
+    # K > 0: the model's constants were rounded to at most K signed powers of two
+    # (fold-fixed-point{multiplier-free=K}); backends build every product by them as shifts and adds
+    multiplier_free: int = 0
 
     @property
     def cycles_per_frame(self) -> int:
@@ -277,9 +280,10 @@ def _residual_layer(block: Block, graph: Graph, index: int) -> Layer:
                                    stages))
 
 
-def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
+def lower(graph: Graph, fold: dict | None = None, reuse: bool = False, multiplier_free: int = 0) -> Design:
     """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
-    (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
+    (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding);
+    `multiplier_free`: see Design."""
     blocks = residual_blocks(graph)
     absorbed = {v for block in blocks.values() for v in block.absorbed}
     stray = next((op for op in graph.ops if isinstance(op, Add) and op.out not in absorbed), None)
@@ -340,7 +344,7 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     layers = _apply_folding(layers, fold, reuse)
     return Design(name=graph.name, in_elem=in_type.elem, in_count=in_type.size, in_shape=in_type.shape,
                   layers=tuple(layers), argmax=argmax, out_elem=out_type.elem, out_count=out_type.size,
-                  in_order="hwc" if hwc else "flat")
+                  in_order="hwc" if hwc else "flat", multiplier_free=multiplier_free)
 
 
 def _divisors(n: int) -> list[int]:
@@ -426,7 +430,7 @@ def decode(codes: np.ndarray, elem: Element) -> np.ndarray:
 def pack(codes_row: np.ndarray, bits: int) -> int:
     """One vector of wire codes -> one wide integer, element 0 in the least significant bits."""
     word = 0
-    for i, c in enumerate(np.asarray(codes_row, dtype=np.int64).tolist()):
+    for i, c in enumerate(np.ravel(np.asarray(codes_row)).tolist()):  # Python ints: fields may pass 63 bits
         word |= int(c) << (i * bits)
     return word
 

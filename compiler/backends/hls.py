@@ -36,13 +36,24 @@ from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer, encode
 from .hls_arrays import braced, by_pe, chunk_words, cpp_bits, cpp_int, rows
-from .plan import REUSE_POLICY, Padding, Post, input_sign_thresholds, plan, shortcut_bits, window_last_row
+from .plan import (
+    REUSE_POLICY,
+    Padding,
+    Post,
+    SignedDigits,
+    input_sign_thresholds,
+    plan,
+    shortcut_bits,
+    signed_digit_format,
+    window_last_row,
+)
 from .templating import environment, sanitize
 
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 5.0
 VENDOR_MAX_WIDTH = 1 << 15  # ap_int's hard limit (AP_INT_MAX_W)
 
+MULTIPLIER_FREE_KERNELS = "shift_add.hpp"
 TEMPLATES = ("bnnc_config.hpp", "bnnc_params.hpp", "bnnc_top.hpp", "bnnc_top.cpp", "csim_main.cpp",
              "run_hls.tcl")
 
@@ -136,6 +147,7 @@ class LayerView:
     window: WindowView | None
     reuse: ReuseView | None
     residual: "ResidualView | None" = None
+    weight_digits: SignedDigits | None = None  # multiplier-free: weights as signed digits (bnn/shift_add.hpp)
 
     @property
     def unit_in(self) -> tuple[int, int, int]:
@@ -168,8 +180,14 @@ class ResidualView:
     post_lines: list[str]  # its initializer
 
 
-def _stages(layer: Layer) -> tuple[str, list[str]]:
-    """The C++ type and initializer of the fixed-point affines after a residual layer's add."""
+def _digits_literal(digits: SignedDigits):
+    """C++ text of a constant as its signed digits (an ap_uint of digits.bits bits)."""
+    return lambda value: cpp_bits(digits.encode(value), digits.bits)
+
+
+def _stages(layer: Layer, multiplier_free: int = 0) -> tuple[str, list[str]]:
+    """The C++ type and initializer of the fixed-point affines after a residual layer's add
+    (multiplier_free: with their multipliers as signed digits, bnn::DigitAffineStage)."""
     pe, nf = layer.pe, layer.out_count // layer.pe
     stages = layer.shortcut.after
     if not stages:
@@ -182,8 +200,17 @@ def _stages(layer: Layer) -> tuple[str, list[str]]:
             raise BnncError(f"layer {layer.index}: an affine after the shortcut needs more than C simulation's "
                             f"64-bit arithmetic holds")
         per = lambda v: by_pe(np.broadcast_to(np.asarray(v, dtype=object).reshape(-1), (layer.out_count,)), pe)  # noqa: E731
+        prelu = 'true' if st.neg_mult is not None else 'false'
+        if multiplier_free:
+            d = signed_digit_format(np.concatenate([st.mult, neg]), multiplier_free,
+                                    f"layer {layer.index}'s stage {len(types)} after the shortcut")
+            types.append(f"bnn::DigitAffineStage<{pe}, {nf}, {st.in_elem.bits}, {st.out_elem.bits}, {st.shift}, "
+                         f"{prelu}, {d.terms}, {d.exp_bits}, ap_int<{_signed_width(st.bias)}>>")
+            inits.append(["{"] + braced(per(st.mult), _digits_literal(d)) + braced(per(neg), _digits_literal(d))
+                         + braced(per(st.bias), cpp_int) + ["},"])
+            continue
         types.append(f"bnn::AffineStage<{pe}, {nf}, {st.in_elem.bits}, {st.out_elem.bits}, {st.shift}, "
-                     f"{'true' if st.neg_mult is not None else 'false'}, "
+                     f"{prelu}, "
                      f"ap_int<{_signed_width(np.concatenate([st.mult, neg]))}>, ap_int<{_signed_width(st.bias)}>>")
         inits.append(["{"] + braced(per(st.mult), cpp_int) + braced(per(neg), cpp_int) + braced(per(st.bias), cpp_int)
                      + ["},"])
@@ -194,17 +221,17 @@ def _stages(layer: Layer) -> tuple[str, list[str]]:
     return post_type, lines[1:-1]  # the template's braces are the outermost
 
 
-def _residual_view(layer: Layer) -> ResidualView:
+def _residual_view(layer: Layer, multiplier_free: int = 0, digits: SignedDigits | None = None) -> ResidualView:
     c_in = layer.window.in_shape[0]
     thresholds = input_sign_thresholds(layer)
-    act_elem = elem_view(layer.act.elem)
+    act_elem = _digit_elem(elem_view(layer.act.elem), digits)
     taps = layer.shortcut.taps
     tap_channel = np.full(layer.in_count, -1, dtype=np.int64)
     for t in taps:
         tap_channel[t * c_in:(t + 1) * c_in] = np.arange(c_in)
     lines = (braced(thresholds.tolist(), cpp_int) + braced(encode(layer.act.values, layer.act.elem).tolist(), cpp_int)
              + braced(tap_channel.tolist(), cpp_int))
-    post_type, post_lines = _stages(layer)
+    post_type, post_lines = _stages(layer, multiplier_free)
     return ResidualView(act_elem=act_elem, code_width=layer.in_elem.bits, masked=layer.act.masked, c_in=c_in,
                         levels=thresholds.shape[1], sum_width=layer.shortcut.sum_elem.bits, post_type=post_type,
                         post_lines=post_lines,
@@ -300,7 +327,16 @@ def _reuse_view(layer: Layer) -> ReuseView:
         differ_lines=braced(chunk_words(differ, pe, simd), lambda w: cpp_bits(w, simd)))
 
 
-def layer_view(layer: Layer) -> LayerView:
+def _digit_elem(elem: ElemView, digits: SignedDigits | None) -> ElemView:
+    """The element type a matrix-vector unit with signed-digit weights reads (bnn::DigitWeights)."""
+    return elem if digits is None else ElemView(f"bnn::DigitWeights<{elem.cpp}, {digits.terms}, {digits.exp_bits}>",
+                                                elem.width)
+
+
+def layer_view(layer: Layer, multiplier_free: int = 0) -> LayerView:
+    """multiplier_free: K > 0 for a design rounded to at most K signed digits per constant
+    (hardware.Design.multiplier_free): weights and multipliers as signed digits, products by
+    shifts and adds (bnn/shift_add.hpp)."""
     name = f"layer{layer.index}"
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
     nf, sf = c // pe, k // simd
@@ -314,7 +350,16 @@ def layer_view(layer: Layer) -> LayerView:
     if window and window.width != in_elem.width:  # {in_map, code}: a bipolar bit, or a residual layer's code
         unit_elem = ElemView("bnn::MaskedBipolar" if layer.act is None else f"bnn::Unsigned<{window.width}>", window.width)
     weight_bits = plan(layer).weight_bits
-    weights = chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
+    digits = None
+    if multiplier_free and weight_bits > 1:
+        digits = signed_digit_format(layer.weights, multiplier_free, f"layer {layer.index}'s weights")
+        codes = np.vectorize(digits.encode, otypes=[object])(layer.weights.astype(np.int64))
+        weight_bits = digits.bits
+        weights = chunk_words(codes, pe, simd, weight_bits)
+        if layer.act is None:
+            unit_elem = _digit_elem(unit_elem, digits)
+    else:
+        weights = chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
@@ -333,10 +378,16 @@ def layer_view(layer: Layer) -> LayerView:
         _check_affine_range(layer)
         activation = "affine"
         code_width = layer.shortcut.sum_elem.bits if layer.shortcut is not None else out_elem.width
-        activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
-                           f"ap_int<{_signed_width(layer.bias)}>, {code_width}"
-                           f"{', ' + str(layer.shift) if layer.shift else ''}>")
-        mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
+        shift = f"{', ' + str(layer.shift) if layer.shift else ''}"
+        if multiplier_free:
+            d = signed_digit_format(plan(layer).mult, multiplier_free, f"layer {layer.index}'s post-op")
+            activation_type = (f"bnn::DigitAffineActivation<{pe}, {nf}, {d.terms}, {d.exp_bits}, "
+                               f"ap_int<{_signed_width(layer.bias)}>, {code_width}{shift}>")
+            mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), _digits_literal(d))
+        else:
+            activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{_signed_width(layer.mult)}>, "
+                               f"ap_int<{_signed_width(layer.bias)}>, {code_width}{shift}>")
+            mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
         bias_lines = braced(by_pe(np.array(plan(layer).bias, dtype=object), pe), cpp_int)
         if pe > 1:
             partitions += [Partition(f"{name}_activation.mult", 1), Partition(f"{name}_activation.bias", 1)]
@@ -362,7 +413,8 @@ def layer_view(layer: Layer) -> LayerView:
                      weight_bits=weight_bits, weight_lines=rows(weights, lambda w: cpp_bits(w, simd * weight_bits)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
                      bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse,
-                     residual=_residual_view(layer) if layer.act is not None else None)
+                     residual=_residual_view(layer, multiplier_free, digits) if layer.act is not None else None,
+                     weight_digits=digits)
 
 
 def pool_view(layer: PoolLayer) -> PoolView:
@@ -378,8 +430,8 @@ def pool_view(layer: PoolLayer) -> PoolView:
                     max_channels=cpp_bits(mask, c), out_pixels=oh * ow)
 
 
-def unit_view(layer) -> LayerView | PoolView:
-    return pool_view(layer) if isinstance(layer, PoolLayer) else layer_view(layer)
+def unit_view(layer, multiplier_free: int = 0) -> LayerView | PoolView:
+    return pool_view(layer) if isinstance(layer, PoolLayer) else layer_view(layer, multiplier_free)
 
 
 @dataclass(frozen=True)
@@ -477,7 +529,7 @@ class Frame:
 
 
 def project_view(design: Design, part: str, clock_ns: float) -> dict:
-    units = [unit_view(layer) for layer in design.layers]
+    units = [unit_view(layer, design.multiplier_free) for layer in design.layers]
     stages, streams = dataflow(design, units)
     first, last = units[0], units[-1]
     in_beat, _, in_count = first.unit_in
@@ -501,7 +553,7 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
         layers=units, stages=stages, streams=streams, frame_in=frame_in, frame_out=frame_out,
         out_frac=out_frac, cycles_per_frame=design.cycles_per_frame,
         ap_int_max_w=max(1024, -(-widest // 1024) * 1024),
-        part=sanitize(part), clock_ns=f"{float(clock_ns):g}",
+        part=sanitize(part), clock_ns=f"{float(clock_ns):g}", multiplier_free=design.multiplier_free,
     )
 
 
@@ -522,6 +574,8 @@ def emit(design: Design, out_dir: Path, part: str = DEFAULT_PART, clock_ns: floa
     shutil.rmtree(include, ignore_errors=True)
     include.mkdir(parents=True)
     for header in sorted(kernel_dir().glob("*.hpp")):
+        if header.name == MULTIPLIER_FREE_KERNELS and not design.multiplier_free:
+            continue  # only multiplier-free designs use it: other projects stay as they were
         shutil.copyfile(header, include / header.name)
         written.append(include / header.name)
     return sorted(written)

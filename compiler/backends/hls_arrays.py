@@ -61,7 +61,8 @@ def chunk_words(bits: np.ndarray, pe: int, simd: int, width: int = 1) -> np.ndar
     channel nf * PE + pe -- the layout of the weights and of the reuse masks. With width > 1,
     (C, K) integers as width-bit two's-complement fields [i*width +: width] (multi-bit weights)."""
     c, k = bits.shape
-    chunks = bits.reshape(c, k // simd, simd).astype(np.int64) & ((1 << width) - 1)
+    chunks = bits.reshape(c, k // simd, simd)
+    chunks = chunks & ((1 << width) - 1) if chunks.dtype == object else chunks.astype(np.int64) & ((1 << width) - 1)
     words = np.zeros((c, k // simd), dtype=object)
     for i in range(simd):
         words += chunks[:, :, i].astype(object) << (i * width)

@@ -171,6 +171,7 @@ def _widens_inputs(passes: list, options: Options) -> bool:
 
 
 def _without_rounding(passes: list) -> list:
+    """The passes with fold-fixed-point's multiplier-free rounding turned off."""
     from .passes.fixed_point import FoldFixedPoint
 
     return [replace(p, multiplier_free=0) if isinstance(p, FoldFixedPoint) else p for p in passes]

@@ -54,6 +54,8 @@ class Verification:
     bound: float  # the compiled model's stated output error bound (inf: none, weights were rounded)
     original: np.ndarray  # the original ONNX model's outputs
     rows: tuple[BackendCheck, ...]
+    rounded_by: tuple[str, ...] = ()  # the options that rounded the model (bound inf), e.g. --quantize-weights
+    stated: float = 0.0  # the fixed-point bound against the compiled (when rounded: the rounded) model
 
     @property
     def ok(self) -> bool:
@@ -62,8 +64,11 @@ class Verification:
     def table(self) -> str:
         n = self.samples
         if self.bound == float("inf"):
-            head = (f"{n} samples, no output bound: --quantize-weights rounded float weights, so the original is "
-                    f"matched approximately (see the argmax column); the verdict is bit-exactness to the reference")
+            by = " and ".join(self.rounded_by or ("--quantize-weights",))
+            what = "weights and scales" if "--multiplier-free" in by else "float weights"
+            head = (f"{n} samples, no output bound: {by} rounded {what}, so the original is matched approximately "
+                    f"(see the argmax column; fixed-point bound against the rounded model {self.stated:.3g}); the "
+                    f"verdict is bit-exactness to the reference")
         else:
             head = f"{n} samples, output bound {self.bound:.3g} (+ rtol {ORIGINAL_RTOL:g} for float32 rounding in the original)"
         lines = [head,
@@ -75,31 +80,36 @@ class Verification:
         return "\n".join(lines) + "\n"
 
 
-def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate, quantize_weights: int = 0) -> driver.Options:
+def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate, quantize_weights: int = 0,
+             multiplier_free: int = 0) -> driver.Options:
     if not 0 <= int(quantize_weights) <= 8:
         raise BnncError(f"--quantize-weights {quantize_weights}: choose 1 to 8 bits (0: off)")
+    if not 0 <= int(multiplier_free) <= 8:
+        raise BnncError(f"--multiplier-free {multiplier_free}: choose 1 to 8 signed powers of two per multiplier (0: off)")
     return driver.Options(pipeline, fold, targets, None if calibrate is None else str(calibrate),
-                          quantize_weights=int(quantize_weights))
+                          quantize_weights=int(quantize_weights), multiplier_free=int(multiplier_free))
 
 
 def compile(model: str | Path, output: str | Path = "build", *, target: str = "verilog", fold: str | dict = "auto",
             pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, wrap: str = "none",
             tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | Literal[True] | None = None,
-            quantize_weights: int = 0) -> Build:
+            quantize_weights: int = 0, multiplier_free: int = 0) -> Build:
     """Compile an ONNX model into the build folder `output` (written atomically).
 
     target: "verilog", "hls", "asic" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
     wrap: "axis" for an AXI4-Stream top (tuser_bits wide TUSER, 0 for none);
     verify_inputs: samples (an array or a .npy path) that check every pass with the interpreter, or
     True for random ones over the input quantizer's range; quantize_weights: round weights that
-    are not a scale times integers (float layers) to this many bits, 0 to refuse them."""
+    are not a scale times integers (float layers) to this many bits, 0 to refuse them;
+    multiplier_free: round scales and multi-bit weights to at most this many signed powers of two,
+    so that the hardware shifts and adds instead of multiplying (0: off)."""
     import time
 
     if target not in TARGETS:
         raise BnncError(f"unknown target '{target}' (choose {', '.join(TARGETS)})")
     start = time.perf_counter()
-    options = replace(_options(pipeline, fold, TARGETS[target], calibrate, quantize_weights), wrap=wrap,
-                      tuser_bits=tuser_bits)
+    options = replace(_options(pipeline, fold, TARGETS[target], calibrate, quantize_weights, multiplier_free),
+                      wrap=wrap, tuser_bits=tuser_bits)
     samples = None
     if verify_inputs is not None:
         source = driver.lower(driver.load_model(model), Path(model).stem, options.quantize_weights)
@@ -138,7 +148,7 @@ def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) 
 def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str, ...] = ("rtl",), fold: str | dict = "auto",
            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, simulator: str = "verilator",
            engine: str = "auto", waves: bool = False, work: str | Path | None = None,
-           quantize_weights: int = 0) -> Verification:
+           quantize_weights: int = 0, multiplier_free: int = 0) -> Verification:
     """The original ONNX model vs the interpreter vs each backend on samples x (or a .npy path)."""
     from .original import run_original
 
@@ -146,7 +156,8 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
         if b not in BACKEND_TARGET:
             raise BnncError(f"unknown backend '{b}' (choose {', '.join(BACKEND_TARGET)})")
     targets = tuple(dict.fromkeys(BACKEND_TARGET[b] for b in backends))
-    compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate, quantize_weights))
+    compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate, quantize_weights,
+                                                    multiplier_free))
     x = _samples(x, compiled.source)
     n = len(x)
     driver.progress(f"running the original model on {n} samples...")
@@ -161,8 +172,8 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
                                           waves=waves)))
     if not work:
         shutil.rmtree(folder)
-    # Rounded weights (--quantize-weights) leave no bound on |y - original|; ties in the argmax
-    # column are still judged with the fixed-point bound.
+    # Rounded weights (--quantize-weights) or scales (--multiplier-free) leave no bound on
+    # |y - original|; ties in the argmax column are still judged with the fixed-point bound.
     stated = driver.error_bound(compiled.graph)
     bound = float("inf") if compiled.weights_moved else stated
     ties = stated + ORIGINAL_RTOL * np.maximum(1.0, np.abs(original))
@@ -174,4 +185,4 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
         err = np.abs(y - original)
         rows.append(BackendCheck(name, y, same, _argmax_agreement(y, original, ties) if classes else None,
                                  float(err.max()), bool(np.all(err <= allowed)) and same == n))
-    return Verification(n, bound, original, tuple(rows))
+    return Verification(n, bound, original, tuple(rows), compiled.rounded_by, stated)

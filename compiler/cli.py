@@ -28,6 +28,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize-weights", type=int, default=0, metavar="BITS",
                    help="round float weights (layers no weight quantizer produced) to BITS-bit integers times a "
                         "scale per output channel; 1 binarizes (default: 0, refuse them)")
+    p.add_argument("--multiplier-free", type=int, default=0, metavar="K",
+                   help="round every scale, PReLU slope and multi-bit weight to at most K signed powers of two, "
+                        "so that the hardware shifts and adds instead of multiplying (1 to 8; default: 0, off)")
 
 
 def _simulation(p: argparse.ArgumentParser) -> None:
@@ -116,7 +119,7 @@ def cmd_compile(args) -> int:
     build = api.compile(args.model, args.output, target=args.target, fold=args.fold, pipeline=args.pipeline,
                         calibrate=args.calibrate, wrap=args.wrap, tuser_bits=args.tuser_bits,
                         verify_inputs=(args.inputs or True) if args.verify else None,
-                        quantize_weights=args.quantize_weights)
+                        quantize_weights=args.quantize_weights, multiplier_free=args.multiplier_free)
     print(f"compiled {args.model} -> {args.output}/ in {build.seconds:.2f} s")
     hw = build.manifest["hardware"]
     for layer in hw["layers"]:
@@ -157,7 +160,8 @@ def cmd_inspect(args) -> int:
 
     samples = _samples(args, source) if args.verify else None
     compiled = driver.compile_model(args.model, driver.Options(args.pipeline, args.fold, calibrate=args.calibrate,
-                                                               quantize_weights=args.quantize_weights),
+                                                               quantize_weights=args.quantize_weights,
+                                                               multiplier_free=args.multiplier_free),
                                     samples, on_stage=show)
     for text in tl:
         print(f"// after {text} (on the hardware plan, every layer fully unrolled)")
@@ -205,7 +209,7 @@ def cmd_verify(args) -> int:
     result = api.verify(args.model, args.inputs, backends=backends, fold=args.fold, pipeline=args.pipeline,
                         calibrate=args.calibrate, simulator=args.simulator, engine=args.engine, waves=args.waves,
                         work=args.work or (VERIFY_WAVES_WORK if args.waves else None),
-                        quantize_weights=args.quantize_weights)
+                        quantize_weights=args.quantize_weights, multiplier_free=args.multiplier_free)
     print(result.table(), end="")
     return 0 if result.ok else 1
 

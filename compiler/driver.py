@@ -42,6 +42,7 @@ class Options:
     targets: tuple[str, ...] = ("verilog",)
     calibrate: str | None = None  # samples that set the fixed-point format of unquantized inputs
     quantize_weights: int = 0  # round weights that are not a scale times integers to this many bits
+    multiplier_free: int = 0  # K > 0: scales and weights to at most K signed powers of two (fold-fixed-point)
     wrap: str = "none"  # "axis": an AXI4-Stream top around the RTL (see compiler/integration.py)
     tuser_bits: int = 0  # with wrap="axis": TUSER width, 0 for none
 
@@ -56,7 +57,14 @@ class Compiled:
     output_shape: tuple[int, ...]
     source_path: Path
     design: object = field(default=None)
-    weights_moved: bool = False  # --quantize-weights moved weights beyond float32 rounding: no output bound
+    rounded_by: tuple[str, ...] = ()  # options that moved the model's constants (no bound against the original)
+    multiplier_free: int = 0  # the rounding's K (fold-fixed-point{multiplier-free=K}): backends shift and add
+
+    @property
+    def weights_moved(self) -> bool:
+        """--quantize-weights moved weights beyond float32 rounding, or --multiplier-free moved
+        scales or weights: no output bound against the original holds."""
+        return bool(self.rounded_by)
 
 
 def _output_shape(model: onnx.ModelProto, graph: Graph) -> tuple[int, ...]:
@@ -104,16 +112,40 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
             from .passes.fixed_point import FoldFixedPoint, QuantizeInputs
             passes = [replace(p, calibrate=str(options.calibrate)) if isinstance(p, (QuantizeInputs, FoldFixedPoint))
                       else p for p in passes]
-        graph, stages = _run_passes(source, passes, options, feeds)
-        if _widens_inputs(passes, options):
+        if options.multiplier_free:
+            passes = _multiplier_free(passes, options.multiplier_free)
+        widen = _widens_inputs(passes, options)
+        graph, stages = _run_passes(source, _without_rounding(passes) if widen else passes, options, feeds)
+        if widen:
             graph, stages = _widened(model, source, passes, options, feeds, graph, stages)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
+    rounded = [note for _, _, record in stages for note in record.notes]
+    for note in rounded:
+        progress(note)
     for name, g, record in stages:
         if on_stage:
             on_stage(name, g, record)
+    rounded_by = (("--quantize-weights",) if moved else ()) + (("--multiplier-free",) if rounded else ())
     return Compiled(model, source, graph, [(str(p), g, r) for p, g, r in stages], options,
-                    _output_shape(model, source), Path(model_path), weights_moved=moved)
+                    _output_shape(model, source), Path(model_path), rounded_by=rounded_by,
+                    multiplier_free=_rounding_terms(passes))
+
+
+def _multiplier_free(passes: list, k: int) -> list:
+    """--multiplier-free K: the option of fold-fixed-point, which does the rounding."""
+    from .passes.fixed_point import FoldFixedPoint
+
+    if not any(isinstance(p, FoldFixedPoint) for p in passes):
+        raise BnncError(f"--multiplier-free {k}: the pipeline has no fold-fixed-point pass, which does the rounding")
+    return [replace(p, multiplier_free=k) if isinstance(p, FoldFixedPoint) else p for p in passes]
+
+
+def _rounding_terms(passes: list) -> int:
+    """K of a fold-fixed-point{multiplier-free=K} in the pipeline (0: none)."""
+    from .passes.fixed_point import FoldFixedPoint
+
+    return max((p.multiplier_free for p in passes if isinstance(p, FoldFixedPoint)), default=0)
 
 
 def _run_passes(source: Graph, passes: list, options: Options, feeds) -> tuple[Graph, list]:
@@ -139,36 +171,50 @@ def _widens_inputs(passes: list, options: Options) -> bool:
     return bool(options.calibrate) and any(isinstance(p, QuantizeInputs) and p.bits == 0 for p in passes)
 
 
+def _without_rounding(passes: list) -> list:
+    """The passes with fold-fixed-point's multiplier-free rounding turned off."""
+    from .passes.fixed_point import FoldFixedPoint
+
+    return [replace(p, multiplier_free=0) if isinstance(p, FoldFixedPoint) else p for p in passes]
+
+
 def _widened(model, source: Graph, passes: list, options: Options, feeds, graph: Graph, stages: list):
     """quantize-inputs with no width given: the fewest bits of INPUT_WIDTHS with which every
     calibration sample gets the original model's class (a float input off an 8-bit grid -- digits
-    plus noise -- can need 12 or 16). Models whose own quantizer reads the input are left alone."""
+    plus noise -- can need 12 or 16). Models whose own quantizer reads the input are left alone.
+    The width is chosen for the model as given (`graph` and `stages` are of the passes without
+    multiplier-free rounding), and the rounding comes on top of it."""
     from .original import run_original
     from .passes.fixed_point import QuantizeInputs
 
+    plain = _without_rounding(passes)
     inserted = any(isinstance(op, Quantize) and op.out.endswith("_fixed") for op in graph.ops)
     assert options.calibrate is not None  # _widens_inputs: only with calibration samples
     x = load_inputs(options.calibrate, source)
-    if not inserted or int(np.prod(_output_shape(model, source))) < 2:
-        return graph, stages
-    original = run_original(model, x).astype(np.float64).reshape(len(x), -1)
-    tolerance = 1e-5 * np.maximum(1.0, np.abs(original)).max(axis=1)
-    for bits in INPUT_WIDTHS:
-        if bits != INPUT_WIDTHS[0]:
-            trial = [replace(p, bits=bits) if isinstance(p, QuantizeInputs) else p for p in passes]
-            graph, stages = _run_passes(source, trial, options, feeds)
-        scores = interp.to_real(interp.run(graph, {graph.inputs[0][0]: x})[graph.outputs[0]],
-                                graph.types[graph.outputs[0]]).reshape(len(x), -1)
-        picked = original[np.arange(len(x)), scores.argmax(axis=1)]
-        agree = int(np.sum(picked >= original.max(axis=1) - 2 * tolerance - error_bound(graph)))
-        if agree == len(x):
+    bits = INPUT_WIDTHS[0]
+    if inserted and int(np.prod(_output_shape(model, source))) >= 2:
+        original = run_original(model, x).astype(np.float64).reshape(len(x), -1)
+        tolerance = 1e-5 * np.maximum(1.0, np.abs(original)).max(axis=1)
+        for bits in INPUT_WIDTHS:
             if bits != INPUT_WIDTHS[0]:
-                progress(f"quantize-inputs: {bits}-bit inputs, the fewest with which all {len(x)} calibration "
-                         f"samples get the original's class")
-            return graph, stages
-    progress(f"quantize-inputs: even {INPUT_WIDTHS[-1]}-bit inputs give {agree} of {len(x)} calibration samples "
-             f"the original's class; set the width with --pipeline 'quantize-inputs{{bits=N}},...'")
-    return graph, stages
+                trial = [replace(p, bits=bits) if isinstance(p, QuantizeInputs) else p for p in plain]
+                graph, stages = _run_passes(source, trial, options, feeds)
+            scores = interp.to_real(interp.run(graph, {graph.inputs[0][0]: x})[graph.outputs[0]],
+                                    graph.types[graph.outputs[0]]).reshape(len(x), -1)
+            picked = original[np.arange(len(x)), scores.argmax(axis=1)]
+            agree = int(np.sum(picked >= original.max(axis=1) - 2 * tolerance - error_bound(graph)))
+            if agree == len(x):
+                if bits != INPUT_WIDTHS[0]:
+                    progress(f"quantize-inputs: {bits}-bit inputs, the fewest with which all {len(x)} calibration "
+                             f"samples get the original's class")
+                break
+        else:
+            progress(f"quantize-inputs: even {INPUT_WIDTHS[-1]}-bit inputs give {agree} of {len(x)} calibration "
+                     f"samples the original's class; set the width with --pipeline 'quantize-inputs{{bits=N}},...'")
+    if plain == passes:
+        return graph, stages
+    return _run_passes(source, [replace(p, bits=bits) if isinstance(p, QuantizeInputs) and bits != INPUT_WIDTHS[0]
+                                else p for p in passes], options, feeds)
 
 
 def _reuse_groups(graph: Graph, fold: str | dict) -> tuple:
@@ -255,7 +301,8 @@ def hardware(compiled: Compiled):
         from .backends.hardware import lower as lower_hw
 
         try:
-            compiled.design = lower_hw(compiled.graph, folding_spec(compiled.options.fold))
+            compiled.design = lower_hw(compiled.graph, folding_spec(compiled.options.fold),
+                                       multiplier_free=compiled.multiplier_free)
         except IRError as exc:
             raise BnncError(str(exc)) from None
     return compiled.design
@@ -267,6 +314,12 @@ def device_input(graph: Graph) -> str:
     if not device:
         raise BnncError("nothing is left for hardware after the host pre-processing")
     return device[0].inputs[0]
+
+
+def rounded_what(rounded_by: tuple[str, ...]) -> str:
+    """What the options in `rounded_by` rounded: the weights (--quantize-weights), and scales too
+    (--multiplier-free)."""
+    return "weights and scales" if "--multiplier-free" in rounded_by else "weights"
 
 
 def error_bound(graph: Graph) -> float:
@@ -292,8 +345,9 @@ def manifest(compiled: Compiled) -> dict:
                    "scale": 2.0 ** -out_type.elem.frac if isinstance(out_type.elem, Fixed) else 1.0,
                    "error_bound": error_bound(graph),
                    "meaning": "output code * scale = the model's output; |difference| <= error_bound"
-                              + (", for the weights as --quantize-weights rounded them (the original's "
-                                 "differ: no bound holds against it)" if compiled.weights_moved else "")},
+                              + (f", for the {rounded_what(compiled.rounded_by)} as {' and '.join(compiled.rounded_by)} "
+                                 "rounded them (the original's differ: no bound holds against it)"
+                                 if compiled.weights_moved else "")},
         # no timings here: the same model must give the same bytes
         "passes": [{"name": n, "check": r.verified} for n, _, r in compiled.stages],
     }
@@ -337,6 +391,8 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
                             "targets": list(compiled.options.targets),
                             "calibrate": "calibration.npy" if compiled.options.calibrate else None,
                             "quantize_weights": compiled.options.quantize_weights}}
+        if compiled.options.multiplier_free:  # recorded only when set: other builds stay as they were
+            info["options"]["multiplier_free"] = compiled.options.multiplier_free
         (stage / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (stage / "manifest.json").write_text(json.dumps(build_manifest, indent=2) + "\n")
     except BaseException:
@@ -372,7 +428,8 @@ def open_build(build_dir: Path) -> Compiled:
         opts = json.loads(info_path.read_text())["options"]
         calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
         options = Options(pipeline=str(opts["pipeline"]), targets=tuple(opts["targets"]), fold=opts["fold"],
-                          calibrate=calibrate, quantize_weights=int(opts.get("quantize_weights", 0)))
+                          calibrate=calibrate, quantize_weights=int(opts.get("quantize_weights", 0)),
+                          multiplier_free=int(opts.get("multiplier_free", 0)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a hand-edited or damaged build
         raise BnncError(f"{info_path}: not a readable build record ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None

@@ -184,6 +184,9 @@ class Design:
     out_count: int
 
     in_order: str = "flat"  # "flat": row-major; "hwc": a map streamed pixel by pixel
+    # K > 0: the model's constants were rounded to at most K signed powers of two
+    # (fold-fixed-point{multiplier-free=K}); backends build every product by them as shifts and adds
+    multiplier_free: int = 0
 
     @property
     def cycles_per_frame(self) -> int:
@@ -285,9 +288,10 @@ def _residual_layer(block: Block, graph: Graph, index: int) -> Layer:
                                    stages))
 
 
-def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design:
+def lower(graph: Graph, fold: dict | None = None, reuse: bool = False, multiplier_free: int = 0) -> Design:
     """Turn the device part of a folded graph into a Design, with `fold` = {layer: {pe, simd}}
-    (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding)."""
+    (None: auto). `reuse`: channel-reuse will run on this graph (see auto_folding);
+    `multiplier_free`: see Design."""
     verify_hardware_form(graph)
     blocks = residual_blocks(graph)
     absorbed = {v for block in blocks.values() for v in block.absorbed}
@@ -345,7 +349,7 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False) -> Design
     layers = _apply_folding(layers, fold, reuse)
     return Design(name=graph.name, in_elem=_integer_elem(graph, first), in_count=in_type.size, in_shape=in_type.shape,
                   layers=tuple(layers), argmax=argmax, out_elem=_integer_elem(graph, device[-1].out), out_count=out_type.size,
-                  in_order="hwc" if hwc else "flat")
+                  in_order="hwc" if hwc else "flat", multiplier_free=multiplier_free)
 
 
 def _divisors(n: int) -> list[int]:
@@ -432,7 +436,7 @@ def decode(codes: np.ndarray, elem: IntegerElement) -> np.ndarray:
 def pack(codes_row: npt.ArrayLike, bits: int) -> int:
     """One vector of wire codes -> one wide integer, element 0 in the least significant bits."""
     word = 0
-    for i, c in enumerate(np.asarray(codes_row, dtype=np.int64).tolist()):
+    for i, c in enumerate(np.ravel(np.asarray(codes_row)).tolist()):  # Python ints: fields may pass 63 bits
         word |= int(c) << (i * bits)
     return word
 

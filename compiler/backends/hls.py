@@ -35,15 +35,28 @@ from ..ir.ops import weight_kind
 from ..ir.types import Fixed, int_for_range
 from ..resources import resource_dir
 from .hardware import Design, Layer, PoolLayer
-from .hls_arrays import ElemView, braced, by_pe, chunk_words, cpp_bits, cpp_int, elem_view, rows, signed_width
+from .hls_arrays import (
+    ElemView,
+    braced,
+    by_pe,
+    chunk_words,
+    cpp_bits,
+    cpp_int,
+    digit_elem,
+    digits_literal,
+    elem_view,
+    rows,
+    signed_width,
+)
 from .hls_residual import ResidualView, residual_view
-from .plan import REUSE_POLICY, Padding, Post, plan, window_last_row
+from .plan import REUSE_POLICY, Padding, Post, SignedDigits, plan, signed_digit_format, window_last_row
 from .templating import environment, sanitize
 
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 5.0
 VENDOR_MAX_WIDTH = 1 << 15  # ap_int's hard limit (AP_INT_MAX_W)
 
+MULTIPLIER_FREE_KERNELS = "shift_add.hpp"
 TEMPLATES = ("bnnc_config.hpp", "bnnc_params.hpp", "bnnc_top.hpp", "bnnc_top.cpp", "csim_main.cpp",
              "run_hls.tcl")
 
@@ -112,6 +125,7 @@ class LayerView:
     window: WindowView | None
     reuse: ReuseView | None
     residual: "ResidualView | None" = None
+    weight_digits: SignedDigits | None = None  # multiplier-free: weights as signed digits (bnn/shift_add.hpp)
 
     @property
     def unit_in(self) -> tuple[int, int, int]:
@@ -216,7 +230,10 @@ def _reuse_view(layer: Layer) -> ReuseView:
         differ_lines=braced(chunk_words(differ, pe, simd), lambda w: cpp_bits(w, simd)))
 
 
-def layer_view(layer: Layer) -> LayerView:
+def layer_view(layer: Layer, multiplier_free: int = 0) -> LayerView:
+    """multiplier_free: K > 0 for a design rounded to at most K signed digits per constant
+    (hardware.Design.multiplier_free): weights and multipliers as signed digits, products by
+    shifts and adds (bnn/shift_add.hpp)."""
     name = f"layer{layer.index}"
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
     nf, sf = c // pe, k // simd
@@ -230,7 +247,16 @@ def layer_view(layer: Layer) -> LayerView:
     if window and window.width != in_elem.width:  # {in_map, code}: a bipolar bit, or a residual layer's code
         unit_elem = ElemView("bnn::MaskedBipolar" if layer.act is None else f"bnn::Unsigned<{window.width}>", window.width)
     weight_bits = plan(layer).weight_bits
-    weights = chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
+    digits = None
+    if multiplier_free and weight_bits > 1:
+        digits = signed_digit_format(layer.weights, multiplier_free, f"layer {layer.index}'s weights")
+        codes = np.vectorize(digits.encode, otypes=[object])(layer.weights.astype(np.int64))
+        weight_bits = digits.bits
+        weights = chunk_words(codes, pe, simd, weight_bits)
+        if layer.act is None:
+            unit_elem = digit_elem(unit_elem, digits)
+    else:
+        weights = chunk_words((layer.weights > 0) if weight_bits == 1 else layer.weights, pe, simd, weight_bits)
     partitions = [Partition(f"{name}_weights", 1)] if pe > 1 else []
 
     threshold_lines = value_lines = mult_lines = bias_lines = []
@@ -249,10 +275,16 @@ def layer_view(layer: Layer) -> LayerView:
         _check_affine_range(layer)
         activation = "affine"
         code_width = layer.shortcut.sum_elem.bits if layer.shortcut is not None else out_elem.width
-        activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{signed_width(layer.mult)}>, "
-                           f"ap_int<{signed_width(layer.bias)}>, {code_width}"
-                           f"{', ' + str(layer.shift) if layer.shift else ''}>")
-        mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
+        shift = f"{', ' + str(layer.shift) if layer.shift else ''}"
+        if multiplier_free:
+            d = signed_digit_format(plan(layer).mult, multiplier_free, f"layer {layer.index}'s post-op")
+            activation_type = (f"bnn::DigitAffineActivation<{pe}, {nf}, {d.terms}, {d.exp_bits}, "
+                               f"ap_int<{signed_width(layer.bias)}>, {code_width}{shift}>")
+            mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), digits_literal(d))
+        else:
+            activation_type = (f"bnn::AffineActivation<{pe}, {nf}, ap_int<{signed_width(layer.mult)}>, "
+                               f"ap_int<{signed_width(layer.bias)}>, {code_width}{shift}>")
+            mult_lines = braced(by_pe(np.array(plan(layer).mult, dtype=object), pe), cpp_int)
         bias_lines = braced(by_pe(np.array(plan(layer).bias, dtype=object), pe), cpp_int)
         if pe > 1:
             partitions += [Partition(f"{name}_activation.mult", 1), Partition(f"{name}_activation.bias", 1)]
@@ -278,7 +310,8 @@ def layer_view(layer: Layer) -> LayerView:
                      weight_bits=weight_bits, weight_lines=rows(weights, lambda w: cpp_bits(w, simd * weight_bits)),
                      threshold_lines=threshold_lines, value_lines=value_lines, mult_lines=mult_lines,
                      bias_lines=bias_lines, partitions=partitions, window=window, reuse=reuse,
-                     residual=residual_view(layer) if layer.act is not None else None)
+                     residual=residual_view(layer, multiplier_free, digits) if layer.act is not None else None,
+                     weight_digits=digits)
 
 
 def pool_view(layer: PoolLayer) -> PoolView:
@@ -294,8 +327,8 @@ def pool_view(layer: PoolLayer) -> PoolView:
                     max_channels=cpp_bits(mask, c), out_pixels=oh * ow)
 
 
-def unit_view(layer) -> LayerView | PoolView:
-    return pool_view(layer) if isinstance(layer, PoolLayer) else layer_view(layer)
+def unit_view(layer, multiplier_free: int = 0) -> LayerView | PoolView:
+    return pool_view(layer) if isinstance(layer, PoolLayer) else layer_view(layer, multiplier_free)
 
 
 @dataclass(frozen=True)
@@ -393,7 +426,7 @@ class Frame:
 
 
 def project_view(design: Design, part: str, clock_ns: float) -> dict:
-    units = [unit_view(layer) for layer in design.layers]
+    units = [unit_view(layer, design.multiplier_free) for layer in design.layers]
     stages, streams = dataflow(design, units)
     first, last = units[0], units[-1]
     in_beat, _, in_count = first.unit_in
@@ -418,7 +451,7 @@ def project_view(design: Design, part: str, clock_ns: float) -> dict:
         layers=units, stages=stages, streams=streams, frame_in=frame_in, frame_out=frame_out,
         out_frac=out_frac, cycles_per_frame=design.cycles_per_frame,
         ap_int_max_w=max(1024, -(-widest // 1024) * 1024),
-        part=sanitize(part), clock_ns=f"{float(clock_ns):g}",
+        part=sanitize(part), clock_ns=f"{float(clock_ns):g}", multiplier_free=design.multiplier_free,
     )
 
 
@@ -439,6 +472,8 @@ def emit(design: Design, out_dir: Path, part: str = DEFAULT_PART, clock_ns: floa
     shutil.rmtree(include, ignore_errors=True)
     include.mkdir(parents=True)
     for header in sorted(kernel_dir().glob("*.hpp")):
+        if header.name == MULTIPLIER_FREE_KERNELS and not design.multiplier_free:
+            continue  # only multiplier-free designs use it: other projects stay as they were
         shutil.copyfile(header, include / header.name)
         written.append(include / header.name)
     return sorted(written)

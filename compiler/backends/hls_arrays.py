@@ -9,6 +9,7 @@ import numpy as np
 
 from ..diagnostics import BnncError
 from ..ir.types import Bipolar, Element, Fixed, Int, Ternary, int_for_range
+from .plan import SignedDigits
 
 LINE_WIDTH = 100  # of array initializers in the generated code
 
@@ -67,7 +68,8 @@ def chunk_words(bits: np.ndarray, pe: int, simd: int, width: int = 1) -> np.ndar
     channel nf * PE + pe -- the layout of the weights and of the reuse masks. With width > 1,
     (C, K) integers as width-bit two's-complement fields [i*width +: width] (multi-bit weights)."""
     c, k = bits.shape
-    chunks = bits.reshape(c, k // simd, simd).astype(np.int64) & ((1 << width) - 1)
+    chunks = bits.reshape(c, k // simd, simd)
+    chunks = chunks & ((1 << width) - 1) if chunks.dtype == object else chunks.astype(np.int64) & ((1 << width) - 1)
     words = np.zeros((c, k // simd), dtype=object)
     for i in range(simd):
         words += chunks[:, :, i].astype(object) << (i * width)
@@ -95,3 +97,14 @@ def elem_view(elem: Element) -> ElemView:
 def signed_width(values) -> int:
     values = [int(v) for v in np.ravel(values)]
     return int_for_range(min(values + [-1]), max(values + [0])).bits
+
+
+def digits_literal(digits: SignedDigits):
+    """C++ text of a constant as its signed digits (an ap_uint of digits.bits bits)."""
+    return lambda value: cpp_bits(digits.encode(value), digits.bits)
+
+
+def digit_elem(elem: ElemView, digits: SignedDigits | None) -> ElemView:
+    """The element type a matrix-vector unit with signed-digit weights reads (bnn::DigitWeights)."""
+    return elem if digits is None else ElemView(f"bnn::DigitWeights<{elem.cpp}, {digits.terms}, {digits.exp_bits}>",
+                                                elem.width)

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..diagnostics import BnncError
 from .hardware import Layer, encode
-from .hls_arrays import ElemView, braced, by_pe, cpp_int, elem_view, signed_width
-from .plan import input_sign_thresholds, shortcut_bits
+from .hls_arrays import ElemView, braced, by_pe, cpp_int, digit_elem, digits_literal, elem_view, signed_width
+from .plan import SignedDigits, input_sign_thresholds, shortcut_bits, signed_digit_format
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,16 @@ class ResidualView:
     post_lines: list[str]  # its initializer
 
 
-def _stages(layer: Layer) -> tuple[str, list[str]]:
-    """The C++ type and initializer of the fixed-point affines after a residual layer's add."""
+def _stages(layer: Layer, multiplier_free: int = 0) -> tuple[str, list[str]]:
+    """The C++ type and initializer of the fixed-point affines after a residual layer's add
+    (multiplier_free: with their multipliers as signed digits, bnn::DigitAffineStage)."""
     pe, nf = layer.pe, layer.out_count // layer.pe
     assert layer.shortcut is not None, "not a residual layer"
     stages = layer.shortcut.after
     if not stages:
         return f"bnn::NoStage<{layer.shortcut.sum_elem.bits}>", []
-    types, inits = [], []
+    types: list[str] = []
+    inits: list[list[str]] = []
     for st in stages:
         neg = st.mult if st.neg_mult is None else st.neg_mult
         largest = max(abs(st.in_elem.lo), abs(st.in_elem.hi)) * max(int(np.abs(st.mult).max()), int(np.abs(neg).max()))
@@ -46,8 +48,17 @@ def _stages(layer: Layer) -> tuple[str, list[str]]:
             raise BnncError(f"layer {layer.index}: an affine after the shortcut needs more than C simulation's "
                             f"64-bit arithmetic holds")
         per = lambda v: by_pe(np.broadcast_to(np.asarray(v, dtype=object).reshape(-1), (layer.out_count,)), pe)  # noqa: E731
+        prelu = 'true' if st.neg_mult is not None else 'false'
+        if multiplier_free:
+            d = signed_digit_format(np.concatenate([st.mult, neg]), multiplier_free,
+                                    f"layer {layer.index}'s stage {len(types)} after the shortcut")
+            types.append(f"bnn::DigitAffineStage<{pe}, {nf}, {st.in_elem.bits}, {st.out_elem.bits}, {st.shift}, "
+                         f"{prelu}, {d.terms}, {d.exp_bits}, ap_int<{signed_width(st.bias)}>>")
+            inits.append(["{"] + braced(per(st.mult), digits_literal(d)) + braced(per(neg), digits_literal(d))
+                         + braced(per(st.bias), cpp_int) + ["},"])
+            continue
         types.append(f"bnn::AffineStage<{pe}, {nf}, {st.in_elem.bits}, {st.out_elem.bits}, {st.shift}, "
-                     f"{'true' if st.neg_mult is not None else 'false'}, "
+                     f"{prelu}, "
                      f"ap_int<{signed_width(np.concatenate([st.mult, neg]))}>, ap_int<{signed_width(st.bias)}>>")
         inits.append(["{"] + braced(per(st.mult), cpp_int) + braced(per(neg), cpp_int) + braced(per(st.bias), cpp_int)
                      + ["},"])
@@ -58,18 +69,18 @@ def _stages(layer: Layer) -> tuple[str, list[str]]:
     return post_type, lines[1:-1]  # the template's braces are the outermost
 
 
-def residual_view(layer: Layer) -> ResidualView:
+def residual_view(layer: Layer, multiplier_free: int = 0, digits: SignedDigits | None = None) -> ResidualView:
     assert layer.window is not None and layer.act is not None and layer.shortcut is not None, "not a residual layer"
     c_in = layer.window.in_shape[0]
     thresholds = input_sign_thresholds(layer)
-    act_elem = elem_view(layer.act.elem)
+    act_elem = digit_elem(elem_view(layer.act.elem), digits)
     taps = layer.shortcut.taps
     tap_channel = np.full(layer.in_count, -1, dtype=np.int64)
     for t in taps:
         tap_channel[t * c_in:(t + 1) * c_in] = np.arange(c_in)
     lines = (braced(thresholds.tolist(), cpp_int) + braced(encode(layer.act.values, layer.act.elem).tolist(), cpp_int)
              + braced(tap_channel.tolist(), cpp_int))
-    post_type, post_lines = _stages(layer)
+    post_type, post_lines = _stages(layer, multiplier_free)
     return ResidualView(act_elem=act_elem, code_width=layer.in_elem.bits, masked=layer.act.masked, c_in=c_in,
                         levels=thresholds.shape[1], sum_width=layer.shortcut.sum_elem.bits, post_type=post_type,
                         post_lines=post_lines,

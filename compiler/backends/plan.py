@@ -32,6 +32,7 @@ from functools import cached_property
 import numpy as np
 
 from ..diagnostics import BnncError, quote
+from ..ir.signed_digits import signed_digits
 from ..ir.types import Bipolar, IntegerElement, int_for_range
 from .hardware import Design, Layer, PoolLayer, Window, encode
 
@@ -394,6 +395,48 @@ def plan(layer: Layer) -> LayerPlan:
             _PLANS.clear()
         _PLANS[key] = (layer, plan_layer(layer))
     return _PLANS[key][1]
+
+
+@dataclass(frozen=True)
+class SignedDigits:
+    """How a multiplier-free design stores the constants of one multiplier (a ROM of them, or a
+    weight array): each as `terms` signed power-of-two digits, digit t at bits [t*width +: width]
+    holding {nonzero, negative, exponent} (exponent in the low `exp_bits`). x * m is then the sum
+    over the nonzero digits of +-(x << exponent): templates/verilog/bnnc_shift_add.v and
+    hls/include/bnn/shift_add.hpp."""
+
+    terms: int
+    exp_bits: int
+
+    @property
+    def width(self) -> int:
+        """Bits of one digit."""
+        return self.exp_bits + 2
+
+    @property
+    def bits(self) -> int:
+        """Bits of one constant."""
+        return self.terms * self.width
+
+    def encode(self, value: int) -> int:
+        word = 0
+        for t, (sign, exp) in enumerate(signed_digits(int(value))):
+            word |= ((1 << (self.exp_bits + 1)) | (int(sign < 0) << self.exp_bits) | exp) << (t * self.width)
+        return word
+
+
+def signed_digit_format(values, k: int, what: str) -> SignedDigits:
+    """The digit format of a multiplier by `values` in a multiplier-free design (K = k): as many
+    terms as the constant with the most canonical signed digits has, exponents as wide as the
+    largest. The compiler rounded every such constant to at most k digits (fold-fixed-point's
+    multiplier-free option); a constant with more is a compiler bug, not bad input."""
+    digits = [signed_digits(int(v)) for v in np.ravel(np.asarray(values, dtype=object))]
+    terms = max((len(d) for d in digits), default=0)
+    if terms > k:
+        raise RuntimeError(f"bnnc internal error: {what} multiplies by a constant with {terms} signed digits in a "
+                           f"design rounded to at most {k} (multiplier-free={k})")
+    top = max((exp for d in digits for _, exp in d), default=0)
+    return SignedDigits(max(terms, 1), max(top.bit_length(), 1))
 
 
 def verilog_unsupported(design: Design) -> str | None:

@@ -10,6 +10,10 @@ q * 2**-f, with m = round(a * 2**f) and n = round(b * 2**f). When every a and b 
 fraction bits whose worst-case error, |acc|max * max|a - m/2**f| + max|b - n/2**f|, is within
 `rel-error` (in millionths) of the largest score; that bound is stated in the op and the manifest.
 A common positive scale keeps the order of the scores, so an argmax after it stays exact.
+
+`multiplier-free=K` (1 to 8; 0: off) first rounds every scale, slope and multi-bit weight to at
+most K signed powers of two (multiplier_free.py), so that every multiplier left is K shifts and
+adds; the bounds then hold for the rounded model.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from ..ir.fixed_ops import FixedAffine
 from ..ir.graph import Graph
 from ..ir.ops import Affine
 from ..ir.types import Fixed, Int, frac_bits
-from . import contracts, qfx
+from . import contracts, multiplier_free, qfx
 from .fold_thresholds import FoldThresholds
 from .manager import Pass, PassError, exact_outputs, register
 
@@ -63,8 +67,28 @@ class FoldFixedPoint(Pass):
     frac: int = 0  # fraction bits of values that flow on between layers; 0: choose
     calibrate: str = ""  # samples (.npy) to choose `frac` with (the CLI's --calibrate)
     flow_error: int = 1000  # with samples: allowed bound, in millionths of the largest calibrated score
+    multiplier_free: int = 0  # K > 0: scales and weights rounded to at most K signed powers of two
 
     def run(self, graph: Graph) -> Graph:
+        if not self.multiplier_free:
+            return self._fixed(graph)
+        try:
+            rounded, _ = multiplier_free.constrain(graph, self.multiplier_free)
+        except ValueError as exc:
+            raise PassError(f"{self.name}: {exc}") from None
+        fixed = self._fixed(rounded)
+        most = multiplier_free.multiplier_digits(fixed)
+        if most > self.multiplier_free:  # the rounding's promise (see multiplier_free.py), checked
+            raise PassError(f"{self.name}: internal error: a multiplier has {most} signed digits after rounding "
+                            f"to {self.multiplier_free}")
+        return fixed
+
+    def notes(self, before: Graph) -> list[str]:
+        if not self.multiplier_free:
+            return []
+        return multiplier_free.notes(multiplier_free.constrain(before, self.multiplier_free)[1], self.multiplier_free)
+
+    def _fixed(self, graph: Graph) -> Graph:
         error: dict[str, float] = {}
         if qfx.flows_on(graph):
             frac = self.frac or self._chosen_frac(graph)
@@ -99,6 +123,7 @@ class FoldFixedPoint(Pass):
         return MAX_FLOW_FRAC
 
     def run_with(self, graph: Graph, frac: int) -> Graph:
+        """The graph (already rounded when multiplier-free) with `frac` fraction bits."""
         return FoldFixedPoint(rel_error=self.rel_error, frac=frac, flow_error=self.flow_error).run(graph)
 
     def _fold(self, graph: Graph, op: Affine, in_error: float = 0.0):
@@ -123,8 +148,8 @@ class FoldFixedPoint(Pass):
                            origin=op.origin)
 
     def max_error(self, before: Graph, after: Graph) -> float:
-        if qfx.flows_on(before):  # a sign after a rounded value may flip: report, do not judge
-            return float("inf")
+        if qfx.flows_on(before) or self.notes(before):  # a sign after a rounded value may flip, or
+            return float("inf")                          # the model itself was rounded: report, do not judge
         return output_bound(after)
 
 

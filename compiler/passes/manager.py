@@ -48,6 +48,11 @@ class Pass:
         """Largest change of any output this pass may cause; 0 for exact passes."""
         return 0.0
 
+    def notes(self, before: Graph) -> list[str]:
+        """How this pass changes the model itself (beyond its stated error), one line each; none
+        for passes that keep its meaning."""
+        return []
+
     def __str__(self) -> str:
         """The pass as a pipeline item, with the options that differ from their defaults (a
         samples file by its name only, so that builds do not record where the user keeps it)."""
@@ -147,6 +152,7 @@ class PassRecord:
     name: str
     seconds: float
     verified: str
+    notes: tuple[str, ...] = ()  # Pass.notes: how it changed the model
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], samples: dict | None = None,
@@ -160,7 +166,7 @@ def run_pipeline(graph: Graph, passes: list[Pass], samples: dict | None = None,
         seconds = time.perf_counter() - start
         contracts.check(str(p), p.ensures, new, "ensures")
         verified = check(p, graph, new, samples) if samples is not None else "not verified"
-        record = PassRecord(str(p), seconds, verified)
+        record = PassRecord(str(p), seconds, verified, tuple(p.notes(graph)))
         records.append(record)
         if after_each:
             after_each(p, new, record)

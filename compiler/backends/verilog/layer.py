@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...ir.signed_digits import signed_digits
 from ...ir.types import Bipolar
 from ..hardware import Layer, pack
-from ..plan import Mode, ReusePolicy, buffer_position, dot_masked, plan
+from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 from .residual import ResidualView, residual_view
@@ -93,21 +94,30 @@ class LayerView:
     sums_concat: str
     weight_bits: int  # 1: +-1 weights as bits; else two's-complement integers (mode "multiply")
     residual: ResidualView | None  # a residual layer's input sign and shortcut
+    # multiplier-free designs (plan.SignedDigits): the weights of mode "multiply" and the affine's
+    # mult as signed digits, products by shifts and adds; None: two's complement and multipliers
+    weight_digits: SignedDigits | None = None
+    mult_digits: SignedDigits | None = None
+    in_map_times: str = ""  # multiplier-free: in_map_pixels times the channels, as shifts and adds
 
 
 NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
 
 
 def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int, group_bits: int,
-               meaning: str) -> Rom:
+               meaning: str, digits: SignedDigits | None = None) -> Rom:
     """Per channel group: the PE lanes' fields packed lane 0 first (each row: one channel, its
-    values signed or not; they are stored modulo 2**field_bits)."""
+    values signed or not; they are stored modulo 2**field_bits -- or, with `digits`, as signed
+    digits of digits.bits bits each)."""
+    if digits is not None:
+        field_bits = digits.bits
     width = layer.pe * len(rows[0]) * field_bits
     mask = (1 << field_bits) - 1
     entries = []
     for g in range(layer.out_count // layer.pe):
         group = rows[g * layer.pe:(g + 1) * layer.pe]
-        word = pack([v & mask for row in group for v in row], field_bits)
+        fields = [digits.encode(v) if digits else v & mask for row in group for v in row]
+        word = pack(fields, field_bits)
         note = ""
         if layer.pe * len(rows[0]) <= NOTE_FIELDS:
             note = f"channels {g * layer.pe}..{(g + 1) * layer.pe - 1}, {meaning}: " + " | ".join(
@@ -116,12 +126,17 @@ def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int
     return Rom(signal, "group", msb(width), tuple(entries), lit(0, width, "h"))
 
 
-def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int) -> Rom:
+def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int,
+                digits: SignedDigits | None = None) -> Rom:
     """Per (group, chunk): bit l*SIMD + s is lane l's weight for chunk input s; 1 means +1.
     `lanes`: the channel offsets within a group that have a lane (all of them without reuse).
-    weight_bits > 1: field [(l*SIMD + s)*weight_bits +: weight_bits], two's complement."""
+    weight_bits > 1: field [(l*SIMD + s)*weight_bits +: weight_bits], two's complement; with
+    `digits`, fields of digits.bits bits holding the weight's signed digits."""
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
     fields = np.asarray(layer.weights) > 0 if weight_bits == 1 else np.asarray(layer.weights, dtype=np.int64)
+    if digits is not None:
+        codes = {int(v): digits.encode(int(v)) for v in np.unique(fields)}
+        fields, weight_bits = np.vectorize(codes.__getitem__, otypes=[object])(fields), digits.bits
     fields = fields.reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
     width = len(lanes) * simd * weight_bits
     entries = []
@@ -146,7 +161,7 @@ def _threshold_post(layer: Layer, acc_w: int, group_bits: int):
     return t.levels, roms, note
 
 
-def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
+def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int, multiplier_free: int = 0):
     c, k = layer.out_count, layer.in_count
     if layer.post == "affine":
         lp = plan(layer)
@@ -160,9 +175,10 @@ def _affine_post(layer: Layer, mode: str, acc_w: int, group_bits: int):
     if mode == "xnor":
         # (2P - K) * m + b = P * 2m + (b - K m)
         mult, bias = [2 * m for m in mult], [b - k * m for b, m in zip(bias, mult)]
-    roms = (_group_rom("group_mult", [[m] for m in mult], layer, acc_w, group_bits, "mult"),
+    digits = signed_digit_format(mult, multiplier_free, f"layer {layer.index}'s post-op") if multiplier_free else None
+    roms = (_group_rom("group_mult", [[m] for m in mult], layer, acc_w, group_bits, "mult", digits),
             _group_rom("group_bias", [[b] for b in bias], layer, acc_w, group_bits, "bias"))
-    return roms, note
+    return roms, note, digits
 
 
 def _reuse_views(layer: Layer, mode: str, acc_w: int, children) -> tuple[tuple[Child, ...], tuple[str, ...]]:
@@ -218,7 +234,20 @@ def _sum_wires(layer: Layer, mode: str, acc_w: int, children: tuple[Child, ...],
     return views, sums
 
 
-def layer_view(layer: Layer) -> LayerView:
+def shift_add_text(signal: str, constant: int, bits: int) -> str:
+    """Verilog for signal * constant (a positive constant, in a `bits`-wide context) as shifts
+    and adds of its signed digits, the largest first."""
+    terms = sorted(signed_digits(constant), key=lambda d: -d[1])
+    text = ""
+    for sign, exp in terms:
+        term = signal if exp == 0 else f"({signal} << {exp})"
+        text += term if not text else f" {'+' if sign > 0 else '-'} {term}"
+    return text or lit(0, bits)
+
+
+def layer_view(layer: Layer, multiplier_free: int = 0) -> LayerView:
+    """multiplier_free: K > 0 for a design rounded to at most K signed digits per constant
+    (hardware.Design.multiplier_free): products by shifts and adds."""
     groups, chunks = layer.out_count // layer.pe, layer.in_count // layer.simd
     group_bits, chunk_bits = counter_bits(groups), counter_bits(chunks)
     lp = plan(layer)
@@ -227,8 +256,9 @@ def layer_view(layer: Layer) -> LayerView:
     if layer.post == "threshold":
         levels, post_roms, post_note = _threshold_post(layer, acc_w, group_bits)
         post, lane_thr_w, lane_code_w = "threshold", levels * acc_w, (levels + 1) * layer.out_elem.bits
+        mult_digits = None
     else:
-        post_roms, post_note = _affine_post(layer, mode, acc_w, group_bits)
+        post_roms, post_note, mult_digits = _affine_post(layer, mode, acc_w, group_bits, multiplier_free)
         post, levels, lane_thr_w, lane_code_w = "affine", 0, 0, 0
     built = lp.reuse(ReusePolicy.ALL_CHANNELS).children
     children, formulas = _reuse_views(layer, mode, acc_w, built) if built else ((), ())
@@ -250,11 +280,15 @@ def layer_view(layer: Layer) -> LayerView:
         oh, ow = layer.window.out_hw
         conv_note = (f"A convolution: one input vector per output pixel ({oh} x {ow} per frame), the window from "
                      f"bnnc_window{layer.index}, inputs in window order (kernel row, kernel column, channel).")
-    residual = residual_view(layer, lambda signal, rows, lay, bits, meaning:
-                             _group_rom(signal, rows, lay, bits, group_bits, meaning))
+    residual = residual_view(layer, lambda signal, rows, lay, bits, meaning, digits=None:
+                             _group_rom(signal, rows, lay, bits, group_bits, meaning, digits), multiplier_free)
     if residual is not None:
         post_roms = tuple(post_roms) + residual.stage_roms
     sum_bits = residual.sum_bits if residual is not None else out_bits
+    weight_digits = None
+    if multiplier_free and lp.weight_bits > 1:
+        weight_digits = signed_digit_format(layer.weights, multiplier_free, f"layer {layer.index}'s weights")
+    in_map_times = shift_add_text("in_map_pixels", c_in, acc_w) if multiplier_free and mode == "masked" else ""
     return LayerView(
         module=f"bnnc_layer{layer.index}", index=layer.index,
         origin=sanitize(layer.origin) if layer.origin else "", conv_note=conv_note,
@@ -269,7 +303,8 @@ def layer_view(layer: Layer) -> LayerView:
         signed_param=int(elem_signed(layer.dot_elem)), signed_compare=mode != "xnor", term_w=term_w,
         acc_w=acc_w, acc_note=acc_note,
         group_bits=group_bits, chunk_bits=chunk_bits,
-        weights=_weight_rom(layer, lanes, group_bits, chunk_bits, lp.weight_bits), weight_bits=lp.weight_bits,
+        weights=_weight_rom(layer, lanes, group_bits, chunk_bits, lp.weight_bits, weight_digits),
+        weight_bits=lp.weight_bits, weight_digits=weight_digits, mult_digits=mult_digits, in_map_times=in_map_times,
         post=post, post_note=post_note, levels=levels, lane_thr_w=lane_thr_w, lane_code_w=lane_code_w,
         post_roms=post_roms, drops_high_bits=post == "affine" and acc_w > sum_bits + layer.shift,
         shift=layer.shift if post == "affine" else 0,

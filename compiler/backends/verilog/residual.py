@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hardware import Layer, encode
-from ..plan import input_sign_thresholds, plan, shortcut_bits
+from ..plan import SignedDigits, input_sign_thresholds, plan, shortcut_bits, signed_digit_format
 from .common import lit
 
 
@@ -25,6 +25,7 @@ class StageView:
     shift: int
     prelu: bool  # m is the negative-side multiplier where x < 0
     x_ext: str  # the stage's input, sign-extended or cut to `width`
+    digits: SignedDigits | None = None  # multiplier-free: m (and neg) as signed digits, x * m by shifts and adds
 
 
 @dataclass(frozen=True)
@@ -59,24 +60,30 @@ def _extend(signal: str, bits: int, width: int) -> str:
     return f"{{{{{width - bits}{{{signal}[{bits - 1}]}}}}, {signal}}}"
 
 
-def _stages(layer: Layer, group_rom) -> tuple[tuple[StageView, ...], tuple]:
+def _stages(layer: Layer, group_rom, multiplier_free: int) -> tuple[tuple[StageView, ...], tuple]:
     views, roms = [], []
     c = layer.out_count
     assert layer.shortcut is not None, "not a residual layer"
     for k, st in enumerate(layer.shortcut.after):
         width = st.out_elem.bits + st.shift
+        digits = None
+        if multiplier_free:
+            factors = [st.mult] + ([] if st.neg_mult is None else [st.neg_mult])
+            digits = signed_digit_format(np.concatenate(factors), multiplier_free,
+                                         f"layer {layer.index}'s stage {k} after the shortcut")
         views.append(StageView(k, st.in_elem.bits, st.out_elem.bits, width, st.shift, st.neg_mult is not None,
-                               _extend(f"v{k}", st.in_elem.bits, width)))
+                               _extend(f"v{k}", st.in_elem.bits, width), digits))
         per_channel = {"mult": st.mult, "neg": st.neg_mult, "bias": st.bias}
         for name, values in per_channel.items():
             if values is not None:
                 rows = [[int(v)] for v in np.broadcast_to(np.asarray(values).reshape(-1), (c,))]
-                roms.append(group_rom(f"stage{k}_{name}", rows, layer, width, name))
+                roms.append(group_rom(f"stage{k}_{name}", rows, layer, width, name, None if name == "bias" else digits))
     return tuple(views), tuple(roms)
 
 
-def residual_view(layer: Layer, group_rom) -> ResidualView | None:
-    """group_rom(signal, rows, layer, field_bits, meaning): a per-channel-group constant table."""
+def residual_view(layer: Layer, group_rom, multiplier_free: int = 0) -> ResidualView | None:
+    """group_rom(signal, rows, layer, field_bits, meaning, digits): a per-channel-group constant
+    table (digits: of signed digits); multiplier_free: see layer.layer_view."""
     if layer.act is None:
         return None
     assert layer.window is not None and layer.shortcut is not None  # a residual layer has both
@@ -105,7 +112,7 @@ def residual_view(layer: Layer, group_rom) -> ResidualView | None:
     group_taps = tuple(f"taps[{(g + 1) * pe * tap_w - 1}:{g * pe * tap_w}]" for g in range(groups))
     sum_bits = layer.shortcut.sum_elem.bits
     tap_ext = _extend("tap", tap_w, sum_bits)
-    stages, stage_roms = _stages(layer, group_rom)
+    stages, stage_roms = _stages(layer, group_rom, multiplier_free)
     return ResidualView(port_bits=port_bits, port_msb=layer.in_count * port_bits - 1, code_bits=code_bits,
                         masked=masked, c_in=c_in, levels=levels,
                         thr_w=thr_w, thresholds=lit(packed_t, c_in * levels * thr_w, "h"),

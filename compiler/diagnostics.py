@@ -1,6 +1,8 @@
 """User-facing errors: one line that names the ONNX node or tensor and says what is wrong."""
 from __future__ import annotations
 
+import sys
+
 
 class BnncError(Exception):
     """Bad input or an unsupported model. The CLI prints the message alone and exits 2."""
@@ -26,3 +28,9 @@ def number(value) -> str:
         return "zero"
     text = str(value)  # numpy scalars print their shortest round-trip digits, e.g. 0.1 for float32
     return text[:-2] if text.endswith(".0") else text
+
+
+def progress(message: str) -> None:
+    """Progress for anything slow goes to stderr, so stdout stays machine-readable."""
+    sys.stderr.write(f"[bnnc] {message}\n")  # one write, so lines from parallel jobs do not interleave
+    sys.stderr.flush()

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import interp
-from .diagnostics import BnncError, quote
+from . import input_width, interp
+from .diagnostics import BnncError, progress, quote
 from .frontend.load import load_model
 from .frontend.onnx import lower, lower_with_notes  # noqa: F401  (driver.lower: used by the CLI and API)
 from .ir.graph import Graph
@@ -27,12 +27,6 @@ from .passes.channel_reuse import ChannelReuse, skipped_layers
 from .resources import resource_dir
 
 BUILD_INFO = "build.json"
-
-
-def progress(message: str) -> None:
-    """Progress for anything slow goes to stderr, so stdout stays machine-readable."""
-    sys.stderr.write(f"[bnnc] {message}\n")  # one write, so lines from parallel jobs do not interleave
-    sys.stderr.flush()
 
 
 @dataclass
@@ -114,10 +108,15 @@ def compile_model(model_path: str | Path, options: Options, samples: np.ndarray 
                       else p for p in passes]
         if options.multiplier_free:
             passes = _multiplier_free(passes, options.multiplier_free)
-        widen = _widens_inputs(passes, options)
-        graph, stages = _run_passes(source, _without_rounding(passes) if widen else passes, options, feeds)
-        if widen:
-            graph, stages = _widened(model, source, passes, options, feeds, graph, stages)
+        def run(passes):
+            return _run_passes(source, passes, options, feeds)
+        if input_width.left_to_bnnc(passes, options.calibrate):
+            assert options.calibrate is not None
+            x = load_inputs(options.calibrate, source)
+            classes = int(np.prod(_output_shape(model, source)))
+            graph, stages = input_width.widened(model, passes, x, classes, run)
+        else:
+            graph, stages = run(passes)
     except (PassError, IRError) as exc:
         raise BnncError(str(exc)) from None
     rounded = [note for _, _, record in stages for note in record.notes]
@@ -160,61 +159,6 @@ def _run_passes(source: Graph, passes: list, options: Options, feeds) -> tuple[G
                          f"channel reuse is for binary (+-1) weights only, so its channels are computed from scratch")
         graph, _ = run_pipeline(graph, [p], feeds, lambda p, g, record: stages.append((p, g, record)))
     return graph, stages
-
-
-INPUT_WIDTHS = (8, 10, 12, 14, 16)  # quantize-inputs' widths to try, when the pipeline leaves it to bnnc
-
-
-def _widens_inputs(passes: list, options: Options) -> bool:
-    from .passes.fixed_point import QuantizeInputs
-
-    return bool(options.calibrate) and any(isinstance(p, QuantizeInputs) and p.bits == 0 for p in passes)
-
-
-def _without_rounding(passes: list) -> list:
-    """The passes with fold-fixed-point's multiplier-free rounding turned off."""
-    from .passes.fixed_point import FoldFixedPoint
-
-    return [replace(p, multiplier_free=0) if isinstance(p, FoldFixedPoint) else p for p in passes]
-
-
-def _widened(model, source: Graph, passes: list, options: Options, feeds, graph: Graph, stages: list):
-    """quantize-inputs with no width given: the fewest bits of INPUT_WIDTHS with which every
-    calibration sample gets the original model's class (a float input off an 8-bit grid -- digits
-    plus noise -- can need 12 or 16). Models whose own quantizer reads the input are left alone.
-    The width is chosen for the model as given (`graph` and `stages` are of the passes without
-    multiplier-free rounding), and the rounding comes on top of it."""
-    from .original import run_original
-    from .passes.fixed_point import QuantizeInputs
-
-    plain = _without_rounding(passes)
-    inserted = any(isinstance(op, Quantize) and op.out.endswith("_fixed") for op in graph.ops)
-    assert options.calibrate is not None  # _widens_inputs: only with calibration samples
-    x = load_inputs(options.calibrate, source)
-    bits = INPUT_WIDTHS[0]
-    if inserted and int(np.prod(_output_shape(model, source))) >= 2:
-        original = run_original(model, x).astype(np.float64).reshape(len(x), -1)
-        tolerance = 1e-5 * np.maximum(1.0, np.abs(original)).max(axis=1)
-        for bits in INPUT_WIDTHS:
-            if bits != INPUT_WIDTHS[0]:
-                trial = [replace(p, bits=bits) if isinstance(p, QuantizeInputs) else p for p in plain]
-                graph, stages = _run_passes(source, trial, options, feeds)
-            scores = interp.to_real(interp.run(graph, {graph.inputs[0][0]: x})[graph.outputs[0]],
-                                    graph.types[graph.outputs[0]]).reshape(len(x), -1)
-            picked = original[np.arange(len(x)), scores.argmax(axis=1)]
-            agree = int(np.sum(picked >= original.max(axis=1) - 2 * tolerance - error_bound(graph)))
-            if agree == len(x):
-                if bits != INPUT_WIDTHS[0]:
-                    progress(f"quantize-inputs: {bits}-bit inputs, the fewest with which all {len(x)} calibration "
-                             f"samples get the original's class")
-                break
-        else:
-            progress(f"quantize-inputs: even {INPUT_WIDTHS[-1]}-bit inputs give {agree} of {len(x)} calibration "
-                     f"samples the original's class; set the width with --pipeline 'quantize-inputs{{bits=N}},...'")
-    if plain == passes:
-        return graph, stages
-    return _run_passes(source, [replace(p, bits=bits) if isinstance(p, QuantizeInputs) and bits != INPUT_WIDTHS[0]
-                                else p for p in passes], options, feeds)
 
 
 def _reuse_groups(graph: Graph, fold: str | dict) -> tuple:
@@ -463,24 +407,6 @@ def device_output(graph: Graph) -> str:
     return [op for op in graph.ops if not graph.on_host(op)][-1].out
 
 
-def warn_uncalibrated(graph: Graph, env: dict) -> None:
-    """quantize-inputs chose a fixed-point format from calibration samples; say how many of these
-    samples it does not hold exactly (outside its range, so clipped, or off its grid, so rounded)."""
-    for op in graph.ops:
-        if not (isinstance(op, Quantize) and op.out.endswith("_fixed")):
-            continue
-        x = env[op.inputs[0]].astype(np.float64)
-        scale = float(op.scale)
-        outside = (x < op.lo * scale) | (x > op.hi * scale)
-        off_grid = ~outside & (np.abs(x / scale - np.rint(x / scale)) > 0)
-        clipped, rounded = (int(np.any(m.reshape(len(m), -1), axis=1).sum()) for m in (outside, off_grid))
-        if clipped or rounded:
-            progress(f"input {quote(op.inputs[0])}: {clipped} of {len(x)} samples leave the calibrated range "
-                     f"[{op.lo * scale:g}, {op.hi * scale:g}] (clipped) and {rounded} have values off its grid of "
-                     f"{scale:g} (rounded); calibrate with samples like these, or widen the format: "
-                     f"--pipeline 'quantize-inputs{{bits=16}},...'")
-
-
 def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | None = None,
             simulator: str = "verilator", check: bool = True, engine: str = "auto",
             waves: bool = False) -> np.ndarray:
@@ -496,7 +422,7 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
     name = graph.inputs[0][0]
     x = check_inputs(x, graph)
     env = interp.run(graph, {name: x}, trace=True)
-    warn_uncalibrated(graph, env)
+    input_width.warn_uncalibrated(graph, env)
     out_name = graph.outputs[0]
     if backend != "interp":
         design = hardware(compiled)

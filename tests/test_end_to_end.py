@@ -45,16 +45,13 @@ def samples(compiled, n):
                            rng.random((n - n // 2,) + shape).astype(np.float32)])
 
 
-# Two unrolled designs (plain and reuse) each, mostly Verilator compiling them: on a loaded
-# 2-core machine the SFC took 24 of the suite's minutes and each TFC about 8. Slow tests (CI
-# runs them); brevitas-mlp-64-32-32-10 keeps the Brevitas flow in the default run, and
-# conv-brevitas-padded the conv flow. The other producers' designs are simulated in the default
-# run by test_verilog.py's test_exported_model (fewer vectors, with reuse); here, with 200 vectors
-# against the original, they are slow tests too: together they were a minute and a half of the
-# default run's compile time on an empty simulation cache.
-SLOW = {"brevitas-sfc-784-256-256-256-10", "brevitas-tfc-784-64-64-64-10", "brevitas-tfc-binarized-input",
-        "torch-sign-ternary-input", "finn-multithreshold",
-        *(f"conv-{name}" for name in CONV_PRODUCERS if name != "brevitas-padded")}
+# Slow tests, all of them (CI runs them after the default run): two unrolled designs (plain and
+# reuse) each, mostly Verilator compiling them -- on a loaded 2-core machine the SFC took 24 of the
+# suite's minutes and each TFC about 8. The default run covers the same flows with fewer vectors or
+# smaller designs: every producer here through RTL with reuse (test_verilog.py's
+# test_exported_model), the bundled MLP and conv examples against the original ONNX model on 200
+# samples in RTL and HLS (test_cli.py's test_verify_table, test_digits_cnv.py).
+SLOW = set(MODELS)
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in sorted(MODELS)])

@@ -258,40 +258,42 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     # same RTL shares it. build_dir only holds the run's files (and waveform).
     build = (cache_root() / f"{label}-{digest[:20]}").resolve()
     run = (((Path(build_dir) / label) if build_dir else build) / "run").resolve()
-    run.mkdir(parents=True, exist_ok=True)
-
-    _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)
-    if expected is not None:
-        _write_words(run / "expected.hex", expected, design.out_elem, design.out_count, out_beats)
-    for stale in ("outputs.hex", "results.txt", "results.xml"):
-        (run / stale).unlink(missing_ok=True)
-    # Generous: every frame may wait out input pauses and a stalled output several times over.
-    limit = latency(design) + 64 + frames * (interval + 4 * in_beats + 8) * (6 if backpressure else 3)
-    plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
-                f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
-                f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
+    # The lock covers the whole run, not just the build: without build_dir the run's files live in
+    # the shared cache folder, and two workers simulating the same RTL (a reuse variant that builds
+    # no tree is the same design) would otherwise overwrite each other's inputs and results.
     with _exclusive(build):
+        run.mkdir(parents=True, exist_ok=True)
+        _write_words(run / "inputs.hex", inputs, design.in_elem, design.in_count, in_beats)
+        if expected is not None:
+            _write_words(run / "expected.hex", expected, design.out_elem, design.out_count, out_beats)
+        for stale in ("outputs.hex", "results.txt", "results.xml"):
+            (run / stale).unlink(missing_ok=True)
+        # Generous: every frame may wait out input pauses and a stalled output several times over.
+        limit = latency(design) + 64 + frames * (interval + 4 * in_beats + 8) * (6 if backpressure else 3)
+        plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
+                    f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
+                    f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
         built = _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir)
         run_once = _run_native if engine == "native" else _run_cocotb
         wave_file = run_once(simulator, build, run, plusargs, seed, waves, rtl_dir)
-    where = f" (waveform: {wave_file})" if wave_file else " (rerun with --waves for a waveform)"
+        where = f" (waveform: {wave_file})" if wave_file else " (rerun with --waves for a waveform)"
 
-    if not (run / "results.txt").is_file():
-        raise SimulationError(f"the bench wrote no results:\n{_failure(run / 'sim.log')}{where}")
-    results = _results(run / "results.txt")
-    if int(results["timeout"]):
-        phase = "checked run" if results["timeout"].strip() == "1" else "timing run"
-        raise SimulationError(f"{phase}: timeout after {limit} clocks with {results['sent']} input and "
-                              f"{results['received']} output transfer(s) in that phase{where}")
-    mismatch = None
-    if int(results["errors"]):
-        count = design.out_count // out_beats
-        mismatch = f"checked run: {_mismatch(results, count, design.out_elem.bits, out_beats)}{where}"
-        if on_mismatch == "raise":
-            raise SimulationError(mismatch)
-    outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count, out_beats)
-    if len(outputs) != frames:
-        raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(run / 'sim.log')}{where}")
+        if not (run / "results.txt").is_file():
+            raise SimulationError(f"the bench wrote no results:\n{_failure(run / 'sim.log')}{where}")
+        results = _results(run / "results.txt")
+        if int(results["timeout"]):
+            phase = "checked run" if results["timeout"].strip() == "1" else "timing run"
+            raise SimulationError(f"{phase}: timeout after {limit} clocks with {results['sent']} input and "
+                                  f"{results['received']} output transfer(s) in that phase{where}")
+        mismatch = None
+        if int(results["errors"]):
+            count = design.out_count // out_beats
+            mismatch = f"checked run: {_mismatch(results, count, design.out_elem.bits, out_beats)}{where}"
+            if on_mismatch == "raise":
+                raise SimulationError(mismatch)
+        outputs = _read_words(run / "outputs.hex", design.out_elem, design.out_count, out_beats)
+        if len(outputs) != frames:
+            raise SimulationError(f"got {len(outputs)} outputs for {frames} inputs:\n{_failure(run / 'sim.log')}{where}")
     half = timing_frames // 2
     end_half, end_last = int(results["end_half"]), int(results["end_last"])
     per_frame = (end_last - end_half) / (timing_frames - 1 - half) if timing_frames > 2 else float("nan")

@@ -27,8 +27,8 @@ from ..ir.fixed_ops import Add, FixedAffine
 from ..ir.graph import Graph
 from ..ir.ops import ArgMax, Conv, Dense, IRError, Op, Pool, Reshape, Reuse, Threshold, Transpose, weight_element
 from ..ir.types import Bipolar, Int, IntegerElement, Ternary, is_integer
-from .hardware_form import verify_hardware_form
-from .residual_blocks import FIXED_POINT_LIMIT, Block, flows_in_fixed_point, residual_blocks, sum_pools_as_convs
+from .hardware_form import unmapped, verify_hardware_form
+from .residual_blocks import FIXED_POINT_LIMIT, Block, residual_blocks, sum_pools_as_convs
 
 # Auto folding keeps each layer under this many XNORs (or multiplexed adds) per clock.
 AUTO_MAX_PARALLEL = 1 << 14
@@ -333,10 +333,7 @@ def lower(graph: Graph, fold: dict | None = None, reuse: bool = False, multiplie
             i += 1
             continue
         if not isinstance(op, (Dense, Conv)) or (isinstance(op, Conv) and layout):
-            if flows_in_fixed_point(graph):
-                raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}'): {FIXED_POINT_LIMIT}")
-            raise IRError(f"{op.kind} %{op.out} (from ONNX node '{op.origin}') has no hardware "
-                          f"mapping here; run the default pipeline first")
+            raise unmapped(graph, op)
         fused = after if isinstance(after, (Threshold, FixedAffine)) and (not isinstance(after, Threshold) or after.integer) \
             else None
         layers.append(_weight_layer(op, graph, len(layers), fused, layout, src_shape, src_hwc))

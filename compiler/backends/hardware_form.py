@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..ir.fixed_ops import Add, FixedAffine, SumPool
 from ..ir.graph import Graph
-from ..ir.ops import ArgMax, Conv, Dense, IRError, Pool, Reshape, Threshold, Transpose
+from ..ir.ops import ArgMax, Conv, Dense, IRError, Op, Pool, Reshape, Threshold, Transpose
 from ..ir.types import is_integer
 from .residual_blocks import FIXED_POINT_LIMIT, flows_in_fixed_point
 
@@ -27,11 +27,18 @@ def verify_hardware_form(graph: Graph) -> None:
     for op in device:
         where = f"{op.kind} %{op.out} (from ONNX node '{op.origin}')"
         if not isinstance(op, HARDWARE_OPS):
-            if flows_in_fixed_point(graph):
-                raise IRError(f"{where}: {FIXED_POINT_LIMIT}")
-            raise IRError(f"{where} has no hardware mapping here; run the default pipeline first")
+            raise unmapped(graph, op)
         for value in (*op.inputs, op.out):
             elem = graph.types[value].elem
             if not is_integer(elem):
                 raise IRError(f"{where} {'makes' if value == op.out else 'reads'} {elem} data; the folding passes "
                               f"could not make it integer")
+
+
+def unmapped(graph: Graph, op: Op) -> IRError:
+    """The error for an op the lowering cannot place: an unmapped kind here, or a mapped one in a
+    position hardware.lower has no unit for."""
+    where = f"{op.kind} %{op.out} (from ONNX node '{op.origin}')"
+    if flows_in_fixed_point(graph):
+        return IRError(f"{where}: {FIXED_POINT_LIMIT}")
+    return IRError(f"{where} has no hardware mapping here; run the default pipeline first")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Graph
-from ..ir.ops import Affine, Conv, Dense, Op, Sign
+from ..ir.ops import Conv, Dense, Op, Sign
 from ..ir.types import Exact, Fixed, Int, Real, is_integer
 
 
@@ -46,12 +46,11 @@ def _reads_non_integer(graph: Graph) -> str | None:
 
 def _unfolded_sign(graph: Graph) -> str | None:
     """A sign on integer codes, or on an exact affine of them that nothing else reads."""
+    from .fold_thresholds import absorbed_affine  # fold_thresholds imports this module
+
     def foldable(op: Op) -> bool:
-        src = op.inputs[0]
-        aff = graph.producer(src)
-        if isinstance(aff, Affine) and len(graph.consumers(src)) == 1 and src not in graph.outputs:
-            src = aff.inputs[0]
-        return is_integer(graph.types[src].elem)
+        aff = absorbed_affine(graph, op)
+        return is_integer(graph.types[(aff or op).inputs[0]].elem)
     return _first((op for op in graph.ops if isinstance(op, Sign) and foldable(op)),
                   lambda op: "is a sign that could be an integer threshold")
 

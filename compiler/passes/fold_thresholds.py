@@ -84,6 +84,16 @@ def simplify(thresholds: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tu
     return t_out.reshape(len(rows), levels), v_out.reshape(len(rows), levels + 1)
 
 
+def absorbed_affine(graph: Graph, op: Op) -> Affine | None:
+    """The exact affine in front of a sign or threshold that folding absorbs into it: one that
+    only this op reads (and that is not a graph output); None if there is none."""
+    src = op.inputs[0]
+    aff = graph.producer(src)
+    if isinstance(aff, Affine) and len(graph.consumers(src)) == 1 and src not in graph.outputs:
+        return aff
+    return None
+
+
 @register
 @dataclass(frozen=True)
 class FoldThresholds(Pass):
@@ -108,12 +118,11 @@ class FoldThresholds(Pass):
 
     def _fold(self, graph: Graph, op: Sign | Threshold) -> tuple[Affine | None, Threshold] | None:
         """(affine op absorbed or None, integer Threshold) -- or None when op cannot fold here."""
-        src = op.inputs[0]
-        aff = graph.producer(src)
-        if isinstance(aff, Affine) and len(graph.consumers(src)) == 1 and src not in graph.outputs:
+        aff = absorbed_affine(graph, op)
+        if aff is not None:
             base, scale, bias = aff.inputs[0], aff.scale, aff.bias
         else:
-            aff, base = None, src
+            base = op.inputs[0]
             scale, bias = np.array(Fraction(1), dtype=object), np.array(Fraction(0), dtype=object)
         elem = graph.types[base].elem
         if not isinstance(elem, (Int, Fixed, Bipolar, Ternary)):

@@ -10,6 +10,7 @@ from bnnc import driver
 from bnnc.original import run_original
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.models.finn_forms import finn_separable_cnv
 from tests.models.separable import separable_cnv
 from tests.onnx_builders import save
 
@@ -73,3 +74,15 @@ def test_brevitas_depthwise_separable_within_bound_and_hls(tmp_path, dynamo):
 def test_brevitas_depthwise_separable_in_rtl(tmp_path):
     compiled, x, reference = separable(tmp_path, False)
     np.testing.assert_array_equal(driver.execute(compiled, x[:8], "rtl", tmp_path / "rtl"), reference[:8])
+
+
+def test_grouped_conv_stays_cmos_in_the_threshold_logic_netlist(tmp_path):
+    """A grouped conv's zero weights are no literal of a TLG bit heap: the layer stays CMOS and
+    says why (the mapping once failed with a KeyError on the first 0 weight)."""
+    from bnnc.backends.asic.tl import threshold_logic
+
+    compiled = driver.compile_model(finn_separable_cnv(tmp_path / "m.onnx"), driver.Options())
+    mapping = threshold_logic(compiled.graph)
+    kept = dict(mapping.cmos)
+    assert "ternary weights: x*w products" in kept[1]  # the depthwise conv, on a bipolar map
+    assert mapping.network(2) is not None  # the pointwise conv after it is binary: TLGs

@@ -7,10 +7,10 @@ import numpy as np
 import onnx
 import pytest
 from bnnc import driver
+from bnnc.backends.asic.tl import threshold_logic
 from bnnc.original import run_original
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.models.finn_forms import finn_separable_cnv
 from tests.models.separable import separable_cnv
 from tests.onnx_builders import save
 
@@ -68,6 +68,12 @@ def separable(tmp_path, dynamo):
 def test_brevitas_depthwise_separable_within_bound_and_hls(tmp_path, dynamo):
     compiled, x, reference = separable(tmp_path, dynamo)
     np.testing.assert_array_equal(driver.execute(compiled, x, "hls", tmp_path / "hls"), reference)
+    # In the threshold-logic netlist (--target asic) the depthwise conv's zero weights are no
+    # literal of a TLG bit heap: it stays CMOS and says why (this was a KeyError), while the
+    # binary pointwise conv after it becomes TLGs.
+    mapping = threshold_logic(compiled.graph)
+    assert "ternary weights: x*w products" in dict(mapping.cmos)[1]
+    assert mapping.network(2) is not None
 
 
 @pytest.mark.slow  # about a minute of Verilator build
@@ -75,14 +81,3 @@ def test_brevitas_depthwise_separable_in_rtl(tmp_path):
     compiled, x, reference = separable(tmp_path, False)
     np.testing.assert_array_equal(driver.execute(compiled, x[:8], "rtl", tmp_path / "rtl"), reference[:8])
 
-
-def test_grouped_conv_stays_cmos_in_the_threshold_logic_netlist(tmp_path):
-    """A grouped conv's zero weights are no literal of a TLG bit heap: the layer stays CMOS and
-    says why (the mapping once failed with a KeyError on the first 0 weight)."""
-    from bnnc.backends.asic.tl import threshold_logic
-
-    compiled = driver.compile_model(finn_separable_cnv(tmp_path / "m.onnx"), driver.Options())
-    mapping = threshold_logic(compiled.graph)
-    kept = dict(mapping.cmos)
-    assert "ternary weights: x*w products" in kept[1]  # the depthwise conv, on a bipolar map
-    assert mapping.network(2) is not None  # the pointwise conv after it is binary: TLGs

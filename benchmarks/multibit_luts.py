@@ -27,12 +27,7 @@ from bnnc.backends.verilog import TOP
 from bnnc.report import SynthTimeout, shared_cells, synthesize, yosys_version
 
 
-def measure(name: str, work: Path, timeout: float, layers: bool) -> list[str]:
-    from tests.models.bnn_pynq import bnn_pynq
-
-    model = bnn_pynq(work / f"{name}.onnx", name)
-    build = work / name
-    bnnc.compile(model, build, fold="auto")
+def measure(name: str, build: Path, timeout: float, layers: bool) -> list[str]:
     design = driver.hardware(driver.open_build(build))
     manifest = json.loads((build / "manifest.json").read_text())["hardware"]
     tops = [(f"bnnc_layer{entry['index']}", f"layer {entry['index']}") for entry in manifest["layers"]
@@ -60,10 +55,14 @@ def main() -> None:
     print(f"{yosys_version()}, synth_xilinx at --fold auto")
     print(f"{'model':<10} {'synthesized':<13} {'cycles/frame':>13} {'LUT':>9} {'FF':>8} {'CARRY':>7} {'DSP':>5} "
           f"{'yosys':>10}")
+    from tests.models.bnn_pynq import bnn_pynq
+
     with tempfile.TemporaryDirectory() as tmp:
         names = args.models.split(",")
+        for name in names:  # one after the other: Brevitas' export is not thread-safe
+            bnnc.compile(bnn_pynq(Path(tmp) / f"{name}.onnx", name), Path(tmp) / name, fold="auto")
         with ThreadPoolExecutor(max_workers=len(names)) as pool:  # each synthesis is its own Yosys process
-            for rows in pool.map(lambda n: measure(n, Path(tmp), args.timeout, args.layers), names):
+            for rows in pool.map(lambda n: measure(n, Path(tmp) / n, args.timeout, args.layers), names):
                 print("\n".join(rows), flush=True)
 
 

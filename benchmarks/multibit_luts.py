@@ -32,6 +32,9 @@ def measure(name: str, build: Path, timeout: float, layers: bool) -> list[str]:
     manifest = json.loads((build / "manifest.json").read_text())["hardware"]
     tops = [(f"bnnc_layer{entry['index']}", f"layer {entry['index']}") for entry in manifest["layers"]
             if (build / "rtl" / f"bnnc_layer{entry['index']}.v").exists()] if layers else [(TOP, "whole design")]
+    # products per clock: XNORs of 1-bit layers, +-x terms of the integer first layer, x*w of the rest
+    terms = sum(entry["resources"][key] for entry in manifest["layers"]
+                for key in ("xnors", "add_sub_terms", "multiply_terms"))
     rows = []
     for top, label in tops:
         start = time.perf_counter()
@@ -41,7 +44,7 @@ def measure(name: str, build: Path, timeout: float, layers: bool) -> list[str]:
                 else "no yosys"
         except SynthTimeout:
             cells = f"did not finish within {timeout:g} s"
-        rows.append(f"{name:<10} {label:<13} {manifest['cycles_per_frame']:>13} {cells} "
+        rows.append(f"{name:<10} {label:<13} {manifest['cycles_per_frame']:>13} {terms:>13,} {cells} "
                     f"{time.perf_counter() - start:>8.0f} s")
     return rows
 
@@ -53,8 +56,8 @@ def main() -> None:
     parser.add_argument("--layers", action="store_true", help="each layer's unit alone, not the whole design")
     args = parser.parse_args()
     print(f"{yosys_version()}, synth_xilinx at --fold auto")
-    print(f"{'model':<10} {'synthesized':<13} {'cycles/frame':>13} {'LUT':>9} {'FF':>8} {'CARRY':>7} {'DSP':>5} "
-          f"{'yosys':>10}")
+    print(f"{'model':<10} {'synthesized':<13} {'cycles/frame':>13} {'terms/clock':>13} {'LUT':>9} {'FF':>8} "
+          f"{'CARRY':>7} {'DSP':>5} {'yosys':>10}")
     from tests.models.bnn_pynq import bnn_pynq
 
     with tempfile.TemporaryDirectory() as tmp:

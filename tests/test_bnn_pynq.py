@@ -58,4 +58,4 @@ def test_small_models_in_rtl(tmp_path, name):
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 @pytest.mark.parametrize("name", BIG)
 def test_big_models(tmp_path, name, dynamo):
-    check(tmp_path, name, dynamo, n_hls=64, n_rtl=2 if not dynamo else 0)
+    check(tmp_path, name, dynamo, n_hls=64, n_rtl=2)

@@ -13,7 +13,7 @@ from bnnc import driver
 from bnnc.original import ORT_MAX_IR_VERSION, run_original
 from bnnc.passes.fold_constants import FoldConstants, first_rewrite
 
-from tests.models.finn_forms import finn_converted_cnv
+from tests.models.finn_forms import finn_converted_cnv, finn_separable_cnv
 
 
 def qonnx_outputs(path, x: np.ndarray) -> np.ndarray:
@@ -81,6 +81,35 @@ def test_converted_cnv_in_rtl(tmp_path, weights):
     x = inputs(compiled, 8)
     np.testing.assert_array_equal(driver.execute(compiled, x, "rtl", tmp_path / "rtl"),
                                   driver.execute(compiled, x, "interp"))
+
+
+FORMS = ["converted", "streamlined", "rounded"]
+
+
+def separable(tmp_path, form, n):
+    """The depthwise-separable net in a FINN form, compiled with every pass checked on n samples,
+    within the bound of qonnx's executor."""
+    path = finn_separable_cnv(tmp_path / f"sep_{form}.onnx", form)
+    x = inputs(driver.compile_model(path, driver.Options()), n)
+    compiled = driver.compile_model(path, driver.Options(targets=("verilog", "hls")), samples=x)
+    reference = driver.execute(compiled, x, "interp")
+    expected = qonnx_outputs(path, x).reshape(reference.shape)
+    np.testing.assert_allclose(reference, expected, rtol=1e-5, atol=driver.error_bound(compiled.graph) + 1e-6)
+    return compiled, x, reference
+
+
+@pytest.mark.slow  # qonnx's executor, the pass checks and a g++ build: 35-50 s each under load
+@pytest.mark.parametrize("form", FORMS)
+def test_finn_separable_forms_in_hls(tmp_path, form):
+    compiled, x, reference = separable(tmp_path, form, 24)
+    np.testing.assert_array_equal(driver.execute(compiled, x, "hls", tmp_path / "hls"), reference)
+
+
+@pytest.mark.slow  # a Verilator build each (converted reads s8 pixels, the others u8): 80-95 s under load
+@pytest.mark.parametrize("form", FORMS)
+def test_finn_separable_forms_in_rtl(tmp_path, form):
+    compiled, x, reference = separable(tmp_path, form, 8)
+    np.testing.assert_array_equal(driver.execute(compiled, x, "rtl", tmp_path / "rtl"), reference)
 
 
 def test_fold_constants_is_a_fixed_point_on_its_own_output(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import pytest
 from bnnc import driver
+from bnnc.backends.asic.tl import threshold_logic
 from bnnc.original import run_original
 from onnx import TensorProto, helper, numpy_helper
 
@@ -67,9 +68,16 @@ def separable(tmp_path, dynamo):
 def test_brevitas_depthwise_separable_within_bound_and_hls(tmp_path, dynamo):
     compiled, x, reference = separable(tmp_path, dynamo)
     np.testing.assert_array_equal(driver.execute(compiled, x, "hls", tmp_path / "hls"), reference)
+    # In the threshold-logic netlist (--target asic) the depthwise conv's zero weights are no
+    # literal of a TLG bit heap: it stays CMOS and says why (this was a KeyError), while the
+    # binary pointwise conv after it becomes TLGs.
+    mapping = threshold_logic(compiled.graph)
+    assert "ternary weights: x*w products" in dict(mapping.cmos)[1]
+    assert mapping.network(2) is not None
 
 
 @pytest.mark.slow  # about a minute of Verilator build
 def test_brevitas_depthwise_separable_in_rtl(tmp_path):
     compiled, x, reference = separable(tmp_path, False)
     np.testing.assert_array_equal(driver.execute(compiled, x[:8], "rtl", tmp_path / "rtl"), reference[:8])
+

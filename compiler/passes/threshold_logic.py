@@ -20,7 +20,8 @@ Zero-padded conv inputs (mode "masked": a pad contributes 0) use the same heap w
 1: dot = sum 2*(m_i AND xnor_i) + sum NOT m_i - K, where m_i says input i is inside the map.
 Multi-level thresholds (a ternary Sign(0) level) get one network per level; the output code is
 picked from the levels by a few ordinary gates. Layers with integer inputs (the first layer on
-pixels) or an affine post-op (the scores) are not neurons: they stay CMOS.
+pixels), ternary or multi-bit weights (also a grouped conv, whose weights outside a group are 0)
+or an affine post-op (the scores) are not neurons: they stay CMOS.
 
 Literals are ints: 2 * net + inverted. Net 0 is the constant 0 (so literal 1 is the constant 1),
 nets 1..n_inputs the layer's inputs, then one net per gate.
@@ -111,6 +112,8 @@ def cmos_reason(layer: Layer) -> str | None:
         return f"integer inputs ({layer.in_elem}): a multi-bit dot product, not a threshold of bits"
     if layer.post != "threshold":
         return f"{layer.post} post-op: multi-bit outputs, not a neuron"
+    if not isinstance(layer.weight_elem, Bipolar):  # a 0 weight is no literal of the bit heap
+        return f"{layer.weight_elem} weights: x*w products (a grouped conv's zeros), not a threshold of bits"
     return None
 
 

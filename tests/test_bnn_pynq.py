@@ -14,7 +14,7 @@ from bnnc.original import run_original
 from tests.models.bnn_pynq import bnn_pynq
 
 SMALL = ["tfc_1w1a", "tfc_1w2a"]
-BIG = ["tfc_2w2a", "sfc_1w2a", "sfc_2w2a", "lfc_1w2a", "cnv_1w2a", "cnv_2w2a"]
+BIG = ["tfc_2w2a", "sfc_1w1a", "sfc_1w2a", "sfc_2w2a", "lfc_1w1a", "lfc_1w2a", "cnv_1w1a", "cnv_1w2a", "cnv_2w2a"]
 
 
 def samples(compiled, n: int) -> np.ndarray:
@@ -49,9 +49,10 @@ def test_small_models_in_hls(tmp_path, name, dynamo):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 @pytest.mark.parametrize("name", SMALL)
-def test_small_models_in_rtl(tmp_path, name):
-    check(tmp_path, name, False, n_hls=0, n_rtl=16)
+def test_small_models_in_rtl(tmp_path, name, dynamo):
+    check(tmp_path, name, dynamo, n_hls=0, n_rtl=16)
 
 
 @pytest.mark.slow

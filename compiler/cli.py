@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-synth", action="store_true", help="no Yosys: size = XNORs instantiated per clock (a count)")
     p.add_argument("--synth-layers", action="store_true", help="synthesize each weight layer's unit alone and sum "
                    "them (for designs too large for one Yosys run; leaves out FIFOs and the top)")
+    p.add_argument("--flat", action="store_true", help="synthesize the lanes of folded layers flat with their layer "
+                   "instead of once as a module (slower; fewer LUTs: each weight bit's ROM merges with its XNOR)")
     p.add_argument("--synth-timeout", type=float, default=1800, help="seconds per Yosys run (default: 1800)")
     p.add_argument("--jobs", type=int, default=2, help="local processes running Yosys (default: 2)")
     p.add_argument("--cluster", help="run the Yosys jobs on this Dask scheduler (tcp://host:8786) instead; "
@@ -245,7 +247,7 @@ def cmd_explore(args) -> int:
     start = time.perf_counter()
     points = explore(args.model, Path(args.output), options, targets, args.points,
                      reuse={"auto": None, "on": True, "off": False}[args.reuse], synth=not args.no_synth,
-                     layers=args.synth_layers, jobs=args.jobs, cluster=args.cluster,
+                     layers=args.synth_layers, flat=args.flat, jobs=args.jobs, cluster=args.cluster,
                      cluster_timeout=args.cluster_timeout, timeout=args.synth_timeout, clock_mhz=args.clock_mhz)
     text = (Path(args.output) / "explore.md").read_text()
     front = text.split("## Every design")[0]

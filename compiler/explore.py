@@ -129,9 +129,10 @@ def plan_points(model: str, options: driver.Options, targets: list[int], reuse: 
     return points
 
 
-def measure(points: list[Point], pool, layers: bool, timeout: float) -> None:
+def measure(points: list[Point], pool, layers: bool, timeout: float, flat: bool = False) -> None:
     """Synthesize every distinct RTL (whole design, or with `layers` each weight layer's unit
-    alone) on `pool`, and give every point its summed cell counts."""
+    alone) on `pool`, and give every point its summed cell counts. `flat`: the lanes of folded
+    layers are synthesized with their layer, not once as a module of their own (report.shared_cells)."""
     from .backends.hardware import Layer
     from .backends.verilog import TOP
 
@@ -142,8 +143,9 @@ def measure(points: list[Point], pool, layers: bool, timeout: float) -> None:
         tops = [f"bnnc_layer{l.index}" for l in design.layers if isinstance(l, Layer)] if layers else [TOP]
         for top in tops:
             p.jobs.append((p.rtl, top))
-            jobs.setdefault((p.rtl, top), (p.files, top, shared_cells(design, top), timeout))
-    progress(f"explore: {len(jobs)} Yosys runs for {len(points)} designs...")
+            jobs.setdefault((p.rtl, top), (p.files, top, shared_cells(design, top, lanes=not flat), timeout))
+    progress(f"explore: {len(jobs)} Yosys run{'s' if len(jobs) != 1 else ''} for {len(points)} "
+             f"design{'s' if len(points) != 1 else ''}...")
     keys = list(jobs)
     futures = [pool.submit(synth_job, *jobs[k]) for k in keys]
     results = {}
@@ -204,7 +206,8 @@ def csv_text(points: list[Point], clock_mhz: float, synth: bool) -> str:
     return buf.getvalue()
 
 
-def markdown(model: str, points: list[Point], clock_mhz: float, synth: bool, layers: bool, timeout: float) -> str:
+def markdown(model: str, points: list[Point], clock_mhz: float, synth: bool, layers: bool, flat: bool,
+             timeout: float) -> str:
     names = columns(synth)
 
     def table(selected: list[list]) -> list[str]:
@@ -218,6 +221,8 @@ def markdown(model: str, points: list[Point], clock_mhz: float, synth: bool, lay
     if synth:
         how = ("Yosys `synth_xilinx` as `bnnc report` runs it, " +
                ("each weight layer's unit alone, summed (no FIFOs or top-level glue)" if layers else "the whole design")
+               + (", folded layers' lanes flat with their layer" if flat else
+                  ", each folded layer's lane synthesized once as a module and counted per lane")
                + f"; LUTs are the size axis (timeout {timeout:g} s per run: a run that timed out leaves its cells empty)")
     else:
         how = "no synthesis: the size axis is XNORs (terms) instantiated per clock, a count, not LUTs"
@@ -229,7 +234,7 @@ def markdown(model: str, points: list[Point], clock_mhz: float, synth: bool, lay
 
 
 def explore(model: str, out_dir: Path, options: driver.Options, targets: list[int] | None = None, points: int = 7,
-            reuse: bool | None = None, synth: bool = True, layers: bool = False, jobs: int = 2,
+            reuse: bool | None = None, synth: bool = True, layers: bool = False, flat: bool = False, jobs: int = 2,
             cluster: str | None = None, cluster_timeout: float = 10, timeout: float = 1800,
             clock_mhz: float = 100.0) -> list[Point]:
     """Run the sweep and write out_dir/explore.{csv,md,svg}; returns the points."""
@@ -244,14 +249,14 @@ def explore(model: str, out_dir: Path, options: driver.Options, targets: list[in
         found = plan_points(model, options, targets, reuse)
         if synth:
             progress(f"explore: synthesizing on {where}")
-            measure(found, pool, layers, timeout)
+            measure(found, pool, layers, timeout, flat)
     for p in found:  # the RTL and designs were only needed by the jobs
         p.files = p.design = None
     mark_pareto(found, synth)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "explore.csv").write_text(csv_text(found, clock_mhz, synth))
-    (out_dir / "explore.md").write_text(markdown(Path(model).name, found, clock_mhz, synth, layers, timeout))
+    (out_dir / "explore.md").write_text(markdown(Path(model).name, found, clock_mhz, synth, layers, flat, timeout))
     (out_dir / "explore.svg").write_text(svg(found, [cost(p, synth) for p in found], clock_mhz,
                                              "LUTs (Yosys synth_xilinx)" if synth else "XNORs per clock (count)"))
     return found

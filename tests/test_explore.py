@@ -177,3 +177,20 @@ def test_dask_cluster_gives_the_same_results(model, local_run, tmp_path):
         assert jobs.state_counts["memory"] == 4 and jobs.all_durations["compute"] > 0
     for name in ("explore.csv", "explore.md", "explore.svg"):
         assert (out / name).read_bytes() == (local_run / name).read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_YOSYS, reason="Yosys not installed")
+def test_flat_lanes_merge_rom_and_xnor(model, local_run, tmp_path):
+    """--flat: a folded layer's lanes synthesized with their weight ROM; Yosys then merges each
+    weight bit's ROM with its XNOR, which the lane boundary forbids: fewer LUTs, same design."""
+    out = tmp_path / "flat"
+    done = bnnc("explore", model, "-o", out, "--cycles", "4", "--flat")
+    assert done.returncode == 0, done.stderr
+    flat = {r["variant"]: r for r in read_csv(out / "explore.csv")}
+    kept = {r["variant"]: r for r in read_csv(local_run / "explore.csv") if r["target_cycles"] == "4"}
+    assert set(flat) == set(kept) == {"plain", "reuse"}
+    for variant in flat:
+        assert flat[variant]["folding"] == kept[variant]["folding"]
+        assert int(flat[variant]["LUT"]) < int(kept[variant]["LUT"]), (flat[variant], kept[variant])
+    assert "lanes flat" in (out / "explore.md").read_text()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-W, H = 640, 420
-LEFT, RIGHT, TOP, BOTTOM = 80, 150, 30, 50  # margins around the plot area
+W, H = 660, 420
+LEFT, RIGHT, TOP, BOTTOM = 80, 170, 30, 50  # margins around the plot area
 COLOUR = {"plain": "#6b7280", "reuse": "#2563eb"}
 
 
@@ -63,7 +63,8 @@ def svg(points, costs: list[int | None], clock_mhz: float, cost_name: str) -> st
         ring = ' stroke="#dc2626" stroke-width="2"' if p.pareto else ""
         out.append(f'<circle cx="{x(c):.1f}" cy="{y(f):.1f}" r="4" fill="{colour}"{ring}>'
                    f'<title>{escape(p.variant)}, {p.cycles} cycles/frame, {c:,}</title></circle>'
-                   f'<text x="{x(c) + 6:.1f}" y="{y(f) - 5:.1f}" font-size="9">{p.cycles}</text>')
+                   + (f'<text x="{x(c) + 6:.1f}" y="{y(f) - 5:.1f}" font-size="9">{p.cycles}</text>' if p.variant != "plain"
+                      else f'<text x="{x(c) - 6:.1f}" y="{y(f) - 5:.1f}" font-size="9" text-anchor="end">{p.cycles}</text>'))
     legend = [("without channel reuse", COLOUR["plain"], ""), ("with channel reuse", COLOUR["reuse"], ""),
               ("on the Pareto front", "#ffffff", ' stroke="#dc2626" stroke-width="2"')]
     for i, (name, colour, ring) in enumerate(legend):

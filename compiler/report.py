@@ -91,7 +91,7 @@ def shared_cells(design, top: str, lanes: bool = True) -> tuple[str, ...]:
     - The dot-product lanes of folded layers (more than one step per vector): their weights come
       from a ROM indexed by the step, so every lane of a layer is the same circuit and is
       synthesized once instead of once per lane, which is what makes the folded SFC's 256 lanes
-      per layer tractable (and ABC does no worse on one lane alone). A fully unrolled layer's
+      per layer tractable (at a price in LUTs: see `lanes`). A fully unrolled layer's
       lanes have constant weights and stay flat, so the XNORs with constants fold into LUTs.
       `lanes` False: folded lanes stay flat too (`bnnc explore --flat`). Slower, and smaller: the
       boundary keeps Yosys from merging a weight bit's ROM with its XNOR (SFC layer 1 at 16

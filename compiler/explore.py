@@ -149,11 +149,16 @@ def measure(points: list[Point], pool, layers: bool, timeout: float, flat: bool 
     keys = list(jobs)
     futures = [pool.submit(synth_job, *jobs[k]) for k in keys]
     results = {}
-    for key, future in zip(keys, futures):
-        counts, seconds = future.result()
-        results[key] = counts
-        progress(f"explore: yosys {key[1]} of design {key[0][:8]}: "
-                 + (f"{counts['LUT']:,} LUTs" if counts else f"did not finish within {timeout:g} s") + f" ({seconds:.0f} s)")
+    try:
+        for key, future in zip(keys, futures):
+            counts, seconds = future.result()
+            results[key] = counts
+            progress(f"explore: yosys {key[1]} of design {key[0][:8]}: "
+                     + (f"{counts['LUT']:,} LUTs" if counts else f"did not finish within {timeout:g} s") + f" ({seconds:.0f} s)")
+    except BaseException:  # a failed job or Ctrl-C: the jobs not yet started need not run
+        for future in futures:
+            future.cancel()
+        raise
     for p in points:
         parts = [results[k] for k in p.jobs]
         p.cells = None if any(c is None for c in parts) else {g: sum(c[g] for c in parts if c) for g in CELL_GROUPS}

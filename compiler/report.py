@@ -82,7 +82,7 @@ def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800, shar
     return counts
 
 
-def shared_cells(design, top: str) -> tuple[str, ...]:
+def shared_cells(design, top: str, lanes: bool = True) -> tuple[str, ...]:
     """Yosys selections of the cells that `synthesize` keeps as modules of their own.
     - The whole design's units (every stage of the top: windows, layers, pools, FIFOs): each is
       synthesized alone and the totals summed, as in an out-of-context flow. Units meet only at
@@ -91,14 +91,17 @@ def shared_cells(design, top: str) -> tuple[str, ...]:
     - The dot-product lanes of folded layers (more than one step per vector): their weights come
       from a ROM indexed by the step, so every lane of a layer is the same circuit and is
       synthesized once instead of once per lane, which is what makes the folded SFC's 256 lanes
-      per layer tractable (and ABC does no worse on one lane alone). A fully unrolled layer's
-      lanes have constant weights and stay flat, so the XNORs with constants fold into LUTs."""
+      per layer tractable (at a price in LUTs: see `lanes`). A fully unrolled layer's
+      lanes have constant weights and stay flat, so the XNORs with constants fold into LUTs.
+      `lanes` False: folded lanes stay flat too (`bnnc explore --flat`). Slower, and smaller: the
+      boundary keeps Yosys from merging a weight bit's ROM with its XNOR (SFC layer 1 at 16
+      cycles/frame: 10,311 LUTs flat, 15,340 with the lanes kept)."""
     from .backends.hardware import Layer
     from .backends.verilog import TOP
 
     units = (f"{TOP}/stage*",) if top == TOP else ()
     return units + tuple(f"bnnc_layer{l.index}/lane*dot" for l in design.layers
-                         if isinstance(l, Layer) and l.cycles > l.vectors and top in (TOP, f"bnnc_layer{l.index}"))
+                         if lanes and isinstance(l, Layer) and l.cycles > l.vectors and top in (TOP, f"bnnc_layer{l.index}"))
 
 
 def _variant(compiled: driver.Compiled, with_reuse: bool) -> driver.Compiled:

@@ -369,11 +369,17 @@ def _smallest_unit(layer: Layer, max_cycles: int, all_channels_first: bool) -> t
     return best[1]
 
 
-def auto_folding(layers: list[Layer | PoolLayer], reuse: bool = False) -> dict[int, dict]:
+def auto_folding(layers: list[Layer | PoolLayer], reuse: bool = False, interval: int | None = None) -> dict[int, dict]:
     """Balance the pipeline: the slowest layer sets the interval, the others fold down to it.
     Layers with a reuse tree (or all, when `reuse`: the tree is still to be built) prefer all
-    channels in parallel among the equally small units."""
+    channels in parallel among the equally small units. `interval`: fold every layer down to
+    this many cycles per frame instead (`bnnc explore` sweeps it; no parallelism limit then, and
+    a layer that cannot go that fast -- a conv's pixels, a pool -- runs as fast as it can)."""
     units = [layer for layer in layers if isinstance(layer, Layer)]
+    if interval is not None:
+        return {layer.index: dict(zip(("pe", "simd"), _smallest_unit(layer, max(1, interval // layer.vectors),
+                                                                     reuse or layer.reuse is not None)))
+                for layer in units}
 
     def fastest_cycles(layer):
         return layer.vectors * min((layer.out_count // pe) * (layer.in_count // simd)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import bnnc
 import pytest
+import numpy as np
 from bnnc import driver, interp
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit
@@ -28,7 +29,11 @@ from tests.test_verilog import FOLDINGS, check_run, graph_of, random_inputs
 VECTORS = 60
 # every folding of test_verilog without channel reuse (registered units do not build it)
 CASES = sorted(case for case, (_, reuse) in FOLDINGS.items() if not reuse)
-DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits_mlp"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DIGITS = EXAMPLES / "digits_mlp"
+# the digits MLP at 32 cycles/frame (fully unrolled it does not fit an ECP5); benchmarks/fmax.py
+FOLD32 = {"layers": {"0": {"pe": 4, "simd": 32}, "1": {"pe": 4, "simd": 32}, "2": {"pe": 4, "simd": 32},
+                     "3": {"pe": 10, "simd": 2}}}
 
 
 def registered_design(case):
@@ -101,3 +106,20 @@ def test_registered_is_recorded_in_the_build(tmp_path):
     # `bnnc run` rebuilds the design from the record: registered again, with the manifest's latency
     design = driver.hardware(driver.open_build(build.path))
     assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example, fold", [("digits_mlp", FOLD32), ("digits_cnv", "auto")])
+def test_registered_examples_are_exact_and_on_time(example, fold, tmp_path):
+    """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
+    products (digits MLP), convs with zero padding and a pool (digits CNV)."""
+    build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True)
+    compiled = driver.open_build(build.path)
+    design = driver.hardware(compiled)
+    graph = compiled.graph
+    env = interp.run(graph, {graph.inputs[0][0]: np.load(EXAMPLES / example / "test_x.npy")[:40]}, trace=True)
+    expected = env[[op for op in graph.ops if not graph.on_host(op)][-1].out].reshape(40, -1)
+    result = simulate(build.path / "rtl", design.serialize(env[driver.device_input(graph)]), design, expected, seed=5)
+    np.testing.assert_array_equal(result.outputs, expected)
+    assert result.cycles_per_frame_measured == build.manifest["hardware"]["cycles_per_frame"]
+    assert result.latency_measured == build.manifest["hardware"]["latency_cycles"]

@@ -104,6 +104,7 @@ class LayerView:
     # registered (Design.registered): pipeline stages after a step, output queue places, the
     # width of the counter of results in flight, and the group each post-op ROM reads
     registered: bool = False
+    mult_split: bool = False  # the multiply-add's product from three 17 x 17-bit products (17 < ACC_W <= 34)
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
     post_stages: int = 0
@@ -256,13 +257,14 @@ def shift_add_text(signal: str, constant: int, bits: int) -> str:
     return text or lit(0, bits)
 
 
-def _post_selects(roms: tuple[Rom, ...], stages: int, group_bits: int) -> tuple[str, ...]:
-    """Registered: the group a post-op ROM is read in -- the multiplier's in the stage before the
-    last (it feeds the product register), every other one in the last stage."""
+def _post_selects(roms: tuple[Rom, ...], stages: int, group_bits: int, digits: bool) -> tuple[str, ...]:
+    """Registered: the group a post-op ROM is read in -- a multiplier's two stages before the last
+    (it is registered beside the sums it multiplies; a multiplier of signed digits one stage
+    before the last, unregistered), every other one in the last stage."""
     def at(stage):
         lo = (stage - 1) * group_bits
         return f"stage_group[{lo + group_bits - 1}:{lo}]"
-    return tuple(at(stages - 1 if r.signal == "group_mult" else stages) for r in roms)
+    return tuple(at(stages - (1 if digits else 2) if r.signal == "group_mult" else stages) for r in roms)
 
 
 def part_inputs(mode: str, weight_bits: int) -> int:
@@ -347,15 +349,19 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
         residual=residual,
-        **_registered_fields(layer, post_roms, group_bits, registered, part_inputs(mode, lp.weight_bits)),
+        **_registered_fields(layer, post_roms, group_bits, registered, part_inputs(mode, lp.weight_bits),
+                             mult_digits is not None),
     )
 
 
 def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int, registered: bool,
-                       part: int) -> dict:
+                       part: int, digits: bool) -> dict:
     if not registered:
         return dict(post_selects=tuple(r.select for r in post_roms))
     stages, slots, part = post_stages(layer), queue_slots(layer), min(part, layer.simd)
+    acc_w = plan(layer).acc.width
+    split = layer.post != "threshold" and not digits and 17 < acc_w <= 34
     return dict(registered=True, part=part, parts=-(-layer.simd // part), post_stages=stages, slots=slots,
-                pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits))
+                pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
+                mult_split=split)
 

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import bnnc
-import pytest
 import numpy as np
+import pytest
 from bnnc import driver, interp
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit

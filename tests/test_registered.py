@@ -103,6 +103,9 @@ def test_registered_is_recorded_in_the_build(tmp_path):
                          fold={"layers": {"0": {"pe": 16, "simd": 64}}})
     assert json.loads((build.path / "build.json").read_text())["options"]["registered"] is True
     assert "bnnc_queue.v" in (build.path / "rtl" / "filelist.f").read_text().split()
+    # layer 0 takes 4 steps: its result needs ceil((4 + 2) / 4) places; the others, unrolled, one per clock
+    assert build.manifest["hardware"]["pipeline"]["registered_units"][:2] == [
+        {"layer": 0, "stages": 4, "queue": 2}, {"layer": 1, "stages": 4, "queue": 6}]
     # `bnnc run` rebuilds the design from the record: registered again, with the manifest's latency
     design = driver.hardware(driver.open_build(build.path))
     assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]

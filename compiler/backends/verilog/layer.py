@@ -270,12 +270,14 @@ def _post_selects(roms: tuple[Rom, ...], stages: int, group_bits: int, digits: b
 def part_inputs(mode: str, weight_bits: int) -> int:
     """Registered: inputs per part of a lane's dot product, so that each part's tree fits one
     clock at about 100 MHz on an ECP5 (LUT4s, carry chains, routing about 1 ns per level; from
-    nextpnr's critical paths): 24 one-bit terms (four 6-term counts and two adder levels), two
-    integer terms or products of multi-bit weights (with four u8 terms a part was the critical
-    path of the digits MLP at 99.9 MHz: an adder level and bnnc_dot's two constant-correcting adds)."""
+    nextpnr's critical paths): 24 one-bit terms (four 6-term counts and two adder levels), four
+    integer terms, two products of multi-bit weights. Measured on the registered digits MLP: four
+    u8 terms per part are its critical path at 99.9 MHz; two per part moved it to the sum of the
+    16 parts (88.7 MHz), which ABC maps into LUT levels rather than carry chains.
+    """
     if weight_bits > 1:
         return 2
-    return 24 if mode in ("xnor", "masked") else 2
+    return 24 if mode in ("xnor", "masked") else 4
 
 
 def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False) -> LayerView:

@@ -93,7 +93,7 @@ def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate, quantize_
 def compile(model: str | Path, output: str | Path = "build", *, target: str = "verilog", fold: str | dict = "auto",
             pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, wrap: str = "none",
             tuser_bits: int = 0, verify_inputs: np.ndarray | str | Path | Literal[True] | None = None,
-            quantize_weights: int = 0, multiplier_free: int = 0) -> Build:
+            quantize_weights: int = 0, multiplier_free: int = 0, registered: bool = False) -> Build:
     """Compile an ONNX model into the build folder `output` (written atomically).
 
     target: "verilog", "hls", "asic" or "all"; fold: "auto", a folding JSON file or the folding as a dict;
@@ -102,14 +102,15 @@ def compile(model: str | Path, output: str | Path = "build", *, target: str = "v
     True for random ones over the input quantizer's range; quantize_weights: round weights that
     are not a scale times integers (float layers) to this many bits, 0 to refuse them;
     multiplier_free: round scales and multi-bit weights to at most this many signed powers of two,
-    so that the hardware shifts and adds instead of multiplying (0: off)."""
+    so that the hardware shifts and adds instead of multiplying (0: off); registered: register every
+    matrix-vector unit's datapath and output handshake in the Verilog (for Fmax; more latency)."""
     import time
 
     if target not in TARGETS:
         raise BnncError(f"unknown target '{target}' (choose {', '.join(TARGETS)})")
     start = time.perf_counter()
     options = replace(_options(pipeline, fold, TARGETS[target], calibrate, quantize_weights, multiplier_free),
-                      wrap=wrap, tuser_bits=tuser_bits)
+                      wrap=wrap, tuser_bits=tuser_bits, registered=bool(registered))
     samples = None
     if verify_inputs is not None:
         source = driver.lower(driver.load_model(model), Path(model).stem, options.quantize_weights)
@@ -148,7 +149,7 @@ def _argmax_agreement(y: np.ndarray, original: np.ndarray, allowed: np.ndarray) 
 def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str, ...] = ("rtl",), fold: str | dict = "auto",
            pipeline: str = DEFAULT_PIPELINE, calibrate: str | Path | None = None, simulator: str = "verilator",
            engine: str = "auto", waves: bool = False, work: str | Path | None = None,
-           quantize_weights: int = 0, multiplier_free: int = 0) -> Verification:
+           quantize_weights: int = 0, multiplier_free: int = 0, registered: bool = False) -> Verification:
     """The original ONNX model vs the interpreter vs each backend on samples x (or a .npy path)."""
     from .original import run_original
 
@@ -156,8 +157,8 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
         if b not in BACKEND_TARGET:
             raise BnncError(f"unknown backend '{b}' (choose {', '.join(BACKEND_TARGET)})")
     targets = tuple(dict.fromkeys(BACKEND_TARGET[b] for b in backends))
-    compiled = driver.compile_model(model, _options(pipeline, fold, targets, calibrate, quantize_weights,
-                                                    multiplier_free))
+    compiled = driver.compile_model(model, replace(_options(pipeline, fold, targets, calibrate, quantize_weights,
+                                                            multiplier_free), registered=bool(registered)))
     x = _samples(x, compiled.source)
     n = len(x)
     driver.progress(f"running the original model on {n} samples...")

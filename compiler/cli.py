@@ -33,6 +33,10 @@ def _common(p: argparse.ArgumentParser, fold: bool = True) -> None:
     p.add_argument("--multiplier-free", type=int, default=0, metavar="K",
                    help="round every scale, PReLU slope and multi-bit weight to at most K signed powers of two, "
                         "so that the hardware shifts and adds instead of multiplying (1 to 8; default: 0, off)")
+    p.add_argument("--registered", action="store_true",
+                   help="Verilog for a faster clock: register every matrix-vector unit's datapath (3 stages, 4 with "
+                        "a multiply) and its output handshake, so no combinational path crosses a unit; "
+                        "cycles/frame stay, latency grows (the manifest states both exactly)")
 
 
 def _simulation(p: argparse.ArgumentParser) -> None:
@@ -144,7 +148,8 @@ def cmd_compile(args) -> int:
     build = api.compile(args.model, args.output, target=args.target, fold=args.fold, pipeline=args.pipeline,
                         calibrate=args.calibrate, wrap=args.wrap, tuser_bits=args.tuser_bits,
                         verify_inputs=(args.inputs or True) if args.verify else None,
-                        quantize_weights=args.quantize_weights, multiplier_free=args.multiplier_free)
+                        quantize_weights=args.quantize_weights, multiplier_free=args.multiplier_free,
+                        registered=args.registered)
     print(f"compiled {args.model} -> {args.output}/ in {build.seconds:.2f} s")
     hw = build.manifest["hardware"]
     for layer in hw["layers"]:
@@ -264,7 +269,8 @@ def cmd_verify(args) -> int:
     result = api.verify(args.model, args.inputs, backends=backends, fold=args.fold, pipeline=args.pipeline,
                         calibrate=args.calibrate, simulator=args.simulator, engine=args.engine, waves=args.waves,
                         work=args.work or (VERIFY_WAVES_WORK if args.waves else None),
-                        quantize_weights=args.quantize_weights, multiplier_free=args.multiplier_free)
+                        quantize_weights=args.quantize_weights, multiplier_free=args.multiplier_free,
+                        registered=args.registered)
     print(result.table(), end="")
     return 0 if result.ok else 1
 

@@ -39,6 +39,7 @@ class Options:
     multiplier_free: int = 0  # K > 0: scales and weights to at most K signed powers of two (fold-fixed-point)
     wrap: str = "none"  # "axis": an AXI4-Stream top around the RTL (see compiler/integration.py)
     tuser_bits: int = 0  # with wrap="axis": TUSER width, 0 for none
+    registered: bool = False  # Verilog: register every matrix-vector unit (hardware.Design.registered)
 
 
 @dataclass
@@ -247,6 +248,8 @@ def hardware(compiled: Compiled):
         try:
             compiled.design = lower_hw(compiled.graph, folding_spec(compiled.options.fold),
                                        multiplier_free=compiled.multiplier_free)
+            if compiled.options.registered:
+                compiled.design = replace(compiled.design, registered=True)
         except IRError as exc:
             raise BnncError(str(exc)) from None
     return compiled.design
@@ -337,6 +340,8 @@ def write_build(compiled: Compiled, out_dir: Path, model_path: Path) -> list[Pat
                             "quantize_weights": compiled.options.quantize_weights}}
         if compiled.options.multiplier_free:  # recorded only when set: other builds stay as they were
             info["options"]["multiplier_free"] = compiled.options.multiplier_free
+        if compiled.options.registered:  # likewise
+            info["options"]["registered"] = True
         (stage / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (stage / "manifest.json").write_text(json.dumps(build_manifest, indent=2) + "\n")
     except BaseException:
@@ -373,7 +378,8 @@ def open_build(build_dir: Path) -> Compiled:
         calibrate = build_dir / opts["calibrate"] if opts.get("calibrate") else None
         options = Options(pipeline=str(opts["pipeline"]), targets=tuple(opts["targets"]), fold=opts["fold"],
                           calibrate=calibrate, quantize_weights=int(opts.get("quantize_weights", 0)),
-                          multiplier_free=int(opts.get("multiplier_free", 0)))
+                          multiplier_free=int(opts.get("multiplier_free", 0)),
+                          registered=bool(opts.get("registered", False)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a hand-edited or damaged build
         raise BnncError(f"{info_path}: not a readable build record ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None

@@ -81,8 +81,9 @@ def _run(cmd: list[str], log: Path, timeout: float, cwd: Path) -> None:
 
 
 def place_and_route(sources: list[Path], top: str, family: str, folder: Path, freq_mhz: float = 100.0,
-                    timeout: float = 3600.0) -> PlacedDesign:
-    """Synthesize `sources` with top module `top` and place and route them on `family`."""
+                    timeout: float = 3600.0, seed: int | None = None) -> PlacedDesign:
+    """Synthesize `sources` with top module `top` and place and route them on `family` (`seed`:
+    nextpnr's placer seed; its Fmax moves by a few percent from seed to seed)."""
     if family not in FAMILIES:
         raise BnncError(f"unknown FPGA family '{family}' (choose {', '.join(FAMILIES)})")
     spec = FAMILIES[family]
@@ -100,7 +101,8 @@ def place_and_route(sources: list[Path], top: str, family: str, folder: Path, fr
     _run([tool("yosys"), "-q", "-p", f"{reads} {spec['synth']} -top {top} -json {rel(netlist)}"],
          folder / "yosys.log", timeout, root)
     _run([tool(spec["pnr"]), *spec["part"], "--json", rel(netlist), "--freq", f"{freq_mhz:g}",
-          "--timing-allow-fail", "--report", rel(report), "--quiet"], folder / "nextpnr.log", timeout, root)
+          "--timing-allow-fail", "--report", rel(report), "--quiet", *([] if seed is None else ["--seed", str(seed)])],
+         folder / "nextpnr.log", timeout, root)
     data = json.loads(report.read_text())
     used = {cell: count["used"] for cell, count in data["utilization"].items()}
     if used.get(spec["io"], 0) and family != "ecp5" and used[spec["io"]] >= data["utilization"][spec["io"]]["available"]:

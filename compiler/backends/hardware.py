@@ -187,6 +187,9 @@ class Design:
     # K > 0: the model's constants were rounded to at most K signed powers of two
     # (fold-fixed-point{multiplier-free=K}); backends build every product by them as shifts and adds
     multiplier_free: int = 0
+    # the Verilog backend registers every matrix-vector unit's datapath and output handshake
+    # (`bnnc compile --registered`, for Fmax; verilog_timing says what it costs in clocks)
+    registered: bool = False
 
     @property
     def cycles_per_frame(self) -> int:

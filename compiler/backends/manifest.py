@@ -27,6 +27,10 @@ TIMING_MODEL = (
     "where waiting would cost throughput, so the pipeline runs a fixed schedule, replayed transfer by "
     "transfer in verilog_timing.py: latency_cycles = rising edges from a frame's first input transfer "
     "to its output transfer through an idle pipeline with out_ready high")
+REGISTERED_MODEL = (
+    " Registered units (--registered): each matrix-vector unit's result reaches its output queue `stages` "
+    "clocks after its last step, which waits for a free place among the queue's `queue` places (counted "
+    "one clock before); the replay includes both")
 
 
 def _element(elem: Element) -> dict:
@@ -152,6 +156,14 @@ RESOURCE_KEYS = ("xnors", "add_sub_terms", "multiply_terms", "adder_tree_input_b
                  "comparators", "multipliers", "weight_rom_bits", "register_bits", "fifo_bits")
 
 
+def _registered(schedule) -> dict:
+    """Only for registered designs, so that other manifests stay as they were."""
+    units = [u for u in schedule.units if u.slots] if schedule is not None else []
+    if not units:
+        return {}
+    return {"registered_units": [{"layer": u.layer.index, "stages": u.post_stages, "queue": u.slots} for u in units]}
+
+
 def design_manifest(design: Design) -> dict:
     """JSON-ready description of the hardware for `design` (see TIMING_MODEL)."""
     reason = verilog_unsupported(design)
@@ -192,10 +204,11 @@ def design_manifest(design: Design) -> dict:
         "output": output,
         "layers": layers,
         "argmax": design.argmax,
-        "pipeline": {"fifos": fifos, "pacer_interval": schedule.interval if schedule is not None and schedule.paced else None},
+        "pipeline": {"fifos": fifos, "pacer_interval": schedule.interval if schedule is not None and schedule.paced else None,
+                     **_registered(schedule)},
         "cycles_per_frame": schedule.interval if schedule is not None else design.cycles_per_frame,
         "latency_cycles": schedule.latency if schedule is not None else None,
-        "timing_model": TIMING_MODEL,
+        "timing_model": TIMING_MODEL + (REGISTERED_MODEL if design.registered else ""),
         "rtl": {"supported": rtl, "reason": reason},
         "resources": totals,
     }

@@ -32,6 +32,14 @@ replayed schedule clock for clock; the tests check that against RTL simulation.
 
 Times are rising clock edges; "offered at e" means the transfer can happen at edge e at the
 earliest (valid in the cycle before).
+
+Registered designs (Design.registered, `bnnc compile --registered`): every MVU registers its
+datapath in `post_stages` stages after the step that reads the weights (its result reaches the
+output `post_stages` edges later) and hands results on through a queue of `slots` registered
+places. The last step of a vector waits for a free place -- counted from registers, one clock
+before -- instead of for the output register to be taken in that very clock, so no unit's
+in_ready depends on its out_ready. `slots` = ceil((post_stages + 2) / steps) is the fewest that
+keeps one vector every `steps` clocks when the output is always taken.
 """
 from __future__ import annotations
 
@@ -55,6 +63,8 @@ class Unit:
     window: Window | None  # conv and pool
     in_beats: int  # transfers per frame on the input
     out_beats: int
+    post_stages: int = 0  # registered MVU: edges from its last step to the result in its queue
+    slots: int = 0  # registered MVU: places in its output queue; 0: the plain output register
 
     @property
     def positions(self) -> np.ndarray:
@@ -106,6 +116,18 @@ def _is_map(layer) -> bool:
     return isinstance(layer, PoolLayer) or (isinstance(layer, Layer) and layer.window is not None)
 
 
+def post_stages(layer: Layer) -> int:
+    """Registered MVU: pipeline edges after a step -- the step's inputs and weights, the dot
+    products of the chunk's parts, their sum, the accumulated value, and for a post-op other
+    than thresholds (a multiply-add) the product -- each a register."""
+    return 4 if layer.post == "threshold" else 5
+
+
+def queue_slots(layer: Layer) -> int:
+    steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
+    return -(-(post_stages(layer) + 2) // steps)
+
+
 def units(design: Design) -> list[Unit]:
     """The design's layers as pipeline units (a dense layer after a map gathers it first)."""
     out: list[Unit] = []
@@ -118,14 +140,15 @@ def units(design: Design) -> list[Unit]:
             out.append(Unit("pool", layer, 1, win, h * w, oh * ow))
         else:
             steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
+            reg = (post_stages(layer), queue_slots(layer)) if design.registered else (0, 0)
             if layer.window is not None:
                 h, w = layer.window.in_shape[1:]
-                out.append(Unit("conv", layer, steps, layer.window, h * w, layer.vectors))
+                out.append(Unit("conv", layer, steps, layer.window, h * w, layer.vectors, *reg))
             elif map_in:
                 pixels = out[-1].out_beats if out else design.in_count // design.in_shape[0]
-                out.append(Unit("gather", layer, steps, None, pixels, 1))
+                out.append(Unit("gather", layer, steps, None, pixels, 1, *reg))
             else:
-                out.append(Unit("dense", layer, steps, None, 1, 1))
+                out.append(Unit("dense", layer, steps, None, 1, 1, *reg))
         map_in = _is_map(layer)
     if design.argmax:
         out.append(Unit("argmax", None, 1, None, 1, 1))
@@ -145,6 +168,25 @@ def _wait(get, t):
     return value
 
 
+def _last_step(unit: Unit, room, f: int, earliest: int):
+    """The edge of vector f's last step, `earliest` at the soonest. Plain: the output register
+    must be free at that edge (output f-1 leaves at it at the latest). Registered: a queue place
+    must be free in the clock before it (output f - slots has left by then)."""
+    if not unit.slots:
+        return max(earliest, (yield from _wait(room, f)))
+    if f < unit.slots:
+        return earliest
+    return max(earliest, (yield from _wait(room, f - unit.slots + 1)) + 1)
+
+
+def _offered(unit: Unit, room, f: int, last: int):
+    """The edge output f can be taken at, its last step at edge `last`. Registered: it enters
+    the queue `post_stages` edges later and waits there behind output f-1."""
+    if not unit.slots:
+        return last + 1
+    return max(last + unit.post_stages, (yield from _wait(room, f))) + 1
+
+
 def _window_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
     """Line buffer + MVU (or + pool register). Mirrors templates/verilog/window.v.j2: a window
     is offered the clock after the shift that completes it; the buffer shifts again at the edge
@@ -157,8 +199,9 @@ def _window_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
         if frame < frames and pos == n[j]:
             if unit.kind == "conv":
                 take = max(shifted + 1, free)
-                done = max(take + unit.steps, (yield from _wait(room, len(outs))))  # the last step waits for the register
-                outs.append(done + 1)
+                f = len(outs)
+                done = yield from _last_step(unit, room, f, take + unit.steps)  # it waits for room for the result
+                outs.append((yield from _offered(unit, room, f, done)))
                 free = done
             else:  # the pool register takes a window once its previous output is leaving
                 take = max(shifted + 1, free, (yield from _wait(room, len(outs))))
@@ -188,8 +231,8 @@ def _gather_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
             last = max((yield from _wait(offer, len(takes))), last + 1, handed if p == 0 else NEVER)
             takes.append(last)
         handed = max(last + 1, free)
-        free = max(handed + unit.steps, (yield from _wait(room, f)))
-        outs.append(free + 1)
+        free = yield from _last_step(unit, room, f, handed + unit.steps)
+        outs.append((yield from _offered(unit, room, f, free)))
 
 
 def _vector_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
@@ -203,8 +246,8 @@ def _vector_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
             outs.append(take + 1)
         else:
             take = max((yield from _wait(offer, f)), free)
-            free = max(take + unit.steps, (yield from _wait(room, f)))
-            outs.append(free + 1)
+            free = yield from _last_step(unit, room, f, take + unit.steps)
+            outs.append((yield from _offered(unit, room, f, free)))
         takes.append(take)
 
 

@@ -53,8 +53,11 @@ def render(design: Design) -> dict[str, str]:
     files = {}
     if design.multiplier_free:  # products by shifts and adds (only in such designs: others stay as they were)
         used |= {"bnnc_shift_add", "bnnc_shift_dot"}
-    for name in ("bnnc_dot", "bnnc_shift_add", "bnnc_shift_dot", "bnnc_fifo", "bnnc_pacer"):  # hand-written
-        if name == "bnnc_dot" or name in used:                                               # primitives, as they are
+    if design.registered:  # matrix-vector units add their lanes' parts and queue their results
+        used |= {"bnnc_sum", "bnnc_queue"}
+    for name in ("bnnc_dot", "bnnc_shift_add", "bnnc_shift_dot", "bnnc_sum", "bnnc_queue", "bnnc_fifo",
+                 "bnnc_pacer"):  # hand-written primitives, as they are
+        if name == "bnnc_dot" or name in used:
             files[f"{name}.v"] = (resource_dir("templates") / "verilog" / f"{name}.v").read_text()
     for unit in schedule.units:
         if unit.kind in ("conv", "pool"):
@@ -67,7 +70,7 @@ def render(design: Design) -> dict[str, str]:
             gather = gather_view(unit)
             files[f"{gather.module}.v"] = env.get_template("verilog/gather.v.j2").render(header=header, g=gather)
         if isinstance(unit.layer, Layer):  # a conv, gather or dense unit
-            layer = layer_view(unit.layer, design.multiplier_free)
+            layer = layer_view(unit.layer, design.multiplier_free, design.registered)
             files[f"{layer.module}.v"] = env.get_template("verilog/layer.v.j2").render(header=header, layer=layer)
         if unit.kind == "argmax":
             files["bnnc_argmax.v"] = env.get_template("verilog/argmax.v.j2").render(header=header, argmax=argmax_view(design))

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...diagnostics import BnncError
 from ...ir.signed_digits import signed_digits
 from ...ir.types import Bipolar
 from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
+from ..verilog_timing import post_stages, queue_slots
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 from .residual import ResidualView, residual_view
 
@@ -99,6 +101,16 @@ class LayerView:
     weight_digits: SignedDigits | None = None
     mult_digits: SignedDigits | None = None
     in_map_times: str = ""  # multiplier-free: in_map_pixels times the channels, as shifts and adds
+    # registered (Design.registered): pipeline stages after a step, output queue places, the
+    # width of the counter of results in flight, and the group each post-op ROM reads
+    registered: bool = False
+    mult_split: bool = False  # the multiply-add's product from three 17 x 17-bit products (17 < ACC_W <= 34)
+    part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
+    parts: int = 0
+    post_stages: int = 0
+    slots: int = 0
+    pending_bits: int = 0
+    post_selects: tuple[str, ...] = ()
 
 
 NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
@@ -245,9 +257,33 @@ def shift_add_text(signal: str, constant: int, bits: int) -> str:
     return text or lit(0, bits)
 
 
-def layer_view(layer: Layer, multiplier_free: int = 0) -> LayerView:
+def _post_selects(roms: tuple[Rom, ...], stages: int, group_bits: int, digits: bool) -> tuple[str, ...]:
+    """Registered: the group a post-op ROM is read in -- a multiplier's two stages before the last
+    (it is registered beside the sums it multiplies; a multiplier of signed digits one stage
+    before the last, unregistered), every other one in the last stage."""
+    def at(stage):
+        lo = (stage - 1) * group_bits
+        return f"stage_group[{lo + group_bits - 1}:{lo}]"
+    return tuple(at(stages - (1 if digits else 2) if r.signal == "group_mult" else stages) for r in roms)
+
+
+def part_inputs(mode: str, weight_bits: int) -> int:
+    """Registered: inputs per part of a lane's dot product, so that each part's tree fits one
+    clock at about 100 MHz on an ECP5 (LUT4s, carry chains, routing about 1 ns per level; from
+    nextpnr's critical paths): 24 one-bit terms (four 6-term counts and two adder levels), four
+    integer terms, two products of multi-bit weights. Measured on the registered digits MLP: four
+    u8 terms per part are its critical path at 99.9 MHz; two per part moved it to the sum of the
+    16 parts (88.7 MHz), which ABC maps into LUT levels rather than carry chains.
+    """
+    if weight_bits > 1:
+        return 2
+    return 24 if mode in ("xnor", "masked") else 4
+
+
+def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False) -> LayerView:
     """multiplier_free: K > 0 for a design rounded to at most K signed digits per constant
-    (hardware.Design.multiplier_free): products by shifts and adds."""
+    (hardware.Design.multiplier_free): products by shifts and adds. registered: see
+    hardware.Design.registered."""
     groups, chunks = layer.out_count // layer.pe, layer.in_count // layer.simd
     group_bits, chunk_bits = counter_bits(groups), counter_bits(chunks)
     lp = plan(layer)
@@ -282,6 +318,10 @@ def layer_view(layer: Layer, multiplier_free: int = 0) -> LayerView:
                      f"bnnc_window{layer.index}, inputs in window order (kernel row, kernel column, channel).")
     residual = residual_view(layer, lambda signal, rows, lay, bits, meaning, digits=None:
                              _group_rom(signal, rows, lay, bits, group_bits, meaning, digits), multiplier_free)
+    if registered and (residual is not None or built):
+        what = "a residual block" if residual is not None else "channel reuse"
+        where = f" (ONNX node '{sanitize(layer.origin)}')" if layer.origin else ""
+        raise BnncError(f"--registered: layer {layer.index}{where} has {what}, which registered units do not build yet")
     if residual is not None:
         post_roms = tuple(post_roms) + residual.stage_roms
     sum_bits = residual.sum_bits if residual is not None else out_bits
@@ -312,5 +352,19 @@ def layer_view(layer: Layer, multiplier_free: int = 0) -> LayerView:
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
         residual=residual,
+        **_registered_fields(layer, post_roms, group_bits, registered, part_inputs(mode, lp.weight_bits),
+                             mult_digits is not None),
     )
+
+
+def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int, registered: bool,
+                       part: int, digits: bool) -> dict:
+    if not registered:
+        return dict(post_selects=tuple(r.select for r in post_roms))
+    stages, slots, part = post_stages(layer), queue_slots(layer), min(part, layer.simd)
+    acc_w = plan(layer).acc.width
+    split = layer.post != "threshold" and not digits and 17 < acc_w <= 34
+    return dict(registered=True, part=part, parts=-(-layer.simd // part), post_stages=stages, slots=slots,
+                pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
+                mult_split=split)
 

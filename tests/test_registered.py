@@ -1,0 +1,123 @@
+"""Registered matrix-vector units (`bnnc compile --registered`, Design.registered): the datapath
+pipelined in register stages and the output handed on through a registered queue, for Fmax.
+
+The same hand-built designs as test_verilog, registered, simulated against the interpreter bit
+for bit (random input pauses and back-pressure), with the measured frame interval and latency
+equal to the timing model's; and structurally: no combinational path from a unit's out_ready to
+its in_ready, so the ready chain no longer runs through every layer.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import bnnc
+import numpy as np
+import pytest
+from bnnc import driver, interp
+from bnnc.backends.hardware import lower
+from bnnc.backends.verilog import emit
+from bnnc.backends.verilog_timing import timing
+
+from sim import simulate
+from sim.lint import lint
+from tests.test_verilog import FOLDINGS, check_run, graph_of, random_inputs
+
+VECTORS = 60
+# every folding of test_verilog without channel reuse (registered units do not build it)
+CASES = sorted(case for case, (_, reuse) in FOLDINGS.items() if not reuse)
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DIGITS = EXAMPLES / "digits_mlp"
+# the digits MLP at 32 cycles/frame (fully unrolled it does not fit an ECP5); benchmarks/fmax.py
+FOLD32 = {"layers": {"0": {"pe": 4, "simd": 32}, "1": {"pe": 4, "simd": 32}, "2": {"pe": 4, "simd": 32},
+                     "3": {"pe": 10, "simd": 2}}}
+
+
+def registered_design(case):
+    fold, _ = FOLDINGS[case]
+    plain = lower(graph_of(case[0]), fold)
+    return plain, replace(plain, registered=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+def test_registered_keeps_the_interval_and_adds_the_stages_to_the_latency(case):
+    plain, registered = registered_design(case)
+    before, after = timing(plain), timing(registered)
+    assert after.interval == before.interval
+    mvus = [u for u in after.units if u.slots]
+    # inputs and weights, parts, their sum, the accumulated sum (+ the product of a multiply-add)
+    assert mvus and all(u.post_stages == (4 if u.layer.post == "threshold" else 5) for u in mvus)
+    # the stages are the only new clocks on an idle pipeline: each unit's result arrives later
+    assert after.latency == before.latency + sum(u.post_stages for u in mvus)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+def test_registered_rtl_matches_interpreter(case, tmp_path):
+    graph = graph_of(case[0])
+    _, design = registered_design(case)
+    emit(design, tmp_path)
+    assert lint(tmp_path) == []
+    x = random_inputs(graph, VECTORS)
+    expected = interp.run(graph, {"x": x})[graph.outputs[0]].reshape(VECTORS, -1)
+    result = simulate(tmp_path, design.serialize(x), design, expected, seed=11)
+    check_run(design, result, expected)
+
+
+def _ready_cone(rtl: Path, tmp_path: Path) -> list[str]:
+    """The ready wires of bnnc_top that its out_ready reaches through logic alone (Yosys: after
+    `proc` every flip-flop is a $dff, where the cone stops)."""
+    files = " ".join(f"read_verilog {rtl / name};" for name in (rtl / "filelist.f").read_text().split())
+    listing = tmp_path / "cone.txt"
+    script = (f"{files} hierarchy -top bnnc_top; proc; flatten; "
+              f"select -write {listing} w:out_ready %co*:-$dff w:*_ready %i")
+    subprocess.run(["yosys", "-q", "-p", script], check=True, capture_output=True, text=True, timeout=300)
+    names = (line.split("/")[-1] for line in listing.read_text().split())
+    return sorted(name for name in names if "." not in name)  # the top's own wires: unit boundaries
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+def test_out_ready_stops_at_the_last_unit(tmp_path):
+    fold = {"layers": {"0": {"pe": 8, "simd": 16}, "1": {"pe": 8, "simd": 16}, "2": {"pe": 8, "simd": 16},
+                       "3": {"pe": 5, "simd": 32}}}
+    cones = {}
+    for registered in (False, True):
+        build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / str(registered), fold=fold, registered=registered)
+        cones[registered] = _ready_cone(build.path / "rtl", tmp_path)
+    # unregistered, the top's out_ready ripples through every layer's ready logic to its in_ready
+    assert {"in_ready", "link1_ready", "link2_ready", "link3_ready"} <= set(cones[False])
+    # registered, it reaches only itself: the last layer's queue pops, and no ready upstream
+    assert cones[True] == ["out_ready"]
+
+
+def test_registered_is_recorded_in_the_build(tmp_path):
+    build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", registered=True,
+                         fold={"layers": {"0": {"pe": 16, "simd": 64}}})
+    assert json.loads((build.path / "build.json").read_text())["options"]["registered"] is True
+    assert "bnnc_queue.v" in (build.path / "rtl" / "filelist.f").read_text().split()
+    # layer 0 takes 4 steps: its result needs ceil((4 + 2) / 4) places; the others, unrolled, one per clock
+    assert build.manifest["hardware"]["pipeline"]["registered_units"][:2] == [
+        {"layer": 0, "stages": 4, "queue": 2}, {"layer": 1, "stages": 4, "queue": 6}]
+    # `bnnc run` rebuilds the design from the record: registered again, with the manifest's latency
+    design = driver.hardware(driver.open_build(build.path))
+    assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example, fold", [("digits_mlp", FOLD32), ("digits_cnv", "auto")])
+def test_registered_examples_are_exact_and_on_time(example, fold, tmp_path):
+    """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
+    products (digits MLP), convs with zero padding and a pool (digits CNV)."""
+    build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True)
+    compiled = driver.open_build(build.path)
+    design = driver.hardware(compiled)
+    graph = compiled.graph
+    env = interp.run(graph, {graph.inputs[0][0]: np.load(EXAMPLES / example / "test_x.npy")[:40]}, trace=True)
+    expected = env[[op for op in graph.ops if not graph.on_host(op)][-1].out].reshape(40, -1)
+    result = simulate(build.path / "rtl", design.serialize(env[driver.device_input(graph)]), design, expected, seed=5)
+    np.testing.assert_array_equal(result.outputs, expected)
+    assert result.cycles_per_frame_measured == build.manifest["hardware"]["cycles_per_frame"]
+    assert result.latency_measured == build.manifest["hardware"]["latency_cycles"]

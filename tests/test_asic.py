@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from bnnc import driver
 from bnnc.backends.asic.cmos import CELL_MODELS, missing_tools
+from bnnc.diagnostics import BnncError
 from bnnc.backends.asic.tl import threshold_logic, tl_design
 from bnnc.passes.threshold_logic import reference
 
@@ -176,6 +177,50 @@ def test_cmos_mapping_simulation_and_report(small, tmp_path):
     report = bnnc("report", build, "--no-synth")
     assert report.returncode == 0, report.stderr
     assert "## ASIC" in report.stdout and "not mapped (--no-synth)" in report.stdout
+
+
+def _fault(text: str, backend: str, n: int) -> str:
+    """A netlist with its n-th cell of one kind changed: a NAND2X1 made an AND2X1 (CMOS), or a
+    TLG's threshold raised by one (TL)."""
+    pattern = r"\bNAND2X1(\s)" if backend == "cmos" else r"\.T\((-?\d+)\)\) tlg"
+    m = list(re.finditer(pattern, text))[n]
+    new = f"AND2X1{m.group(1)}" if backend == "cmos" else f".T({int(m.group(1)) + 1})) tlg"
+    return text[:m.start()] + new + text[m.end():]
+
+
+@pytest.mark.slow
+@needs_cmos
+@needs_icarus
+@pytest.mark.parametrize("backend", ["tl", "cmos"])
+def test_verilator_gate_level_simulation_equals_icarus(small, tmp_path, backend):
+    """Verilator (the default, fast) runs the netlists as Icarus does: both give the interpreter's
+    outputs from the netlist as written, and the same wrong outputs from one with a wrong cell.
+    For CMOS both run Debian's own OSU cell models (UDP flip-flops included). Faults whose
+    outputs Icarus shows as x (Verilator has two states, so it shows some 0/1) are skipped."""
+    model, build, x = small
+    compiled = driver.compile_model(model, driver.Options())
+    samples = np.load(x)
+    want = driver.execute(compiled, samples, "interp")
+    work = tmp_path / "build"
+    shutil.copytree(build, work)
+    for simulator in ("icarus", "verilator"):
+        got = driver.execute(compiled, samples, backend, work, simulator, check=False)
+        assert np.array_equal(got, want), simulator
+    netlist = work / "asic" / ("cmos/gates/netlist.v" if backend == "cmos" else "tl/bnnc_layer1.v")
+    original = netlist.read_text()
+    for n in range(8):  # the first fault that shows at the outputs
+        netlist.write_text(_fault(original, backend, n))
+        try:
+            icarus = driver.execute(compiled, samples, backend, work, "icarus", check=False)
+        except BnncError as exc:
+            assert "unknown (x/z) bits" in str(exc)
+            continue
+        if not np.array_equal(icarus, want):
+            break
+    else:
+        pytest.fail("none of 8 faults showed at the outputs")
+    verilator = driver.execute(compiled, samples, backend, work, "verilator", check=False)
+    assert np.array_equal(verilator, icarus)
 
 
 def _tfc(tmp_path: Path, in_features: int):

@@ -2,10 +2,10 @@
 
 The cells come from Debian's `qflow-tech-osu018` (GPL, never copied into this repository: the
 flow reads the Liberty, Verilog models and SPICE netlists where the package installed them).
-Yosys maps the RTL (`synth; dfflibmap -liberty; abc -liberty`, hierarchy kept so that each layer
-is counted on its own), OpenSTA times the netlist without wire parasitics (register to register,
+Yosys maps the RTL (`synth -flatten; dfflibmap -liberty; abc -liberty`, the top's units kept as
+modules so that each layer is counted on its own), OpenSTA times the netlist without wire parasitics (register to register,
 ideal clock), and the SPICE netlists give transistors per cell. Gate-level simulation runs the
-netlist with the package's cell models under Icarus (they use UDPs, which Verilator does not run).
+netlist with the package's own cell models, under Verilator (5.048 runs their UDPs) or Icarus.
 
 Files written by `map_design`: gates/netlist.v, gates/filelist.f (the netlist and the installed
 cell models), sta_netlist.v (the same, bit-blasted for OpenSTA), map.ys and sta.tcl (the scripts
@@ -28,6 +28,10 @@ from ..verilog import TOP, emit, sources
 TECH = Path("/usr/share/qflow/tech/osu018")
 LIBERTY, CELL_MODELS, SPICE = TECH / "osu018_stdcells.lib", TECH / "osu018_stdcells.v", TECH / "osu018_stdcells.sp"
 APT = "apt-get install -y qflow-tech-osu018 opensta yosys iverilog"
+# Verilator warnings the unmodified cell models raise: specify blocks and min:typ:max delays
+# (timing, which a zero-delay functional simulation ignores anyway) and nets the models declare
+# implicitly.
+CELL_MODEL_WAIVERS = ("-Wno-SPECIFYIGN", "-Wno-MINTYPMAXDLY", "-Wno-IMPLICIT")
 STA_PERIOD = 10.0  # ns; only the slack matters: min period = STA_PERIOD - slack
 
 
@@ -71,7 +75,12 @@ def map_design(cmos_dir: Path, timeout: float = 3600) -> Path:
     script = "\n".join([
         "read_verilog " + " ".join(str(p.resolve()) for p in rtl),
         f"hierarchy -check -top {TOP}",
-        f"synth -top {TOP}",
+        # Flatten all but the top's units (layers, windows, FIFOs): the weights are constants, so
+        # flattening the dot products into their layer lets ABC fold them (an XNOR with a constant
+        # is a wire or an inverter), as in a fixed-weight CMOS chip; the units stay modules of
+        # their own so that each is counted and timed alone.
+        f"setattr -set keep_hierarchy 1 {TOP}/t:bnnc_*",
+        f"synth -flatten -top {TOP}",
         f"dfflibmap -liberty {LIBERTY}",
         f"abc -liberty {LIBERTY}",
         "setundef -zero",  # undriven bits (unused code bits) as 0, not x
@@ -206,4 +215,4 @@ def summarize(modules: dict, critical: dict) -> dict:
         total(name)
     return {"top": totals[TOP], "modules": {n: v for n, v in totals.items() if not n.startswith("$paramod")},
             "critical_path": critical, "library": str(LIBERTY),
-            "flow": "yosys synth; dfflibmap -liberty; abc -liberty (hierarchy kept); stat -liberty"}
+            "flow": "yosys synth -flatten (layers kept as modules); dfflibmap -liberty; abc -liberty; stat -liberty"}

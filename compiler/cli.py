@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help="X.npy: samples on axis 0")
     p.add_argument("--output", required=True, help="Y.npy to write, in the model's units")
     p.add_argument("--backend", default="rtl", choices=["interp", "rtl", "hls", "tl", "cmos"],
-                   help="tl / cmos: gate-level simulation of the ASIC netlists (cmos needs qflow-tech-osu018 and Icarus)")
+                   help="tl / cmos: gate-level simulation of the ASIC netlists (cmos needs qflow-tech-osu018, Yosys and OpenSTA)")
     _simulation(p)
 
     p = sub.add_parser("report", help="what channel reuse saves: XNORs per layer and Yosys synth_xilinx resources")

@@ -470,15 +470,14 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
             except CsimError as exc:  # g++'s or the executable's own explanation, no traceback
                 raise tool_failure(exc, hls_dir.parent) from None
         elif backend in ("tl", "cmos"):
-            from .backends.asic import hardware_dir, tl_design
+            from .backends.asic import hardware_dir, simulation_options, tl_design
             asic_dir = hardware_dir(graph, backend, build_dir, Path(build_dir or ".") / "asic_build")
-            # Icarus: the OSU cell models use UDPs, which Verilator does not run, and Verilator takes
-            # many minutes to compile thousands of differently parameterised TLG instances.
-            progress(f"simulating {len(x)} vectors on the {backend.upper()} netlist with icarus...")
+            options = simulation_options(backend, simulator, engine)
+            progress(f"simulating {len(x)} vectors on the {backend.upper()} netlist with {simulator}...")
             runner = _sim_runner()
             try:  # the same stream and timing as the RTL of the fully unrolled plan
-                result = runner.simulate(asic_dir, codes, tl_design(graph), expected, simulator="icarus",
-                                         build_dir=Path(build_dir or ".") / "asic_build" / backend).outputs
+                result = runner.simulate(asic_dir, codes, tl_design(graph), expected, simulator=simulator,
+                                         build_dir=Path(build_dir or ".") / "asic_build" / backend, **options).outputs
             except runner.SimulationError as exc:
                 raise tool_failure(exc, Path(build_dir or ".") / "asic_build" / backend) from None
         else:

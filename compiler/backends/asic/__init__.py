@@ -25,6 +25,19 @@ def emit(graph: Graph, out_dir: Path, pass_text: str = "map-threshold-logic") ->
     return sorted(out_dir.iterdir())
 
 
+def simulation_options(backend: str, simulator: str, engine: str) -> dict:
+    """runner.simulate options for a gate-level netlist. Verilator runs the compiled bench, also for
+    short runs (cocotb's build makes every net public, 3.5-4.3x slower on RTL, sim/native.py: a
+    netlist has far more nets), and Verilator 5.048 runs the OSU cell models, UDPs included (tested against Icarus in
+    tests/test_asic.py), once the warnings about their specify blocks, min:typ:max delays and
+    implicit nets are waived."""
+    if simulator != "verilator":
+        return {"engine": engine}
+    from .cmos import CELL_MODEL_WAIVERS
+    return {"engine": "native" if engine == "auto" else engine,
+            "verilator_args": CELL_MODEL_WAIVERS if backend == "cmos" else ()}
+
+
 def hardware_dir(graph: Graph, backend: str, build_dir: Path | None, work: Path) -> Path:
     """The folder of the TL netlist or of the mapped CMOS netlist, made in `work` when the build
     folder has none (a CMOS netlist is mapped once and kept in the build folder)."""

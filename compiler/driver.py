@@ -472,6 +472,9 @@ def execute(compiled: Compiled, x: np.ndarray, backend: str, build_dir: Path | N
         elif backend in ("tl", "cmos"):
             from .backends.asic import hardware_dir, simulation_options, tl_design
             asic_dir = hardware_dir(graph, backend, build_dir, Path(build_dir or ".") / "asic_build")
+            if backend == "cmos" and simulator == "verilator":
+                from .backends.asic.cmos import verilator_netlist
+                asic_dir = verilator_netlist(asic_dir)  # flip-flop models Verilator times right
             options = simulation_options(backend, simulator, engine)
             progress(f"simulating {len(x)} vectors on the {backend.upper()} netlist with {simulator}...")
             runner = _sim_runner()

@@ -5,7 +5,9 @@ flow reads the Liberty, Verilog models and SPICE netlists where the package inst
 Yosys maps the RTL (`synth; dfflibmap -liberty; abc -liberty`, hierarchy kept so that each layer
 is counted on its own), OpenSTA times the netlist without wire parasitics (register to register,
 ideal clock), and the SPICE netlists give transistors per cell. Gate-level simulation runs the
-netlist with the package's own cell models, under Verilator (5.048 runs their UDPs) or Icarus.
+netlist with the package's own cell models under Icarus; under Verilator with the package's
+combinational cells and flip-flop models of our own (`verilator_netlist`: Verilator runs the
+package's flip-flop UDPs without flip-flop timing).
 
 Files written by `map_design`: gates/netlist.v, gates/filelist.f (the netlist and the installed
 cell models), sta_netlist.v (the same, bit-blasted for OpenSTA), map.ys and sta.tcl (the scripts
@@ -32,8 +34,7 @@ APT = "apt-get install -y qflow-tech-osu018 opensta yosys iverilog"
 # (timing, which a zero-delay functional simulation ignores anyway) and nets the models declare
 # implicitly; and UNOPTFLAT, a performance note: in a mapped netlist one bit of a vector net can
 # feed another bit of it through cells (the conv example's window links), which Verilator sees
-# as a loop over the whole vector and settles by iterating. Doubtful: that conv netlist then gives
-# wrong outputs under Verilator, and whether the netlist or the settling is at fault is open.
+# as a loop over the whole vector and settles by iterating.
 CELL_MODEL_WAIVERS = ("-Wno-SPECIFYIGN", "-Wno-MINTYPMAXDLY", "-Wno-IMPLICIT", "-Wno-UNOPTFLAT")
 STA_PERIOD = 10.0  # ns; only the slack matters: min period = STA_PERIOD - slack
 
@@ -218,3 +219,39 @@ def summarize(modules: dict, critical: dict) -> dict:
     return {"top": totals[TOP], "modules": {n: v for n, v in totals.items() if not n.startswith("$paramod")},
             "critical_path": critical, "library": str(LIBERTY),
             "flow": "yosys synth; dfflibmap -liberty; abc -liberty (hierarchy kept); stat -liberty"}
+
+
+# Verilator evaluates the OSU flip-flops' sequential UDP (udp_dff) like a blocking assignment, so a
+# value runs through a chain of flip-flops in one clock: four DFFPOSX1 in a row pass a pulse in 1
+# clock under Verilator 5.48 and in 4 under Icarus (the conv example's line buffers, whose CMOS
+# netlist therefore gave wrong outputs under Verilator while the MLP's, with no flip-flop feeding
+# another, gave right ones). Under Verilator the flip-flop cells are these models instead, the
+# Liberty's `ff (IQ, IQN) { next_state: "D"; clocked_on: "CLK" | "!CLK" }` as non-blocking
+# assignments; the other cells stay the package's.
+FLIP_FLOP_MODELS = {
+    "DFFPOSX1": "module DFFPOSX1 (CLK, D, Q);\ninput CLK;\ninput D;\noutput reg Q;\n"
+                "always @(posedge CLK) Q <= D;\nendmodule\n",
+    "DFFNEGX1": "module DFFNEGX1 (CLK, D, Q);\ninput CLK;\ninput D;\noutput reg Q;\n"
+                "always @(negedge CLK) Q <= D;\nendmodule\n",
+}
+_MODULE = re.compile(r"^module (\w+)\b.*?^endmodule\n", re.MULTILINE | re.DOTALL)
+
+
+def verilator_netlist(gates: Path) -> Path:
+    """A folder whose filelist.f simulates gates/netlist.v under Verilator: the package's cell
+    models with the flip-flops replaced (above). A netlist using another sequential cell (a latch,
+    a flip-flop with set/reset) is refused: Verilator would run it wrong."""
+    gates = Path(gates)
+    library = CELL_MODELS.read_text()
+    sequential = {m.group(1) for m in _MODULE.finditer(library) if re.search(r"\budp_(dff|tlat|rslat)\b", m.group(0))}
+    used = set(re.findall(r"^\s*(\w+)\s+\S+\s*\(", (gates / "netlist.v").read_text(), re.MULTILINE))
+    unmodelled = sorted((sequential & used) - set(FLIP_FLOP_MODELS))
+    if unmodelled:
+        raise BnncError(f"the CMOS netlist uses {', '.join(unmodelled)}, which Verilator does not simulate as a "
+                        f"flip-flop or latch; run it with --simulator icarus")
+    cells = _MODULE.sub(lambda m: FLIP_FLOP_MODELS.get(m.group(1), m.group(0)), library)
+    view = gates.parent / "gates-verilator"
+    view.mkdir(exist_ok=True)
+    (view / "cells.v").write_text(cells)
+    (view / "filelist.f").write_text(f"cells.v\n{(gates / 'netlist.v').resolve()}\n")
+    return view

@@ -288,7 +288,7 @@ def test_digits_cnv_tl_netlist_equals_the_interpreter(tmp_path):
     _verify(CNV / "digits_cnv.onnx", _cnv_samples(tmp_path, 10), tmp_path / "work", "tl", 10)
 
 
-@pytest.mark.huge
+@pytest.mark.slow  # mapping ~15 s, Verilator build of the 129k-cell netlist ~2 min, 10 samples ~10 s
 @needs_cmos
 def test_digits_cnv_cmos_netlist_equals_the_interpreter(tmp_path):
     _verify(CNV / "digits_cnv.onnx", _cnv_samples(tmp_path, 10), tmp_path / "work", "cmos", 10)
@@ -329,6 +329,7 @@ def test_verilator_flip_flops_keep_their_clock(tmp_path):
     (Verilator runs the package's UDP flip-flop like a blocking assignment: the pulse would pass
     all four in one clock, which made the conv example's CMOS netlist fail)."""
     from bnnc.backends.asic.cmos import CELL_MODEL_WAIVERS, verilator_netlist
+
     from sim.runner import tool_environment
 
     gates = tmp_path / "gates"

@@ -258,15 +258,16 @@ def _verify(model, x, work: Path, backend: str = "tl", samples: int = 200):
 
 # Gate-level runs use Verilator's compiled bench: Icarus had not compiled the full TFC's TL
 # netlist (about 100k TLG instances) after 15 minutes, nor finished the digits MLP's CMOS netlist
-# (280k cells) in 38 minutes. CI checks the same FINN form and topology with 64 inputs here; the full
-# TFC and the whole CMOS designs are marked huge (pytest -m huge, not run by CI).
+# (280k cells) in 38 minutes. CI checks the same FINN form and topology with 64 inputs here, the
+# full TFC's TL netlist and the conv's CMOS netlist below; the digits MLP's CMOS netlist (ABC's
+# mapping of it is long) is marked huge (pytest -m huge, not run by CI).
 @pytest.mark.slow
 def test_digits_mlp_and_tfc_tl_netlists_equal_the_interpreter(tmp_path):
     _verify(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "digits_mlp")
     _verify(*_tfc(tmp_path, in_features=64), tmp_path / "tfc")
 
 
-@pytest.mark.huge
+@pytest.mark.slow  # 5 min 17 s under Verilator on a loaded 2-core machine (Icarus: not compiled in 15 min)
 def test_full_tfc_tl_netlist_equals_the_interpreter(tmp_path):
     _verify(*_tfc(tmp_path, in_features=784), tmp_path / "tfc")
 

@@ -279,6 +279,12 @@ def test_digits_mlp_cmos_netlist_equals_the_interpreter(tmp_path):
     _verify(MLP / "digits_mlp.onnx", MLP / "test_x.npy", tmp_path / "work", "cmos")
 
 
+@pytest.mark.huge  # 5 min 12 s and 8.5 GB (Verilator's build of the netlist) on an idle 2-core machine
+@needs_cmos
+def test_full_tfc_cmos_netlist_equals_the_interpreter(tmp_path):
+    _verify(*_tfc(tmp_path, in_features=784), tmp_path / "tfc", "cmos")
+
+
 def _cnv_samples(tmp_path: Path, n: int) -> Path:
     np.save(tmp_path / "x.npy", np.load(CNV / "test_x.npy")[:n])
     return tmp_path / "x.npy"

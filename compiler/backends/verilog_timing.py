@@ -122,14 +122,14 @@ PARTS_PER_CLOCK = 4  # registered: values one level of a lane's adder tree sums 
 def part_inputs(layer: Layer) -> int:
     """Registered: inputs per part of a lane's dot product, so that each part's tree fits one
     clock at about 100 MHz on an ECP5 (LUT4s, carry chains, routing about 1 ns per level; from
-    nextpnr's critical paths): 24 one-bit terms (four 6-term counts and two adder levels), two
-    integer terms, two products of multi-bit weights. Measured on the registered digits MLP: four
-    u8 terms per part were its critical path at 99.9 MHz (x -> adder -> bnnc_dot's constant
-    correction)."""
+    nextpnr's critical paths): 12 one-bit terms (two 6-term counts and an adder), 8 masked ones
+    (a term reads 3 bits), two integer terms, two products of multi-bit weights. Measured: parts
+    of 24 one-bit terms were the critical path of the registered TFC (77.9 MHz) and, masked, of the
+    digits CNV (88.6 MHz); four u8 terms per part that of the digits MLP (99.9 MHz)."""
     lp = plan(layer)
     if lp.weight_bits > 1:
         return 2
-    return min(24 if lp.mode in (Mode.XNOR, Mode.MASKED) else 2, layer.simd)
+    return min({Mode.XNOR: 12, Mode.MASKED: 8}.get(lp.mode, 2), layer.simd)
 
 
 def sum_levels(layer: Layer) -> tuple[int, ...]:

@@ -62,7 +62,11 @@ class PlacedDesign:
 
 
 class DoesNotFit(BnncError):
-    """nextpnr found the design larger than the part."""
+    """nextpnr found the design larger than the part; `lacking` names the cell types over capacity."""
+
+    def __init__(self, top: str, part: str, lacking: str):
+        super().__init__(f"{top} does not fit the {part}: needs {lacking}")
+        self.lacking = lacking
 
 
 def tool(name: str) -> str:
@@ -116,7 +120,7 @@ def place_and_route(sources: list[Path], top: str, family: str, folder: Path, fr
     except BnncError:
         over = _over_capacity(pnr_log)
         if over:
-            raise DoesNotFit(f"{top} does not fit the {spec['part_name']}: needs {over}") from None
+            raise DoesNotFit(top, spec["part_name"], over) from None
         raise
     data = json.loads(report.read_text())
     used = {cell: count["used"] for cell, count in data["utilization"].items()}
@@ -180,7 +184,7 @@ def report_section(build_dir: Path, family: str, freq_mhz: float = 100.0, timeou
         try:
             placed = place_and_route(sources, module, family, where, freq_mhz, timeout)
         except DoesNotFit as exc:
-            lines.append(f"| {module} | does not fit: {str(exc).split('needs ')[-1]} | | | | |")
+            lines.append(f"| {module} | does not fit: needs {exc.lacking} | | | | |")
             continue
         ffs = "in the logic cells" if placed.flip_flops is None else f"{placed.flip_flops:,}"
         lines.append(f"| {module} | {placed.logic_cells:,} | {ffs} | {placed.block_rams} | {placed.multipliers} | "

@@ -48,9 +48,20 @@ def model(name: str, work: Path) -> Path:
     return path
 
 
-def run(name: str, fold, registered: bool, work: Path, seeds: int, timeout: float) -> dict:
-    build = bnnc.compile(model(name, work), work / f"{name}-{'reg' if registered else 'plain'}", fold=fold,
-                         registered=registered)
+def folding_at(path: Path, interval: int) -> dict:
+    """The auto folding rule with a target of `interval` cycles per frame (as `bnnc explore` folds)."""
+    from bnnc import driver
+    from bnnc.backends.hardware import auto_folding
+
+    design = driver.hardware(driver.compile_model(path, driver.Options()))
+    return auto_folding(list(design.layers), interval=interval)
+
+
+def run(name: str, fold, registered: bool, work: Path, seeds: int, timeout: float, interval: int = 0) -> dict:
+    if interval:
+        fold = folding_at(model(name, work), interval)
+    build = bnnc.compile(model(name, work), work / f"{name}-{'reg' if registered else 'plain'}{interval or ''}",
+                         fold=fold, registered=registered)
     hw = build.manifest["hardware"]
     rtl = build.path / "rtl"
     sources = [rtl / line for line in (rtl / "filelist.f").read_text().split()]
@@ -75,6 +86,8 @@ def main() -> int:
     ap.add_argument("--fold-sfc", default=None, help="folding file for the SFC (auto folding does not fit)")
     ap.add_argument("--fold-cnv", default=str(ROOT / "benchmarks" / "cnv_finn_folding.json"),
                     help="folding file for the CNV (default: FINN's own, benchmarks/cnv_finn_folding.json)")
+    ap.add_argument("--interval", type=int, default=0,
+                    help="fold every design with the auto rule for this many cycles per frame instead")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per Yosys or nextpnr run, seconds")
     ap.add_argument("--work", type=Path, default=None, help="keep builds and place-and-route results here")
     args = ap.parse_args()
@@ -86,7 +99,8 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         for name in args.designs.split(","):
             for variant in args.variants.split(","):
-                rows.append(run(name, folds[name], variant == "registered", work, args.seeds, args.timeout))
+                rows.append(run(name, folds[name], variant == "registered", work, args.seeds, args.timeout,
+                                args.interval))
     print()
     print("| design | RTL | cycles/frame | latency | logic cells | FFs | MULT18 | Fmax (MHz) | seeds' range | P&R (s) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")

@@ -94,7 +94,7 @@ def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    files = sources(Path(rtl_dir)) + [Path(axis_dir) / name for name in axis.FILES]
+    files = sources(Path(rtl_dir)) + [Path(axis_dir) / name for name in axis.wrapper_files(Path(rtl_dir))]
     digest = _digest(files)
     # In runner.py's cache ($BNNC_SIM_CACHE) and locked like its builds: parallel test workers
     # (pytest -n) or users simulating the same wrapped design share one build folder and its run/.

@@ -152,7 +152,7 @@ def test_wrapper_ports_and_lint(example, request):
 
 def driver_sources(build: Path) -> list[Path]:
     from bnnc.backends.verilog import sources
-    return sources(build / "rtl") + [build / "axis" / name for name in axis.FILES]
+    return sources(build / "rtl") + [build / "axis" / name for name in axis.wrapper_files(build / "rtl")]
 
 
 def test_build_is_deterministic(cnv, tmp_path):

@@ -55,8 +55,10 @@ def test_registered_keeps_the_interval_and_adds_the_stages_to_the_latency(case):
         tree = next(levels for levels in range(1, 20) if 4 ** levels >= parts)
         assert u.post_stages == 2 + tree + (1 if u.layer.post == "threshold" else 2)
     assert mvus
-    # the stages are the only new clocks on an idle pipeline: each unit's result arrives later
-    assert after.latency == before.latency + sum(u.post_stages for u in mvus)
+    # the stages are the only new clocks on an idle pipeline: each unit's result arrives later, and
+    # a conv unit's MVU takes each window from a register slice, a clock after the window is complete
+    slices = sum(u.kind == "conv" for u in mvus)
+    assert after.latency == before.latency + sum(u.post_stages for u in mvus) + slices
 
 
 @pytest.mark.slow
@@ -128,3 +130,22 @@ def test_registered_examples_are_exact_and_on_time(example, fold, tmp_path):
     np.testing.assert_array_equal(result.outputs, expected)
     assert result.cycles_per_frame_measured == build.manifest["hardware"]["cycles_per_frame"]
     assert result.latency_measured == build.manifest["hardware"]["latency_cycles"]
+
+
+def test_registered_conv_behind_the_axis_wrapper_defines_each_module_once(tmp_path):
+    # both the registered conv units (window -> slice -> MVU) and the AXI4-Stream wrapper use
+    # bnnc_skid: the design's copy serves both, and the whole set lints clean
+    from bnnc.backends import axis
+    from bnnc.backends.verilog import sources
+
+    from sim.lint import verilator_command
+
+    build = bnnc.compile(EXAMPLES / "digits_cnv" / "digits_cnv.onnx", tmp_path / "b", registered=True, wrap="axis")
+    files = sources(build.path / "rtl") + [build.path / "axis" / name for name in axis.wrapper_files(build.path / "rtl")]
+    assert [f.name for f in files].count("bnnc_skid.v") == 1
+    assert not (build.path / "axis" / "bnnc_skid.v").exists()
+    assert "bnnc_skid #(" in (build.path / "rtl" / "bnnc_top.v").read_text()
+    exe, env = verilator_command()
+    proc = subprocess.run(exe + ["--lint-only", "-Wall", "--top-module", axis.TOP] + [str(f) for f in files], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "%Warning" not in proc.stderr, proc.stderr

@@ -218,14 +218,26 @@ def _offered(unit: Unit, room, f: int, last: int):
 def _window_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
     """Line buffer + MVU (or + pool register). Mirrors templates/verilog/window.v.j2: a window
     is offered the clock after the shift that completes it; the buffer shifts again at the edge
-    the window is taken at the earliest; after the frame's last pixel it shifts padding."""
+    the window is taken at the earliest; after the frame's last pixel it shifts padding.
+    Registered conv units: the window goes through a two-place register slice (bnnc_skid) to the
+    MVU, which takes it a clock later at the earliest; the slice takes window j once window j-2
+    has left it, an edge before (its in_ready is a register)."""
     n = [int(p) for p in unit.positions]
     hw = unit.in_beats
+    sliced = unit.kind == "conv" and unit.slots > 0
     shifted = taken = free = NEVER  # last shift, last window taken, compute unit ready from
+    mvu_takes: list[int] = []  # registered conv: the edges the MVU took each window from the slice
     pos, j, frame, t = -1, 0, 0, 0  # newest position in the buffer, next window, its frame, next input
     while frame < frames or t < frames * hw:
         if frame < frames and pos == n[j]:
-            if unit.kind == "conv":
+            if sliced:
+                take = max(shifted + 1, mvu_takes[-2] + 1 if len(mvu_takes) > 1 else NEVER)
+                mvu_takes.append(max(take + 1, free))
+                f = len(outs)
+                done = yield from _last_step(unit, room, f, mvu_takes[-1] + unit.steps)
+                outs.append((yield from _offered(unit, room, f, done)))
+                free = done
+            elif unit.kind == "conv":
                 take = max(shifted + 1, free)
                 f = len(outs)
                 done = yield from _last_step(unit, room, f, take + unit.steps)  # it waits for room for the result

@@ -55,7 +55,7 @@ def render(design: Design) -> dict[str, str]:
         used |= {"bnnc_shift_add", "bnnc_shift_dot"}
     if design.registered:  # matrix-vector units add their lanes' parts and queue their results
         used |= {"bnnc_sum", "bnnc_queue"}
-    for name in ("bnnc_dot", "bnnc_shift_add", "bnnc_shift_dot", "bnnc_sum", "bnnc_queue", "bnnc_fifo",
+    for name in ("bnnc_dot", "bnnc_shift_add", "bnnc_shift_dot", "bnnc_sum", "bnnc_queue", "bnnc_skid", "bnnc_fifo",
                  "bnnc_pacer"):  # hand-written primitives, as they are
         if name == "bnnc_dot" or name in used:
             files[f"{name}.v"] = (resource_dir("templates") / "verilog" / f"{name}.v").read_text()

@@ -59,24 +59,26 @@ def stream_beats(design: Design) -> tuple[int, int]:
 
 # ---- the chain of modules
 
-def _unit_modules(unit: Unit) -> list[tuple[str, int | None]]:
-    """(module, width of the stream it writes) for the modules of one unit, in stream order
-    (None: the argmax, which writes the top's output)."""
+def _unit_modules(unit: Unit) -> list[tuple[str, str, str, int | None]]:
+    """(module, parameters, instance name, width of the stream it writes) for the modules of one
+    unit, in stream order (None: the argmax, which writes the top's output)."""
     layer = unit.layer
     if layer is None:  # the argmax
-        return [("bnnc_argmax", None)]
+        return [("bnnc_argmax", "", "argmax", None)]
     i = layer.index
-    out: list[tuple[str, int | None]] = []
+    out: list[tuple[str, str, str, int | None]] = []
     if unit.kind in ("conv", "pool"):
         view = window_view(unit)
-        out.append((view.module, view.out_msb + 1))
+        out.append((view.module, "", view.module.removeprefix("bnnc_"), view.out_msb + 1))
+        if unit.kind == "conv" and unit.slots:  # registered: a register slice between window and MVU
+            out.append(("bnnc_skid", f"#(.W({view.out_msb + 1}))", f"slice{i}", view.out_msb + 1))
     if isinstance(layer, PoolLayer):
         c, b = layer.in_shape[0], layer.elem.bits
-        out.append((f"bnnc_pool{i}", c * b))
+        out.append((f"bnnc_pool{i}", "", f"pool{i}", c * b))
     else:
         if unit.kind == "gather":
-            out.append((f"bnnc_gather{i}", layer.in_count * layer.in_elem.bits))
-        out.append((f"bnnc_layer{i}", layer.out_count * layer.out_elem.bits))
+            out.append((f"bnnc_gather{i}", "", f"gather{i}", layer.in_count * layer.in_elem.bits))
+        out.append((f"bnnc_layer{i}", "", f"layer{i}", layer.out_count * layer.out_elem.bits))
     return out
 
 
@@ -94,8 +96,7 @@ def top_view(design: Design, schedule: Timing | None = None) -> TopView:
         modules.append(("bnnc_pacer", f"#(.W({in_w}), .BEATS({schedule.in_beats}), .INTERVAL({schedule.interval}))",
                         "pacer", in_w))
     for u, unit in enumerate(schedule.units):
-        for module, width in _unit_modules(unit):
-            modules.append((module, "", module.removeprefix("bnnc_"), width))
+        modules += _unit_modules(unit)
         if u < len(schedule.fifo_depths) and schedule.fifo_depths[u]:
             width = modules[-1][3]
             modules.append(("bnnc_fifo", f"#(.W({width}), .DEPTH({schedule.fifo_depths[u]}))", f"fifo{u}", width))

@@ -110,8 +110,11 @@ def place_and_route(sources: list[Path], top: str, family: str, folder: Path, fr
     netlist, report = folder / f"{top}.json", folder / "nextpnr-report.json"
     start = time.perf_counter()
     reads = " ".join(f"read_verilog {rel(s)};" for s in sources)
+    netlist.unlink(missing_ok=True)
     _run([tool("yosys"), "-q", "-p", f"{reads} {spec['synth']} -top {top} -json {rel(netlist)}"],
          folder / "yosys.log", timeout, root)
+    if not netlist.is_file():  # YoWASP's Yosys without -q has been seen to stop in ABC with status 0
+        raise BnncError(f"yosys wrote no netlist for {top} (log: {folder / 'yosys.log'})")
     pnr_log = folder / "nextpnr.log"
     try:
         _run([tool(spec["pnr"]), *spec["part"], "--json", rel(netlist), "--freq", f"{freq_mhz:g}",

@@ -34,7 +34,11 @@ module bnnc_skid #(
         end
         if (moves)
             out_data <= skid_valid ? skid_data : in_data;
-        else if (take)
+        // in_ready is high exactly when the skid register is empty (after the first clock), so it
+        // may take every word offered then and keep the one taken when the output stalls: its
+        // wide enable is a flip-flop, not logic on out_ready (the registered digits CNV's
+        // critical path ran through that logic at 91 MHz)
+        if (in_ready)
             skid_data <= in_data;
     end
 endmodule

@@ -47,6 +47,25 @@ module bnnc_dot #(
     localparam LEAVES = 1 << $clog2(COUNT);
     localparam COUNT_W = W_OUT < 3 ? W_OUT : 3;  // a group's count (at most 6), modulo 2^W_OUT like the sum
 
+    // Up to 4 integer terms (a registered unit's parts): the correction is a table of the weights'
+    // patterns, LUTs beside the leaves rather than a carry chain in series with the tree (the
+    // registered digits CNV's critical path ran through that chain).
+    localparam SMALL = INT_TERMS && N <= 4;
+    localparam TW = SMALL ? N : 1;  // weights the table reads
+    function [W_OUT-1:0] correction_of(input [TW-1:0] pattern);
+        reg [W_OUT-1:0] neg, count;
+        integer b;
+        begin
+            neg = {W_OUT{1'b0}};
+            count = {W_OUT{1'b0}};
+            for (b = 0; b < TW; b = b + 1) begin
+                neg = neg + { {(W_OUT-1){1'b0}}, ~pattern[b] };
+                count = count + { {(W_OUT-1){1'b0}}, 1'b1 };
+            end
+            correction_of = SIGNED != 0 ? neg - (count << (W_IN - 1)) : neg - (neg << W_IN);
+        end
+    endfunction
+
     reg [W_OUT-1:0] node [1:2*LEAVES-1];  // node i = node 2i + node 2i+1; leaf j is node LEAVES+j
     reg [W_IN-1:0]  value;    // an integer term as unsigned (offset binary when SIGNED)
     reg [W_OUT-1:0] agree;    // a group's 1-bit terms that are 1, in its low COUNT_W bits
@@ -54,6 +73,7 @@ module bnnc_dot #(
     reg [W_OUT-1:0] terms;    // N as a W_OUT-bit value. SIGNED: w*x = w*u - w*2^(W_IN-1), which with
                               // the -1 terms' 1 - 2^W_IN leaves out negated - N*2^(W_IN-1) in all
     reg [W_OUT-1:0] total;
+    reg [W_OUT-1:0] small_correction;
     localparam XW = W_IN + 1;   // W_W > 1: an input value, two's complement
     localparam PW = XW + W_W;   // a product
     reg [XW-1:0] xv;
@@ -71,7 +91,12 @@ module bnnc_dot #(
         wv = {W_W{1'b0}};
         product = {PW{1'b0}};
         product_ext_unused_top = {(PW+W_OUT){1'b0}};
-        if (INT_TERMS)
+        small_correction = {W_OUT{1'b0}};
+        if (SMALL)
+            for (i = 0; i < (1 << TW); i = i + 1)
+                if (w[TW-1:0] == i[TW-1:0])
+                    small_correction = correction_of(i[TW-1:0]);
+        if (INT_TERMS && !SMALL)
             for (i = 0; i < N; i = i + 1) begin
                 negated = negated + { {(W_OUT-1){1'b0}}, ~w[i] };
                 terms = terms + { {(W_OUT-1){1'b0}}, 1'b1 };
@@ -109,7 +134,8 @@ module bnnc_dot #(
                     value[W_IN-1] = ~value[W_IN-1];
                 node[LEAVES + i] = { {(W_OUT-W_IN){1'b0}}, value ^ {W_IN{~w[i]}} };
             end else if (i == N)  // the constants the leaves leave out, from the weights alone
-                node[LEAVES + i] = SIGNED != 0 ? negated - (terms << (W_IN - 1)) : negated - (negated << W_IN);
+                node[LEAVES + i] = SMALL ? small_correction
+                                 : SIGNED != 0 ? negated - (terms << (W_IN - 1)) : negated - (negated << W_IN);
             else
                 node[LEAVES + i] = {W_OUT{1'b0}};
         end

@@ -107,6 +107,7 @@ class LayerView:
     mult_split: bool = False  # the multiply-add's product from three 17 x 17-bit products (17 < ACC_W <= 34)
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
+    agree_terms: bool = False  # one-bit terms registered as XNORs of input and weight in stage 1
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
     sum_stage: int = 0  # the stage whose register holds the chunk's sum
     post_stages: int = 0
@@ -354,7 +355,10 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     split = layer.post != "threshold" and not digits and 17 < acc_w <= 34
     # stage 1: inputs and weights; 2: the parts' dot products; 3 ..: the adder tree's levels
     tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
+    lp = plan(layer)
+    agree = lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
+                agree_terms=agree,
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
                 mult_split=split)

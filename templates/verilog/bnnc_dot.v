@@ -16,9 +16,9 @@
 // Integer terms are W_IN bits wide already and go into the tree one per leaf, as W_IN-bit
 // unsigned numbers u (x itself, or x + 2^(W_IN-1) when SIGNED: its sign bit flipped): u for
 // weight +1, ~u = 2^W_IN - 1 - u for weight -1. The constants this leaves out, a function of the
-// weights alone, are one more leaf (not adders after the root: in a registered unit's parts of
-// two terms those were the critical path), so the leaves need no negation adders and the tree
-// only as many bits as its values:
+// weights alone, are added once at the root -- with TABLE (a registered unit's parts of two terms,
+// where those adders were the critical path) they are one more leaf instead -- so the leaves need
+// no negation adders and the tree only as many bits as its values:
 // a 56-term lane of u8 inputs with variable weights and a 19-bit sum takes 1,051 LUTs instead of
 // 2,263 when each leaf was w ? x : -x at full width.
 // W_W > 1: multi-bit weights, W_W-bit two's complement at w[i*W_W +: W_W]; the sum is the dot
@@ -34,7 +34,8 @@ module bnnc_dot #(
     parameter BIPOLAR = 1,
     parameter MASKED  = 0,
     parameter SIGNED  = 0,
-    parameter W_W     = 1
+    parameter W_W     = 1,
+    parameter TABLE   = 0   // 1: up to 4 integer terms take their correction from a table (below)
 ) (
     input  wire [N*W_IN-1:0] x,
     input  wire [N*W_W-1:0]  w,
@@ -43,14 +44,16 @@ module bnnc_dot #(
     localparam GROUP  = BIPOLAR != 0 && W_W == 1 ? 6 : 1;
     localparam INT_TERMS = BIPOLAR == 0 && W_W == 1;  // integer terms, +-x
     // the leaves in use: groups of terms, and for integer terms their constant correction
-    localparam COUNT  = INT_TERMS ? N + 1 : (N + GROUP - 1) / GROUP;
+    localparam LEAF   = INT_TERMS && TABLE != 0;  // the correction is a leaf (else added after the root)
+    localparam COUNT  = LEAF ? N + 1 : (N + GROUP - 1) / GROUP;
     localparam LEAVES = 1 << $clog2(COUNT);
     localparam COUNT_W = W_OUT < 3 ? W_OUT : 3;  // a group's count (at most 6), modulo 2^W_OUT like the sum
 
-    // Up to 4 integer terms (a registered unit's parts): the correction is a table of the weights'
-    // patterns, LUTs beside the leaves rather than a carry chain in series with the tree (the
-    // registered digits CNV's critical path ran through that chain).
-    localparam SMALL = INT_TERMS && N <= 4;
+    // TABLE, up to 4 integer terms (a registered unit's parts): the correction is a table of the
+    // weights' patterns, LUTs beside the leaves rather than a carry chain in series with the tree
+    // (the registered digits CNV's critical path ran through that chain). Only there: with
+    // constant weights (channel reuse) Debian's Yosys 0.23 and its ABC did not finish the table.
+    localparam SMALL = INT_TERMS && TABLE != 0 && N <= 4;
     localparam TW = SMALL ? N : 1;  // weights the table reads
     function [W_OUT-1:0] correction_of(input [TW-1:0] pattern);
         reg [W_OUT-1:0] neg, count;
@@ -133,7 +136,7 @@ module bnnc_dot #(
                 if (SIGNED != 0)
                     value[W_IN-1] = ~value[W_IN-1];
                 node[LEAVES + i] = { {(W_OUT-W_IN){1'b0}}, value ^ {W_IN{~w[i]}} };
-            end else if (i == N)  // the constants the leaves leave out, from the weights alone
+            end else if (i == N && LEAF)  // the constants the leaves leave out, from the weights alone
                 node[LEAVES + i] = SMALL ? small_correction
                                  : SIGNED != 0 ? negated - (terms << (W_IN - 1)) : negated - (negated << W_IN);
             else
@@ -141,7 +144,12 @@ module bnnc_dot #(
         end
         for (i = LEAVES - 1; i >= 1; i = i - 1)
             node[i] = node[2*i] + node[2*i + 1];
-        total = node[1];
+        if (!INT_TERMS || LEAF)
+            total = node[1];
+        else if (SIGNED != 0)
+            total = node[1] + negated - (terms << (W_IN - 1));
+        else
+            total = node[1] + negated - (negated << W_IN);
     end
     assign sum = total;
 endmodule

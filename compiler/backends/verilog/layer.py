@@ -350,15 +350,12 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
                        digits: bool) -> dict:
     if not registered:
         return dict(post_selects=tuple(r.select for r in post_roms))
-    stages, slots, levels = post_stages(layer), queue_slots(layer), sum_levels(layer)
-    acc_w = plan(layer).acc.width
-    split = layer.post != "threshold" and not digits and 17 < acc_w <= 34
-    # stage 1: inputs and weights; 2: the parts' dot products; 3 ..: the adder tree's levels
+    stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
+    split = layer.post != "threshold" and not digits and 17 < lp.acc.width <= 34
+    # stage 1: the terms (or inputs and weights); 2: the parts' dot products; 3 ..: the adder tree's levels
     tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
-    lp = plan(layer)
-    agree = lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
-                agree_terms=agree,
+                agree_terms=lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1,
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
                 mult_split=split)

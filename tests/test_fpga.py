@@ -54,9 +54,12 @@ def test_report_fpga_section_per_unit_and_whole(tmp_path):
     assert list(rows) == ["bnnc_layer0", "bnnc_layer1", "bnnc_top"]
     for module, row in rows.items():
         assert int(row[0].replace(",", "")) > 0 and float(row[4]) > 10, (module, row)  # logic cells, Fmax
-    # the whole design is no faster than its slowest unit (placer noise aside)
-    assert float(rows["bnnc_top"][4]) <= 1.05 * min(float(rows[m][4]) for m in ("bnnc_layer0", "bnnc_layer1"))
-    assert "cycles/frame" in result.stdout and "## Place and route" in (build.path / "report.md").read_text()
+    # throughput is quoted at the whole design's Fmax (a unit placed alone may be slower or faster
+    # than inside the whole: the placer sees different neighbours, so no order between them is asserted)
+    cycles = build.manifest["hardware"]["cycles_per_frame"]
+    quoted = result.stdout.split(f"\n{cycles} cycles/frame: ")[1].split(" frames/s at the whole design's Fmax")[0]
+    assert abs(float(quoted.replace(",", "")) * cycles / 1e6 - float(rows["bnnc_top"][4])) <= 0.05, quoted
+    assert "## Place and route" in (build.path / "report.md").read_text()
     assert (build.path / "pnr-ecp5" / "bnnc_layer0" / "nextpnr-report.json").is_file()
 
 

@@ -9,6 +9,7 @@ its in_ready, so the ready chain no longer runs through every layer.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -109,7 +110,7 @@ def test_registered_is_recorded_in_the_build(tmp_path):
     # 6 stages, and its result needs ceil((6 + 2) / 4) places; layer 1 (64 bits, 12 a part: 6 parts,
     # two levels), unrolled, 5 stages and a place per clock of them and of the handshake
     assert build.manifest["hardware"]["pipeline"]["registered_units"][:2] == [
-        {"layer": 0, "stages": 6, "queue": 2}, {"layer": 1, "stages": 5, "queue": 7}]
+        {"layer": 0, "stages": 6, "queue": 2, "weights": "LUT ROM"}, {"layer": 1, "stages": 5, "queue": 7, "weights": "LUT ROM"}]
     # `bnnc run` rebuilds the design from the record: registered again, with the manifest's latency
     design = driver.hardware(driver.open_build(build.path))
     assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]
@@ -149,3 +150,42 @@ def test_registered_conv_behind_the_axis_wrapper_defines_each_module_once(tmp_pa
     proc = subprocess.run(exe + ["--lint-only", "-Wall", "--top-module", axis.TOP] + [str(f) for f in files], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "%Warning" not in proc.stderr, proc.stderr
+
+
+# the digits MLP folded deep: 256, 128 and 160 steps per vector in layers 0 (u8 inputs), 1 (XNOR)
+# and 3 (the affine head), 32 in layer 2
+DEEP = {"layers": {"0": {"pe": 1, "simd": 16}, "1": {"pe": 1, "simd": 32}, "2": {"pe": 2, "simd": 64},
+                   "3": {"pe": 1, "simd": 4}}}
+
+
+def test_deep_weight_memories_are_block_ram_and_exact(tmp_path):
+    build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", fold=DEEP, registered=True)
+    rtl = build.path / "rtl"
+    units = build.manifest["hardware"]["pipeline"]["registered_units"]
+    assert [u["weights"] for u in units] == ["block RAM", "block RAM", "LUT ROM", "block RAM"]
+    for u in units:
+        text = (rtl / f"bnnc_layer{u['layer']}.v").read_text()
+        assert ('(* rom_style = "block" *) reg' in text) == (u["weights"] == "block RAM")
+    assert lint(rtl) == []
+    compiled = driver.open_build(build.path)
+    design, graph = driver.hardware(compiled), compiled.graph
+    env = interp.run(graph, {graph.inputs[0][0]: np.load(DIGITS / "test_x.npy")[:12]}, trace=True)
+    expected = env[[op for op in graph.ops if not graph.on_host(op)][-1].out].reshape(12, -1)
+    result = simulate(rtl, design.serialize(env[driver.device_input(graph)]), design, expected, seed=3)
+    np.testing.assert_array_equal(result.outputs, expected)
+    assert result.cycles_per_frame_measured == build.manifest["hardware"]["cycles_per_frame"] == 256
+    assert result.latency_measured == build.manifest["hardware"]["latency_cycles"]
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+@pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), ("xilinx", "RAMB18E1")])
+def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
+    build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", fold=DEEP, registered=True, target="verilog")
+    rtl = build.path / "rtl"
+    reads = " ".join(f"read_verilog {rtl / name};" for name in ("bnnc_dot.v", "bnnc_sum.v", "bnnc_queue.v",
+                                                                 "bnnc_layer1.v"))
+    stat = tmp_path / "stat.txt"
+    subprocess.run(["yosys", "-q", "-p", f"{reads} synth_{arch} -top bnnc_layer1; tee -q -o {stat} stat"],
+                   check=True, capture_output=True, text=True, timeout=300)
+    # layer 1's 128 words of 32 weight bits: one block, read into stage 1 by its own output register
+    assert re.search(rf"\b{cell} 1\b", " ".join(stat.read_text().split())), stat.read_text()

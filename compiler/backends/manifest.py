@@ -15,7 +15,7 @@ from typing import Any
 from ..ir.types import Bipolar, Element, Fixed, Int, IntegerElement, Ternary
 from .hardware import Design, Layer, PoolLayer
 from .plan import POLICY_TEXT, REUSE_POLICY, TOP, Mode, Post, masked_input, plan, verilog_unsupported
-from .verilog_timing import line_pixels, timing, window_tail
+from .verilog_timing import line_pixels, timing, weights_in_block_ram, window_tail
 
 TIMING_MODEL = (
     "cycles_per_frame = the largest unit period. A dense layer: (C/PE)*(K/SIMD) clocks. A conv layer: "
@@ -161,7 +161,9 @@ def _registered(schedule) -> dict:
     units = [u for u in schedule.units if u.slots] if schedule is not None else []
     if not units:
         return {}
-    return {"registered_units": [{"layer": u.layer.index, "stages": u.post_stages, "queue": u.slots} for u in units]}
+    return {"registered_units": [{"layer": u.layer.index, "stages": u.post_stages, "queue": u.slots,
+                                  "weights": "block RAM" if weights_in_block_ram(u.layer) else "LUT ROM"}
+                                 for u in units]}
 
 
 def design_manifest(design: Design) -> dict:

@@ -132,6 +132,17 @@ def part_inputs(layer: Layer) -> int:
     return min({Mode.XNOR: 12, Mode.MASKED: 8}.get(lp.mode, 2), layer.simd)
 
 
+# Registered layers with at least this many steps per vector keep their weights in a memory read
+# synchronously into stage 1 (no clock added), which Yosys (ECP5 DP16KD, Xilinx RAMB18/36) and
+# Vivado map to block RAM. An ECP5 DP16KD is 512 words deep at 36 bits: with fewer steps most of
+# each block would be empty, and a case-statement ROM of a few LUT levels is cheaper.
+BLOCK_RAM_MIN_STEPS = 128
+
+
+def weights_in_block_ram(layer: Layer) -> bool:
+    return (layer.out_count // layer.pe) * (layer.in_count // layer.simd) >= BLOCK_RAM_MIN_STEPS
+
+
 def sum_levels(layer: Layer) -> tuple[int, ...]:
     """Registered: the values at each level of a lane's adder tree, from its parts to the one
     chunk sum, each level summing PARTS_PER_CLOCK values of the one below in a clock. A single

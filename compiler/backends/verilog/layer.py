@@ -15,7 +15,7 @@ from ...ir.types import Bipolar
 from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
-from ..verilog_timing import PARTS_PER_CLOCK, part_inputs, post_stages, queue_slots, sum_levels
+from ..verilog_timing import PARTS_PER_CLOCK, part_inputs, post_stages, queue_slots, sum_levels, weights_in_block_ram
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 from .residual import ResidualView, residual_view
 
@@ -108,6 +108,8 @@ class LayerView:
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
     agree_terms: bool = False  # one-bit terms registered as XNORs of input and weight in stage 1
+    weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
+    step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
     sum_stage: int = 0  # the stage whose register holds the chunk's sum
     post_stages: int = 0
@@ -354,8 +356,10 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     split = layer.post != "threshold" and not digits and 17 < lp.acc.width <= 34
     # stage 1: the terms (or inputs and weights); 2: the parts' dot products; 3 ..: the adder tree's levels
     tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
+    steps, memory = (layer.out_count // layer.pe) * (layer.in_count // layer.simd), weights_in_block_ram(layer)
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
-                agree_terms=lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1,
+                agree_terms=lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1 and not memory,
+                weight_memory=memory, step_bits=counter_bits(steps),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
                 mult_split=split)

@@ -16,6 +16,7 @@ from . import driver
 from .diagnostics import BnncError
 from .ir.printer import print_graph
 from .passes import DEFAULT_PIPELINE
+from .processes import tools_stopped_on_signals
 
 VERIFY_WAVES_WORK = "bnnc_verify"  # where `verify --waves` keeps its simulation (and waveform) by default
 TL_PASS = "map-threshold-logic"
@@ -288,7 +289,8 @@ COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "run": cmd_run, "ver
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with tools_stopped_on_signals():
+            return COMMANDS[args.command](args)
     except BnncError as exc:
         print(f"bnnc: error: {exc}", file=sys.stderr)
         return 2

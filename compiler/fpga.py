@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from .diagnostics import BnncError
+from .processes import run_tool
 
 
 class _Family(TypedDict):
@@ -84,7 +85,7 @@ def tool(name: str) -> str:
 def _run(cmd: list[str], log: Path, timeout: float, cwd: Path) -> None:
     try:
         with open(log, "w") as out:
-            done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, cwd=cwd)
+            done = run_tool(cmd, timeout, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise BnncError(f"{Path(cmd[0]).name} did not finish in {timeout:.0f} s (log: {log})") from None
     if done.returncode != 0:

@@ -14,10 +14,8 @@ BUILD/report.md, a bar chart of the per-layer counts to BUILD/report.svg.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ from typing import Literal
 from . import driver
 from .diagnostics import BnncError
 from .ir.ops import weight_kind
+from .processes import run_tool
 
 REUSE = "channel-reuse"
 CELL_GROUPS = {"LUT": re.compile(r"LUT\d"), "FF": re.compile(r"FD\w*"), "CARRY": re.compile(r"CARRY\d"),
@@ -61,16 +60,13 @@ def synthesize(rtl_dir: Path, top: str = "bnnc_top", timeout: float = 1800, shar
     keep = "".join(f"setattr -set keep_hierarchy 1 {cells}; " for cells in shared)
     script = (f"read_verilog {files}; hierarchy -top {top}; {keep}"
               f"synth_xilinx -flatten -noiopad -top {top}; tee -q -o {stat} stat -top {top}")
-    proc = subprocess.Popen([yosys, "-q", "-p", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # own group: a timeout also stops yosys-abc
     try:
-        out, err = proc.communicate(timeout=timeout)
+        done = run_tool([yosys, "-q", "-p", script], timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
         raise SynthTimeout(f"yosys did not finish {top} in {rtl_dir} within {timeout:g} s") from None
-    if proc.returncode != 0:
-        raise BnncError(f"yosys failed on {rtl_dir}: {(err or out).strip().splitlines()[-1:]}")
+    if done.returncode != 0:
+        raise BnncError(f"yosys failed on {rtl_dir}: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
     counts = dict.fromkeys(CELL_GROUPS, 0)
     totals = stat.read_text().split("=== design hierarchy ===")[-1]  # kept modules times their instances
     for line in totals.splitlines():

@@ -10,6 +10,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 
 from .diagnostics import BnncError, quote
+from .processes import stop_tools_on_signals
 
 
 @contextmanager
@@ -19,8 +20,18 @@ def executor(jobs: int, cluster: str | None = None, timeout: float = 10) -> Iter
     if cluster is None:
         if jobs < 1:
             raise BnncError(f"--jobs: {jobs} is not a positive number of processes")
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, initializer=stop_tools_on_signals)
+        try:
             yield pool, f"{jobs} local process{'es' if jobs > 1 else ''}"
+        except BaseException:
+            # Ctrl-C reaches the workers (bnnc's process group), a `kill` of bnnc does not: pass it on,
+            # so that each stops its Yosys, instead of waiting here for their jobs to end
+            workers = getattr(pool, "_processes", None) or {}  # private: the executor has no public way
+            for worker in list(workers.values()):
+                worker.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
         return
     try:
         from distributed import Client

@@ -30,7 +30,8 @@ TIMING_MODEL = (
 REGISTERED_MODEL = (
     " Registered units (--registered): each matrix-vector unit's result reaches its output queue `stages` "
     "clocks after its last step, which waits for a free place among the queue's `queue` places (counted "
-    "one clock before); the replay includes both")
+    "one clock before); a conv unit's window reaches its MVU through a two-place register slice, and a pool's "
+    "output register is one; the replay includes all of them")
 
 
 def _element(elem: Element) -> dict:

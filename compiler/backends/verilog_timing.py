@@ -2,7 +2,8 @@
 
 The pipeline is a chain of units, each a few RTL modules that work as one:
   conv   sliding window (line buffer) -> matrix-vector unit (MVU), once per output pixel
-  pool   sliding window -> max/min of the window, one output register
+  pool   sliding window -> max/min of the window, one output register (registered designs: a
+         two-place register slice)
   gather collect a map's pixels into one vector -> MVU (a dense layer reading a map)
   dense  MVU on a whole vector;  argmax  one register
 Maps travel one pixel per transfer, vectors one per transfer.
@@ -65,6 +66,7 @@ class Unit:
     out_beats: int
     post_stages: int = 0  # registered MVU: edges from its last step to the result in its queue
     slots: int = 0  # registered MVU: places in its output queue; 0: the plain output register
+    out_slice: bool = False  # registered pool: its output register is a register slice (bnnc_skid)
 
     @property
     def positions(self) -> np.ndarray:
@@ -176,7 +178,7 @@ def units(design: Design) -> list[Unit]:
             h, w = layer.in_shape[1:]
             oh, ow = layer.out_shape[1:]
             win = Window(layer.in_shape, layer.kernel, layer.stride, (0, 0, 0, 0), 0, (oh, ow))
-            out.append(Unit("pool", layer, 1, win, h * w, oh * ow))
+            out.append(Unit("pool", layer, 1, win, h * w, oh * ow, out_slice=design.registered))
         else:
             steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
             reg = (post_stages(layer), queue_slots(layer)) if design.registered else (0, 0)
@@ -254,9 +256,14 @@ def _window_unit(unit: Unit, offer, room, frames: int, takes: list, outs: list):
                 done = yield from _last_step(unit, room, f, take + unit.steps)  # it waits for room for the result
                 outs.append((yield from _offered(unit, room, f, done)))
                 free = done
-            else:  # the pool register takes a window once its previous output is leaving
+            elif not unit.out_slice:  # the pool register takes a window once its previous output is leaving
                 take = max(shifted + 1, free, (yield from _wait(room, len(outs))))
                 outs.append(take + 1)
+                free = take + 1
+            else:  # registered pool: its output slice takes window f once output f-2 has left, an edge
+                f = len(outs)  # before; output f leaves the slice's register after output f-1
+                take = max(shifted + 1, free, (yield from _wait(room, f - 1)) + 1 if f else NEVER)
+                outs.append(max(take, (yield from _wait(room, f))) + 1)
                 free = take + 1
             taken = take
             j += 1

@@ -55,6 +55,8 @@ def render(design: Design) -> dict[str, str]:
         used |= {"bnnc_shift_add", "bnnc_shift_dot"}
     if design.registered:  # matrix-vector units add their lanes' parts and queue their results
         used |= {"bnnc_sum", "bnnc_queue"}
+        if any(isinstance(layer, PoolLayer) for layer in design.layers):  # a pool's output slice
+            used.add("bnnc_skid")
     for name in ("bnnc_dot", "bnnc_shift_add", "bnnc_shift_dot", "bnnc_sum", "bnnc_queue", "bnnc_skid", "bnnc_fifo",
                  "bnnc_pacer"):  # hand-written primitives, as they are
         if name == "bnnc_dot" or name in used:
@@ -66,7 +68,8 @@ def render(design: Design) -> dict[str, str]:
                 header=header, w=window, registered=design.registered)
         if isinstance(unit.layer, PoolLayer):  # a pool unit
             pool = pool_view(unit.layer)
-            files[f"{pool.module}.v"] = env.get_template("verilog/pool.v.j2").render(header=header, p=pool)
+            files[f"{pool.module}.v"] = env.get_template("verilog/pool.v.j2").render(
+                header=header, p=pool, registered=design.registered)
         if unit.kind == "gather":
             gather = gather_view(unit)
             files[f"{gather.module}.v"] = env.get_template("verilog/gather.v.j2").render(header=header, g=gather)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import bnnc  # noqa: E402
 from bnnc.fpga import place_and_route  # noqa: E402
+from bnnc.processes import stop_tools_on_signals  # noqa: E402
 
 DIGITS_MLP_FOLD = {"layers": {"0": {"pe": 4, "simd": 32}, "1": {"pe": 4, "simd": 32}, "2": {"pe": 4, "simd": 32},
                               "3": {"pe": 10, "simd": 2}}}
@@ -91,6 +92,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=3600.0, help="per Yosys or nextpnr run, seconds")
     ap.add_argument("--work", type=Path, default=None, help="keep builds and place-and-route results here")
     args = ap.parse_args()
+    stop_tools_on_signals()  # a kill of this script also stops the Yosys or nextpnr it waits for
     folds = {"digits_mlp": DIGITS_MLP_FOLD, "digits_cnv": "auto", "tfc": "auto",
              "sfc": args.fold_sfc or "auto", "cnv": args.fold_cnv}
     rows = []

@@ -185,7 +185,7 @@ def test_deep_weight_memories_are_block_ram_and_exact(example, fold, stores, fra
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
-@pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), ("xilinx", "RAMB18E1")])
+@pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), pytest.param("xilinx", "RAMB18E1", marks=pytest.mark.slow)])
 def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", fold=DEEP, registered=True, target="verilog")
     rtl = build.path / "rtl"

@@ -348,6 +348,16 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
     )
 
 
+# One-bit terms are registered as XNORs of input and weight (agree_terms) in layers of at most 8
+# steps per vector: there a weight bit is a function of at most 3 counter bits, so a term's weight
+# and XNOR are one LUT4, and registering the weights apart would let Yosys merge the many equal
+# weight registers (at most 2^steps patterns) into a few of huge fan-out (a 7.3 ns net in the
+# CNV's layer 1 at auto folding). With more steps a term would take two LUT4s and a mux on the
+# counter's bits: the TFC at 16 steps did not finish routing in 20 min that way, and placed at
+# 104.1 MHz with inputs and weights registered apart.
+TERM_MAX_STEPS = 8
+
+
 def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int, registered: bool,
                        digits: bool) -> dict:
     if not registered:
@@ -358,7 +368,7 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
     steps, memory = (layer.out_count // layer.pe) * (layer.in_count // layer.simd), weights_in_block_ram(layer)
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
-                agree_terms=lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1 and not memory,
+                agree_terms=lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1 and steps <= TERM_MAX_STEPS,
                 weight_memory=memory, step_bits=counter_bits(steps),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),

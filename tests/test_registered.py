@@ -117,7 +117,9 @@ def test_registered_is_recorded_in_the_build(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example, fold", [("digits_mlp", FOLD32), ("digits_cnv", "auto")])
+@pytest.mark.parametrize("example, fold", [("digits_mlp", FOLD32), ("digits_cnv", "auto"),
+                                           ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}})],
+                         ids=["digits_mlp-32", "digits_cnv-auto", "digits_cnv-8-steps-masked"])
 def test_registered_examples_are_exact_and_on_time(example, fold, tmp_path):
     """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
     products (digits MLP), convs with zero padding and a pool (digits CNV)."""

@@ -5,7 +5,7 @@ taken. Every decision (mode, accumulator, thresholds, reuse children) comes from
 this module turns it into ROM words and Verilog expressions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +37,18 @@ class Child:
 class SumWire:
     channel: int
     expr: str
+
+
+@dataclass(frozen=True)
+class TermBlock:
+    """Registered one-bit terms: up to TERMS_PER_COPY terms of one lane with their own copy of the
+    step address (block{index}_addr) reading their own slice of the weight ROM."""
+    index: int
+    first: int  # its first input of the chunk
+    count: int
+    at: int  # its first term in the step's terms (lane * SIMD + first)
+    rom: Rom | None  # None: one step, the weights are `constant`
+    constant: str
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class LayerView:
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
     agree_terms: bool = False  # one-bit terms registered as XNORs of input and weight in stage 1
+    term_blocks: tuple[TermBlock, ...] = ()  # agree_terms: the terms in blocks, each its own address copy
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
@@ -149,21 +162,48 @@ def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int
     `lanes`: the channel offsets within a group that have a lane (all of them without reuse).
     weight_bits > 1: field [(l*SIMD + s)*weight_bits +: weight_bits], two's complement; with
     `digits`, fields of digits.bits bits holding the weight's signed digits."""
+    words, width = _weight_words(layer, lanes, chunk_bits, weight_bits, digits)
+    entries = tuple(RomEntry(lit(addr, group_bits + chunk_bits), lit(word, width, "h")) for addr, word in words)
+    return Rom("weights", "{group, chunk}", msb(width), entries, lit(0, width, "h"))
+
+
+def _weight_words(layer: Layer, lanes: list[int], chunk_bits: int, weight_bits: int,
+                  digits: SignedDigits | None = None) -> tuple[list[tuple[int, int]], int]:
+    """The weight ROM's (address, word) pairs in step order, and the word's width (_weight_rom)."""
     c, k, pe, simd = layer.out_count, layer.in_count, layer.pe, layer.simd
     fields = np.asarray(layer.weights) > 0 if weight_bits == 1 else np.asarray(layer.weights, dtype=np.int64)
     if digits is not None:
         codes = {int(v): digits.encode(int(v)) for v in np.unique(fields)}
         fields, weight_bits = np.vectorize(codes.__getitem__, otypes=[object])(fields), digits.bits
     fields = fields.reshape(c // pe, pe, k // simd, simd)[:, lanes].transpose(0, 2, 1, 3)
-    width = len(lanes) * simd * weight_bits
-    entries = []
+    words = []
     for g in range(c // pe):
         for s in range(k // simd):
-            addr = (g << chunk_bits) | s
             word = pack_bits(fields[g, s].ravel()) if weight_bits == 1 else \
                 pack(fields[g, s].ravel() & ((1 << weight_bits) - 1), weight_bits)
-            entries.append(RomEntry(lit(addr, group_bits + chunk_bits), lit(word, width, "h")))
-    return Rom("weights", "{group, chunk}", msb(width), tuple(entries), lit(0, width, "h"))
+            words.append(((g << chunk_bits) | s, word))
+    return words, len(lanes) * simd * weight_bits
+
+
+TERMS_PER_COPY = 64
+
+
+def _term_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int) -> tuple[TermBlock, ...]:
+    """Registered one-bit terms (agree_terms): blocks of up to TERMS_PER_COPY terms of one lane,
+    each with its own copy of the step address and its slice of the weight ROM (see the template)."""
+    words, _ = _weight_words(layer, lanes, chunk_bits, 1)
+    addr_bits, steps = group_bits + chunk_bits, len(words)
+    blocks: list[TermBlock] = []
+    for lane in range(len(lanes)):
+        for first in range(0, layer.simd, TERMS_PER_COPY):
+            n, k = min(TERMS_PER_COPY, layer.simd - first), len(blocks)
+            at = lane * layer.simd + first  # of the step's terms: bit l*SIMD + s
+            rows = [(addr, word >> at & ((1 << n) - 1)) for addr, word in words]
+            rom = Rom(f"block{k}_w", f"block{k}_addr", msb(n),
+                      tuple(RomEntry(lit(addr, addr_bits), lit(value, n, "h")) for addr, value in rows), lit(0, n, "h"))
+            blocks.append(TermBlock(index=k, first=first, count=n, at=at, rom=rom if steps > 1 else None,
+                                    constant=lit(rows[0][1], n, "h")))
+    return tuple(blocks)
 
 
 # ---- the matrix-vector unit
@@ -321,7 +361,7 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
     if multiplier_free and lp.weight_bits > 1:
         weight_digits = signed_digit_format(layer.weights, multiplier_free, f"layer {layer.index}'s weights")
     in_map_times = shift_add_text("in_map_pixels", c_in, acc_w) if multiplier_free and mode == "masked" else ""
-    return LayerView(
+    view = LayerView(
         module=f"bnnc_layer{layer.index}", index=layer.index,
         origin=sanitize(layer.origin) if layer.origin else "", conv_note=conv_note,
         in_count=layer.in_count, out_count=layer.out_count, in_kind=str(layer.in_elem),
@@ -346,6 +386,9 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
         residual=residual,
         **_registered_fields(layer, post_roms, group_bits, registered, mult_digits is not None),
     )
+    if view.agree_terms:
+        view = replace(view, term_blocks=_term_blocks(layer, lanes, group_bits, chunk_bits))
+    return view
 
 
 # One-bit terms are registered as XNORs of input and weight (agree_terms) in layers of at most 8

@@ -198,3 +198,21 @@ def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
                    check=True, capture_output=True, text=True, timeout=300)
     # layer 1's 128 words of 32 weight bits: one block, read into stage 1 by its own output register
     assert re.search(rf"\b{cell} 1\b", " ".join(stat.read_text().split())), stat.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+def test_term_blocks_keep_their_own_address_registers(tmp_path):
+    """Layer 1 of the digits MLP at PE 16 x SIMD 64: 4 steps, 16 lanes of one block of 64 terms,
+    each block with its own 3-bit step address (2 group bits, 1 chunk bit). Yosys would merge
+    the equal registers into one set of 3 that drives every term; `keep` stops it."""
+    build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", registered=True, target="verilog",
+                         fold={"layers": {"1": {"pe": 16, "simd": 64}}})
+    rtl = build.path / "rtl"
+    reads = " ".join(f"read_verilog {rtl / name};" for name in ("bnnc_dot.v", "bnnc_sum.v", "bnnc_queue.v",
+                                                                 "bnnc_layer1.v"))
+    count = tmp_path / "count.txt"
+    subprocess.run(["yosys", "-q", "-p", f"{reads} synth -top bnnc_layer1 -flatten; "
+                    f"tee -q -o {count} select -count w:*block*_addr* %ci1:+[Q] t:*DFF* %i"],
+                   check=True, capture_output=True, text=True, timeout=300)
+    assert count.read_text().split()[0] == str(16 * 3)

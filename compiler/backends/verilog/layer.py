@@ -185,6 +185,9 @@ def _weight_words(layer: Layer, lanes: list[int], chunk_bits: int, weight_bits: 
     return words, len(lanes) * simd * weight_bits
 
 
+# Registered one-bit terms: a copy of the step address per this many terms, so that each of its
+# bits drives about 64 LUTs (one LUT4 per term) instead of every term of the layer (12,544 in the
+# TFC's layer 0 at auto folding).
 TERMS_PER_COPY = 64
 
 

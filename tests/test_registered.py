@@ -119,7 +119,7 @@ def test_registered_is_recorded_in_the_build(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("example, fold", [("digits_mlp", FOLD32), ("digits_cnv", "auto"),
                                            ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}})],
-                         ids=["digits_mlp-32", "digits_cnv-auto", "digits_cnv-8-steps-masked"])
+                         ids=["digits_mlp-32", "digits_cnv-auto", "digits_cnv-8-steps-masked-blocks"])
 def test_registered_examples_are_exact_and_on_time(example, fold, tmp_path):
     """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
     products (digits MLP), convs with zero padding and a pool (digits CNV)."""
@@ -202,10 +202,10 @@ def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
-def test_term_blocks_keep_their_own_address_registers(tmp_path):
-    """Layer 1 of the digits MLP at PE 16 x SIMD 64: 4 steps, 16 lanes of one block of 64 terms,
+def test_weight_blocks_keep_their_own_address_registers(tmp_path):
+    """Layer 1 of the digits MLP at PE 16 x SIMD 64: 4 steps, 16 lanes of one block of 64 weights,
     each block with its own 3-bit step address (2 group bits, 1 chunk bit). Yosys would merge
-    the equal registers into one set of 3 that drives every term; `keep` stops it."""
+    the equal registers into one set of 3 that drives every weight; `keep` stops it."""
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", registered=True, target="verilog",
                          fold={"layers": {"1": {"pe": 16, "simd": 64}}})
     rtl = build.path / "rtl"

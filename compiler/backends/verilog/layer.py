@@ -40,15 +40,14 @@ class SumWire:
 
 
 @dataclass(frozen=True)
-class TermBlock:
-    """Registered one-bit terms: up to TERMS_PER_COPY terms of one lane with their own copy of the
-    step address (block{index}_addr) reading their own slice of the weight ROM."""
+class WeightBlock:
+    """Registered layers: up to WEIGHTS_PER_COPY weights of one lane, registered into stage 1 from
+    their own slice of the weight ROM (`rom`, block{index}_w) read at their own copy of the step
+    address (block{index}_addr)."""
     index: int
-    first: int  # its first input of the chunk
-    count: int
-    at: int  # its first term in the step's terms (lane * SIMD + first)
-    rom: Rom | None  # None: one step, the weights are `constant`
-    constant: str
+    at: int  # its first bit in the step's weight word
+    bits: int
+    rom: Rom
 
 
 @dataclass(frozen=True)
@@ -119,8 +118,7 @@ class LayerView:
     mult_split: bool = False  # the multiply-add's product from three 17 x 17-bit products (17 < ACC_W <= 34)
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
-    agree_terms: bool = False  # one-bit terms registered as XNORs of input and weight in stage 1
-    term_blocks: tuple[TermBlock, ...] = ()  # agree_terms: the terms in blocks, each its own address copy
+    weight_blocks: tuple[WeightBlock, ...] = ()  # stage 1's weights in blocks, each its own address copy
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
@@ -185,27 +183,31 @@ def _weight_words(layer: Layer, lanes: list[int], chunk_bits: int, weight_bits: 
     return words, len(lanes) * simd * weight_bits
 
 
-# Registered one-bit terms: a copy of the step address per this many terms, so that each of its
-# bits drives about 64 LUTs (one LUT4 per term) instead of every term of the layer (12,544 in the
-# TFC's layer 0 at auto folding).
-TERMS_PER_COPY = 64
+# Registered layers: a copy of the step address per this many weights of a lane, each copy with
+# its own slice of the weight ROM. Yosys merges equal registers: with one address, the weight
+# registers of a few-step layer (at most 2^steps patterns per bit) became a few registers of huge
+# fan-out (a 7.3 ns net in the CNV's layer 1, 5.6 ns in the TFC's layer 0, both at auto folding).
+# The copies are `keep`, so every block's ROM LUTs and registers stay its own: no net drives more
+# than a block. (Registering each term as the XNOR of input and weight instead filled 97% of the
+# 85k ECP5's LUTs with the TFC at auto folding, against 68% this way.)
+WEIGHTS_PER_COPY = 64
 
 
-def _term_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int) -> tuple[TermBlock, ...]:
-    """Registered one-bit terms (agree_terms): blocks of up to TERMS_PER_COPY terms of one lane,
-    each with its own copy of the step address and its slice of the weight ROM (see the template)."""
-    words, _ = _weight_words(layer, lanes, chunk_bits, 1)
-    addr_bits, steps = group_bits + chunk_bits, len(words)
-    blocks: list[TermBlock] = []
+def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int,
+                   digits: SignedDigits | None) -> tuple[WeightBlock, ...]:
+    """The weight ROM in blocks of up to WEIGHTS_PER_COPY weights of one lane (see the template)."""
+    words, width = _weight_words(layer, lanes, chunk_bits, weight_bits, digits)
+    field = width // (len(lanes) * layer.simd)
+    addr_bits = group_bits + chunk_bits
+    blocks: list[WeightBlock] = []
     for lane in range(len(lanes)):
-        for first in range(0, layer.simd, TERMS_PER_COPY):
-            n, k = min(TERMS_PER_COPY, layer.simd - first), len(blocks)
-            at = lane * layer.simd + first  # of the step's terms: bit l*SIMD + s
-            rows = [(addr, word >> at & ((1 << n) - 1)) for addr, word in words]
-            rom = Rom(f"block{k}_w", f"block{k}_addr", msb(n),
-                      tuple(RomEntry(lit(addr, addr_bits), lit(value, n, "h")) for addr, value in rows), lit(0, n, "h"))
-            blocks.append(TermBlock(index=k, first=first, count=n, at=at, rom=rom if steps > 1 else None,
-                                    constant=lit(rows[0][1], n, "h")))
+        for first in range(0, layer.simd, WEIGHTS_PER_COPY):
+            k, bits = len(blocks), min(WEIGHTS_PER_COPY, layer.simd - first) * field
+            at = (lane * layer.simd + first) * field
+            entries = tuple(RomEntry(lit(addr, addr_bits), lit(word >> at & ((1 << bits) - 1), bits, "h"))
+                            for addr, word in words)
+            blocks.append(WeightBlock(k, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries,
+                                                       lit(0, bits, "h"))))
     return tuple(blocks)
 
 
@@ -389,19 +391,10 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
         residual=residual,
         **_registered_fields(layer, post_roms, group_bits, registered, mult_digits is not None),
     )
-    if view.agree_terms:
-        view = replace(view, term_blocks=_term_blocks(layer, lanes, group_bits, chunk_bits))
+    if registered and not view.weight_memory and groups * chunks > 1:  # one step: constant weights
+        view = replace(view, weight_blocks=_weight_blocks(layer, lanes, group_bits, chunk_bits, lp.weight_bits,
+                                                           weight_digits))
     return view
-
-
-# One-bit terms are registered as XNORs of input and weight (agree_terms) in layers of at most 8
-# steps per vector: there a weight bit is a function of at most 3 counter bits, so a term's weight
-# and XNOR are one LUT4, and registering the weights apart would let Yosys merge the many equal
-# weight registers (at most 2^steps patterns) into a few of huge fan-out (a 7.3 ns net in the
-# CNV's layer 1 at auto folding). With more steps a term would take two LUT4s and a mux on the
-# counter's bits: the TFC at 16 steps did not finish routing in 20 min that way, and placed at
-# 104.1 MHz with inputs and weights registered apart.
-TERM_MAX_STEPS = 8
 
 
 def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int, registered: bool,
@@ -412,10 +405,9 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     split = layer.post != "threshold" and not digits and 17 < lp.acc.width <= 34
     # stage 1: the terms (or inputs and weights); 2: the parts' dot products; 3 ..: the adder tree's levels
     tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
-    steps, memory = (layer.out_count // layer.pe) * (layer.in_count // layer.simd), weights_in_block_ram(layer)
+    steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
-                agree_terms=lp.mode in (Mode.XNOR, Mode.MASKED) and lp.weight_bits == 1 and steps <= TERM_MAX_STEPS,
-                weight_memory=memory, step_bits=counter_bits(steps),
+                weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(steps),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
                 mult_split=split)

@@ -50,11 +50,11 @@ def test_registered_keeps_the_interval_and_adds_the_stages_to_the_latency(case):
     assert after.interval == before.interval
     mvus = [u for u in after.units if u.slots]
     # inputs and weights, parts, the levels of their adder tree (4 values a level: the fewest L with
-    # 4^L >= parts), the accumulated sum (+ the product of a multiply-add)
+    # 4^L >= parts), the accumulated sum (+ a multiply-add's input, product and its copy)
     for u in mvus:
         parts = -(-u.layer.simd // part_inputs(u.layer))
         tree = next(levels for levels in range(1, 20) if 4 ** levels >= parts)
-        assert u.post_stages == 2 + tree + (1 if u.layer.post == "threshold" else 2)
+        assert u.post_stages == 2 + tree + (1 if u.layer.post == "threshold" else 4)
     assert mvus
     # the stages are the only new clocks on an idle pipeline: each unit's result arrives later, and
     # a conv unit's MVU takes each window from a register slice, a clock after the window is complete
@@ -117,13 +117,15 @@ def test_registered_is_recorded_in_the_build(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example, fold", [("digits_mlp", FOLD32), ("digits_cnv", "auto"),
-                                           ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}})],
-                         ids=["digits_mlp-32", "digits_cnv-auto", "digits_cnv-8-steps-masked-blocks"])
-def test_registered_examples_are_exact_and_on_time(example, fold, tmp_path):
+@pytest.mark.parametrize("example, fold, multiplier_free", [
+    ("digits_mlp", FOLD32, 0), ("digits_mlp", FOLD32, 3), ("digits_cnv", "auto", 0),
+    ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0)],
+    ids=["digits_mlp-32", "digits_mlp-32-multiplier-free", "digits_cnv-auto", "digits_cnv-8-steps-masked-blocks"])
+def test_registered_examples_are_exact_and_on_time(example, fold, multiplier_free, tmp_path):
     """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
     products (digits MLP), convs with zero padding and a pool (digits CNV)."""
-    build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True)
+    build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True,
+                         multiplier_free=multiplier_free)
     compiled = driver.open_build(build.path)
     design = driver.hardware(compiled)
     graph = compiled.graph

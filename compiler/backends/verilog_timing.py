@@ -159,9 +159,10 @@ def sum_levels(layer: Layer) -> tuple[int, ...]:
 def post_stages(layer: Layer) -> int:
     """Registered MVU: pipeline edges after a step -- the step's inputs and weights, the dot
     products of the chunk's parts, each level of their adder tree, the accumulated value, and
-    for a post-op other than thresholds (a multiply-add) the product -- each a register."""
+    for a post-op other than thresholds (a multiply-add) a register before the multiplier, its
+    product and a register after it -- each a register."""
     tree = len(sum_levels(layer)) - 1
-    return 2 + tree + (1 if layer.post == "threshold" else 2)
+    return 2 + tree + (1 if layer.post == "threshold" else 4)
 
 
 def queue_slots(layer: Layer) -> int:

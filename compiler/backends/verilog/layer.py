@@ -308,13 +308,14 @@ def shift_add_text(signal: str, constant: int, bits: int) -> str:
 
 
 def _post_selects(roms: tuple[Rom, ...], stages: int, group_bits: int, digits: bool) -> tuple[str, ...]:
-    """Registered: the group a post-op ROM is read in -- a multiplier's two stages before the last
-    (it is registered beside the sums it multiplies; a multiplier of signed digits one stage
-    before the last, unregistered), every other one in the last stage."""
+    """Registered: the group a post-op ROM is read in -- a multiplier's three stages before the
+    last (it is registered beside the value it multiplies, which has two stages left: the product
+    and its copy; a multiplier of signed digits two stages before the last, unregistered), every
+    other one in the last stage."""
     def at(stage):
         lo = (stage - 1) * group_bits
         return f"stage_group[{lo + group_bits - 1}:{lo}]"
-    return tuple(at(stages - (1 if digits else 2) if r.signal == "group_mult" else stages) for r in roms)
+    return tuple(at(stages - (2 if digits else 3) if r.signal == "group_mult" else stages) for r in roms)
 
 
 def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False) -> LayerView:

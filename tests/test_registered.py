@@ -19,6 +19,7 @@ import bnnc
 import numpy as np
 import pytest
 from bnnc import driver, interp
+from bnnc.backends import verilog_timing
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit
 from bnnc.backends.verilog_timing import part_inputs, timing
@@ -117,13 +118,20 @@ def test_registered_is_recorded_in_the_build(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example, fold, multiplier_free", [
-    ("digits_mlp", FOLD32, 0), ("digits_mlp", FOLD32, 3), ("digits_cnv", "auto", 0),
-    ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0)],
-    ids=["digits_mlp-32", "digits_mlp-32-multiplier-free", "digits_cnv-auto", "digits_cnv-8-steps-masked-blocks"])
-def test_registered_examples_are_exact_and_on_time(example, fold, multiplier_free, tmp_path):
+@pytest.mark.parametrize("example, fold, multiplier_free, tree_from", [
+    ("digits_mlp", FOLD32, 0, None), ("digits_mlp", FOLD32, 3, None), ("digits_cnv", "auto", 0, None),
+    ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0, None),
+    ("digits_cnv", {"layers": {"3": {"pe": 16, "simd": 288}}}, 0, None),
+    ("digits_mlp", FOLD32, 0, 2), ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0, 2)],
+    ids=["digits_mlp-32", "digits_mlp-32-multiplier-free", "digits_cnv-auto", "digits_cnv-masked-blocks",
+         "digits_cnv-80-blocks-address-tree", "digits_mlp-32-every-address-tree",
+         "digits_cnv-masked-every-address-tree"])
+def test_registered_examples_are_exact_and_on_time(example, fold, multiplier_free, tree_from, tmp_path, monkeypatch):
     """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
-    products (digits MLP), convs with zero padding and a pool (digits CNV)."""
+    products (digits MLP), convs with zero padding and a pool (digits CNV); and foldings with
+    weight blocks, with an address tree (80 blocks, or every layer's blocks with `tree_from`)."""
+    if tree_from is not None:
+        monkeypatch.setattr(verilog_timing, "ADDRESS_TREE_MIN_BLOCKS", tree_from)
     build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True,
                          multiplier_free=multiplier_free)
     compiled = driver.open_build(build.path)

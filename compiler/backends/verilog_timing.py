@@ -145,6 +145,27 @@ def weights_in_block_ram(layer: Layer) -> bool:
     return (layer.out_count // layer.pe) * (layer.in_count // layer.simd) >= BLOCK_RAM_MIN_STEPS
 
 
+# Registered layers read a ROM of weights in blocks of up to this many weights of a lane, each
+# with its own copy of the step address (verilog/layer.py, _weight_blocks).
+WEIGHTS_PER_COPY = 64
+# Above this many blocks the copies load from a copy per lane, a clock later, instead of all from
+# the layer's next step address (one more stage): in the TFC's layer 0 at auto folding that net
+# reached 208 copies across the layer, 7.1 ns of routing on the critical path at 85.0 MHz.
+ADDRESS_TREE_MIN_BLOCKS = 65
+
+
+def weight_blocks(layer: Layer) -> int:
+    """Registered: the weight ROM's blocks (0: one step, constant weights, or a block RAM)."""
+    steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
+    if steps == 1 or weights_in_block_ram(layer):
+        return 0
+    return layer.pe * -(-layer.simd // WEIGHTS_PER_COPY)
+
+
+def address_tree(layer: Layer) -> bool:
+    return weight_blocks(layer) >= ADDRESS_TREE_MIN_BLOCKS
+
+
 def sum_levels(layer: Layer) -> tuple[int, ...]:
     """Registered: the values at each level of a lane's adder tree, from its parts to the one
     chunk sum, each level summing PARTS_PER_CLOCK values of the one below in a clock. A single
@@ -160,9 +181,10 @@ def post_stages(layer: Layer) -> int:
     """Registered MVU: pipeline edges after a step -- the step's inputs and weights, the dot
     products of the chunk's parts, each level of their adder tree, the accumulated value, and
     for a post-op other than thresholds (a multiply-add) a register before the multiplier, its
-    product and a register after it -- each a register."""
+    product and a register after it -- each a register; with an address tree, the inputs wait a
+    clock more for their weights."""
     tree = len(sum_levels(layer)) - 1
-    return 2 + tree + (1 if layer.post == "threshold" else 4)
+    return 2 + address_tree(layer) + tree + (1 if layer.post == "threshold" else 4)
 
 
 def queue_slots(layer: Layer) -> int:

@@ -15,7 +15,17 @@ from ...ir.types import Bipolar
 from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
-from ..verilog_timing import PARTS_PER_CLOCK, part_inputs, post_stages, queue_slots, sum_levels, weights_in_block_ram
+from ..verilog_timing import (
+    PARTS_PER_CLOCK,
+    WEIGHTS_PER_COPY,
+    address_tree,
+    part_inputs,
+    post_stages,
+    queue_slots,
+    sum_levels,
+    weight_blocks,
+    weights_in_block_ram,
+)
 from .common import Rom, RomEntry, concat, counter_bits, elem_signed, lit, msb, pack_bits, part_select
 from .residual import ResidualView, residual_view
 
@@ -45,6 +55,7 @@ class WeightBlock:
     their own slice of the weight ROM (`rom`, block{index}_w) read at their own copy of the step
     address (block{index}_addr)."""
     index: int
+    lane: int
     at: int  # its first bit in the step's weight word
     bits: int
     rom: Rom
@@ -119,6 +130,7 @@ class LayerView:
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
     weight_blocks: tuple[WeightBlock, ...] = ()  # stage 1's weights in blocks, each its own address copy
+    address_tree: bool = False  # the blocks' copies load from a copy per lane; the inputs wait in stage 2
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
@@ -183,14 +195,13 @@ def _weight_words(layer: Layer, lanes: list[int], chunk_bits: int, weight_bits: 
     return words, len(lanes) * simd * weight_bits
 
 
-# Registered layers: a copy of the step address per this many weights of a lane, each copy with
-# its own slice of the weight ROM. Yosys merges equal registers: with one address, the weight
+# Registered layers: a copy of the step address per WEIGHTS_PER_COPY weights of a lane, each copy
+# with its own slice of the weight ROM. Yosys merges equal registers: with one address, the weight
 # registers of a few-step layer (at most 2^steps patterns per bit) became a few registers of huge
 # fan-out (a 7.3 ns net in the CNV's layer 1, 5.6 ns in the TFC's layer 0, both at auto folding).
 # The copies are `keep`, so every block's ROM LUTs and registers stay its own: no net drives more
 # than a block. (Registering each term as the XNOR of input and weight instead filled 97% of the
-# 85k ECP5's LUTs with the TFC at auto folding, against 68% this way.)
-WEIGHTS_PER_COPY = 64
+# 85k ECP5's LUTs with the TFC at auto folding, against 76% this way.)
 
 
 def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int,
@@ -206,7 +217,7 @@ def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: 
             at = (lane * layer.simd + first) * field
             entries = tuple(RomEntry(lit(addr, addr_bits), lit(word >> at & ((1 << bits) - 1), bits, "h"))
                             for addr, word in words)
-            blocks.append(WeightBlock(k, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries,
+            blocks.append(WeightBlock(k, lane, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries,
                                                        lit(0, bits, "h"))))
     return tuple(blocks)
 
@@ -392,7 +403,7 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
         residual=residual,
         **_registered_fields(layer, post_roms, group_bits, registered, mult_digits is not None),
     )
-    if registered and not view.weight_memory and groups * chunks > 1:  # one step: constant weights
+    if registered and weight_blocks(layer):
         view = replace(view, weight_blocks=_weight_blocks(layer, lanes, group_bits, chunk_bits, lp.weight_bits,
                                                            weight_digits))
     return view
@@ -404,10 +415,14 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
         return dict(post_selects=tuple(r.select for r in post_roms))
     stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
     split = layer.post != "threshold" and not digits and 17 < lp.acc.width <= 34
-    # stage 1: the terms (or inputs and weights); 2: the parts' dot products; 3 ..: the adder tree's levels
-    tree = tuple(dict(stage=3 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK) for k, n in enumerate(levels[1:]))
+    # stage 1 (and 2 with an address tree): inputs and weights; then the parts' dot products, the
+    # adder tree's levels
+    lead = 1 + address_tree(layer)
+    tree = tuple(dict(stage=lead + 2 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK)
+                 for k, n in enumerate(levels[1:]))
     steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
-    return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree, sum_stage=2 + len(tree),
+    return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
+                sum_stage=lead + 1 + len(tree), address_tree=lead == 2,
                 weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(steps),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),

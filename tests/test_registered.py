@@ -50,12 +50,15 @@ def test_registered_keeps_the_interval_and_adds_the_stages_to_the_latency(case):
     before, after = timing(plain), timing(registered)
     assert after.interval == before.interval
     mvus = [u for u in after.units if u.slots]
-    # inputs and weights, parts, the levels of their adder tree (4 values a level: the fewest L with
-    # 4^L >= parts), the accumulated sum (+ a multiply-add's input, product and its copy)
+    # inputs and weights (a stage more from a block RAM, 128 steps or more, or with an address tree,
+    # 65 blocks of 64 weights or more), parts, the levels of their adder tree (4 values a level: the
+    # fewest L with 4^L >= parts), the accumulated sum (+ a multiply-add's input, product and its copy)
     for u in mvus:
         parts = -(-u.layer.simd // part_inputs(u.layer))
         tree = next(levels for levels in range(1, 20) if 4 ** levels >= parts)
-        assert u.post_stages == 2 + tree + (1 if u.layer.post == "threshold" else 4)
+        blocks = u.layer.pe * -(-u.layer.simd // 64) if 1 < u.steps < 128 else 0
+        extra = u.steps >= 128 or blocks >= 65
+        assert u.post_stages == 2 + extra + tree + (1 if u.layer.post == "threshold" else 4)
     assert mvus
     # the stages are the only new clocks on an idle pipeline: each unit's result arrives later, and
     # a conv unit's MVU takes each window from a register slice, a clock after the window is complete

@@ -19,6 +19,7 @@ from ..verilog_timing import (
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
     address_tree,
+    input_stages,
     part_inputs,
     post_stages,
     queue_slots,
@@ -415,14 +416,14 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
         return dict(post_selects=tuple(r.select for r in post_roms))
     stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
     split = layer.post != "threshold" and not digits and 17 < lp.acc.width <= 34
-    # stage 1 (and 2 with an address tree): inputs and weights; then the parts' dot products, the
-    # adder tree's levels
-    lead = 1 + address_tree(layer)
+    # stage 1 (and 2: input_stages): inputs and weights; then the parts' dot products, the adder
+    # tree's levels
+    lead = input_stages(layer)
     tree = tuple(dict(stage=lead + 2 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK)
                  for k, n in enumerate(levels[1:]))
     steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
-                sum_stage=lead + 1 + len(tree), address_tree=lead == 2,
+                sum_stage=lead + 1 + len(tree), address_tree=address_tree(layer),
                 weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(steps),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),

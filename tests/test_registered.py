@@ -19,7 +19,6 @@ import bnnc
 import numpy as np
 import pytest
 from bnnc import driver, interp
-from bnnc.backends import verilog_timing
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit
 from bnnc.backends.verilog_timing import part_inputs, timing
@@ -50,14 +49,13 @@ def test_registered_keeps_the_interval_and_adds_the_stages_to_the_latency(case):
     before, after = timing(plain), timing(registered)
     assert after.interval == before.interval
     mvus = [u for u in after.units if u.slots]
-    # inputs and weights (a stage more from a block RAM, 128 steps or more, or with an address tree,
-    # 65 blocks of 64 weights or more), parts, the levels of their adder tree (4 values a level: the
-    # fewest L with 4^L >= parts), the accumulated sum (+ a multiply-add's input, product and its copy)
+    # inputs and weights (a stage more from a block RAM: 128 steps or more), parts, the levels of
+    # their adder tree (4 values a level: the fewest L with 4^L >= parts), the accumulated sum (+ a
+    # multiply-add's input, product and its copy)
     for u in mvus:
         parts = -(-u.layer.simd // part_inputs(u.layer))
         tree = next(levels for levels in range(1, 20) if 4 ** levels >= parts)
-        blocks = u.layer.pe * -(-u.layer.simd // 64) if 1 < u.steps < 128 else 0
-        extra = u.steps >= 128 or blocks >= 65
+        extra = u.steps >= 128
         assert u.post_stages == 2 + extra + tree + (1 if u.layer.post == "threshold" else 4)
     assert mvus
     # the stages are the only new clocks on an idle pipeline: each unit's result arrives later, and
@@ -121,20 +119,16 @@ def test_registered_is_recorded_in_the_build(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example, fold, multiplier_free, tree_from", [
-    ("digits_mlp", FOLD32, 0, None), ("digits_mlp", FOLD32, 3, None), ("digits_cnv", "auto", 0, None),
-    ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0, None),
-    ("digits_cnv", {"layers": {"3": {"pe": 16, "simd": 288}}}, 0, None),
-    ("digits_mlp", FOLD32, 0, 2), ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0, 2)],
+@pytest.mark.parametrize("example, fold, multiplier_free", [
+    ("digits_mlp", FOLD32, 0), ("digits_mlp", FOLD32, 3), ("digits_cnv", "auto", 0),
+    ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0),
+    ("digits_cnv", {"layers": {"3": {"pe": 16, "simd": 288}}}, 0)],
     ids=["digits_mlp-32", "digits_mlp-32-multiplier-free", "digits_cnv-auto", "digits_cnv-masked-blocks",
-         "digits_cnv-80-blocks-address-tree", "digits_mlp-32-every-address-tree",
-         "digits_cnv-masked-every-address-tree"])
-def test_registered_examples_are_exact_and_on_time(example, fold, multiplier_free, tree_from, tmp_path, monkeypatch):
+         "digits_cnv-80-blocks"])
+def test_registered_examples_are_exact_and_on_time(example, fold, multiplier_free, tmp_path):
     """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
     products (digits MLP), convs with zero padding and a pool (digits CNV); and foldings with
-    weight blocks, with an address tree (80 blocks, or every layer's blocks with `tree_from`)."""
-    if tree_from is not None:
-        monkeypatch.setattr(verilog_timing, "ADDRESS_TREE_MIN_BLOCKS", tree_from)
+    weight blocks (masked terms; 80 blocks)."""
     build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True,
                          multiplier_free=multiplier_free)
     compiled = driver.open_build(build.path)

@@ -148,10 +148,6 @@ def weights_in_block_ram(layer: Layer) -> bool:
 # Registered layers read a ROM of weights in blocks of up to this many weights of a lane, each
 # with its own copy of the step address (verilog/layer.py, _weight_blocks).
 WEIGHTS_PER_COPY = 64
-# Above this many blocks the copies load from a copy per lane, a clock later, instead of all from
-# the layer's next step address (one more stage): in the TFC's layer 0 at auto folding that net
-# reached 208 copies across the layer, 7.1 ns of routing on the critical path at 85.0 MHz.
-ADDRESS_TREE_MIN_BLOCKS = 65
 
 
 def weight_blocks(layer: Layer) -> int:
@@ -162,16 +158,12 @@ def weight_blocks(layer: Layer) -> int:
     return layer.pe * -(-layer.simd // WEIGHTS_PER_COPY)
 
 
-def address_tree(layer: Layer) -> bool:
-    return weight_blocks(layer) >= ADDRESS_TREE_MIN_BLOCKS
-
-
 def input_stages(layer: Layer) -> int:
     """Registered: stages of a step's inputs and weights before its parts' dot products. Two with
-    an address tree (the weights come a clock later) and with a block RAM, whose output (5.6 ns
-    from the clock on an ECP5 DP16KD, then a mux over the blocks of a deep memory) gets a register
-    of its own: CNV-w1a1 at FINN's folding placed at 58.4 MHz with both in one clock."""
-    return 2 if address_tree(layer) or weights_in_block_ram(layer) else 1
+    a block RAM, whose output (5.6 ns from the clock on an ECP5 DP16KD, then a mux over the blocks
+    of a deep memory) gets a register of its own: CNV-w1a1 at FINN's folding placed at 58.4 MHz
+    with both in the parts' clock, at 74.2 MHz with the register."""
+    return 2 if weights_in_block_ram(layer) else 1
 
 
 def sum_levels(layer: Layer) -> tuple[int, ...]:

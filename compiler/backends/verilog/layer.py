@@ -18,7 +18,6 @@ from ..templating import sanitize
 from ..verilog_timing import (
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
-    address_tree,
     input_stages,
     part_inputs,
     post_stages,
@@ -56,7 +55,6 @@ class WeightBlock:
     their own slice of the weight ROM (`rom`, block{index}_w) read at their own copy of the step
     address (block{index}_addr)."""
     index: int
-    lane: int
     at: int  # its first bit in the step's weight word
     bits: int
     rom: Rom
@@ -131,7 +129,6 @@ class LayerView:
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
     weight_blocks: tuple[WeightBlock, ...] = ()  # stage 1's weights in blocks, each its own address copy
-    address_tree: bool = False  # the blocks' copies load from a copy per lane; the inputs wait in stage 2
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
@@ -218,7 +215,7 @@ def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: 
             at = (lane * layer.simd + first) * field
             entries = tuple(RomEntry(lit(addr, addr_bits), lit(word >> at & ((1 << bits) - 1), bits, "h"))
                             for addr, word in words)
-            blocks.append(WeightBlock(k, lane, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries,
+            blocks.append(WeightBlock(k, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries,
                                                        lit(0, bits, "h"))))
     return tuple(blocks)
 
@@ -423,7 +420,7 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
                  for k, n in enumerate(levels[1:]))
     steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
-                sum_stage=lead + 1 + len(tree), address_tree=address_tree(layer),
+                sum_stage=lead + 1 + len(tree),
                 weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(steps),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),

@@ -112,6 +112,7 @@ def test_cnv_frames_of_pixels_with_tlast_and_tuser(cnv):
     assert result.latency == hw["latency_cycles"] and result.interval == hw["cycles_per_frame"]
 
 
+@pytest.mark.slow  # 16 s; the default run's time (README: under 5 min)
 def test_misplaced_tlast_is_counted(cnv):
     """Frame 1 arrives as two packets: the TLAST after its 32nd pixel is a framing error. Frames
     are counted by transfers, so every result is still right."""

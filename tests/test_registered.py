@@ -171,9 +171,10 @@ DEEP = {"layers": {"0": {"pe": 1, "simd": 16}, "1": {"pe": 1, "simd": 32}, "2": 
 DEEP_CNV = {"layers": {"1": {"pe": 1, "simd": 36}, "3": {"pe": 1, "simd": 72}}}
 
 
+@pytest.mark.slow  # a Verilator build each; the default run's time
 @pytest.mark.parametrize("example, fold, stores, frames", [
     ("digits_mlp", DEEP, ["block RAM", "block RAM", "LUT ROM", "block RAM"], 12),
-    pytest.param("digits_cnv", DEEP_CNV, ["LUT ROM", "block RAM", "block RAM", "LUT ROM"], 4, marks=pytest.mark.slow)])
+    ("digits_cnv", DEEP_CNV, ["LUT ROM", "block RAM", "block RAM", "LUT ROM"], 4)])
 def test_deep_weight_memories_are_block_ram_and_exact(example, fold, stores, frames, tmp_path):
     build = bnnc.compile(EXAMPLES / example / f"{example}.onnx", tmp_path / "b", fold=fold, registered=True)
     rtl = build.path / "rtl"
@@ -193,8 +194,9 @@ def test_deep_weight_memories_are_block_ram_and_exact(example, fold, stores, fra
     assert result.latency_measured == build.manifest["hardware"]["latency_cycles"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
-@pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), pytest.param("xilinx", "RAMB18E1", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), ("xilinx", "RAMB18E1")])
 def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", fold=DEEP, registered=True, target="verilog")
     rtl = build.path / "rtl"

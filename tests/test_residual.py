@@ -203,6 +203,7 @@ def test_a_shortcut_outside_the_window_is_refused_by_name(tmp_path):
     assert check.ok  # the interpreter runs it, within the bound
 
 
+@pytest.mark.slow  # 18 s; test_multiplier_free runs ReActNet in RTL by default
 def test_reactnet_is_exact_in_rtl_and_hls(tmp_path):
     """RSign (sign(x - beta), whose sign of 0 is not 0: padding carries an in-map bit) and RPReLU
     after the shortcut (three fixed-point affines, one with a negative-side slope, in the layer)."""
@@ -284,6 +285,7 @@ def test_run_warns_when_inputs_leave_the_calibrated_format(tmp_path, capfd):
     assert f"and {len(x) - 3} have values off its grid" in err
 
 
+@pytest.mark.slow  # 14 s; the default run's time
 def test_brevitas_bireal_is_exact_without_rounding_weights(tmp_path):
     """Brevitas' 8-bit weight quantizer gives float32 products scale * n, which are not exactly
     a scale times integers; bnnc takes the quantizer's own integers (no --quantize-weights),

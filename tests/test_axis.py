@@ -122,6 +122,7 @@ def test_misplaced_tlast_is_counted(cnv):
     assert result.status["FRAMES_IN"] == result.status["FRAMES_OUT"] == 4
 
 
+@pytest.mark.slow  # 15 s; the default run's time (README: under 5 min)
 def test_bench_reports_a_wrong_result(cnv):
     with pytest.raises(axis_runner.AxisSimulationError, match="result 2 differs from the interpreter"):
         simulate(cnv, 4, user_bits=8, corrupt=2)

@@ -90,6 +90,7 @@ def test_simulator_failure_is_one_clear_error(build, tmp_path):
     assert not (tmp_path / "y.npy").exists()
 
 
+@pytest.mark.slow  # 11 s; the default run's time
 def test_wrong_rtl_names_the_frame_time_and_waveform(tmp_path):
     """`run --waves` on RTL that computes something else (a hand-edited build: the top's output
     inverted): exit 2 with the first bad frame, its simulation time and the waveform's path,

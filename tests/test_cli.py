@@ -117,6 +117,7 @@ def test_wrong_rtl_names_the_frame_time_and_waveform(tmp_path):
     assert not (tmp_path / "y.npy").exists()
 
 
+@pytest.mark.slow  # 32 s; the README's first command runs the same verify (the default run's time)
 def test_verify_table(tmp_path):
     result = bnnc("verify", MODEL, "--inputs", X, "--backends", "rtl,hls", "--work", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -200,8 +200,6 @@ def _weight_words(layer: Layer, lanes: list[int], chunk_bits: int, weight_bits: 
 # The copies are `keep`, so every block's ROM LUTs and registers stay its own: no net drives more
 # than a block. (Registering each term as the XNOR of input and weight instead filled 97% of the
 # 85k ECP5's LUTs with the TFC at auto folding, against 76% this way.)
-
-
 def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int,
                    digits: SignedDigits | None) -> tuple[WeightBlock, ...]:
     """The weight ROM in blocks of up to WEIGHTS_PER_COPY weights of one lane (see the template)."""

@@ -135,8 +135,8 @@ def part_inputs(layer: Layer) -> int:
 
 
 # Registered layers with at least this many steps per vector keep their weights in a memory read
-# synchronously into stage 1 (no clock added), which Yosys (ECP5 DP16KD, Xilinx RAMB18/36) and
-# Vivado map to block RAM. An ECP5 DP16KD is 512 words deep at 36 bits: with fewer steps most of
+# synchronously into stage 1 (and registered again: input_stages), which Yosys (ECP5 DP16KD,
+# Xilinx RAMB18/36) and Vivado map to block RAM. An ECP5 DP16KD is 512 words deep at 36 bits: with fewer steps most of
 # each block would be empty, and a case-statement ROM of a few LUT levels is cheaper.
 BLOCK_RAM_MIN_STEPS = 128
 

@@ -161,6 +161,17 @@ def test_registered_conv_behind_the_axis_wrapper_defines_each_module_once(tmp_pa
     assert proc.returncode == 0 and "%Warning" not in proc.stderr, proc.stderr
 
 
+def _yosys_on_layer1(rtl: Path, commands: str, tmp_path: Path) -> str:
+    """Debian's Yosys on layer 1 alone: what `commands`' last command prints."""
+    reads = " ".join(f"read_verilog {rtl / name};" for name in ("bnnc_dot.v", "bnnc_sum.v", "bnnc_queue.v",
+                                                                 "bnnc_layer1.v"))
+    first, last = commands.rsplit("; ", 1)
+    out = tmp_path / "yosys_out.txt"
+    subprocess.run(["yosys", "-q", "-p", f"{reads} {first}; tee -q -o {out} {last}"],
+                   check=True, capture_output=True, text=True, timeout=300)
+    return out.read_text()
+
+
 # the digits MLP folded deep: 256, 128 and 160 steps per vector in layers 0 (u8 inputs), 1 (XNOR)
 # and 3 (the affine head), 32 in layer 2
 DEEP = {"layers": {"0": {"pe": 1, "simd": 16}, "1": {"pe": 1, "simd": 32}, "2": {"pe": 2, "simd": 64},
@@ -199,14 +210,9 @@ def test_deep_weight_memories_are_block_ram_and_exact(example, fold, stores, fra
 @pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), ("xilinx", "RAMB18E1")])
 def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", fold=DEEP, registered=True, target="verilog")
-    rtl = build.path / "rtl"
-    reads = " ".join(f"read_verilog {rtl / name};" for name in ("bnnc_dot.v", "bnnc_sum.v", "bnnc_queue.v",
-                                                                 "bnnc_layer1.v"))
-    stat = tmp_path / "stat.txt"
-    subprocess.run(["yosys", "-q", "-p", f"{reads} synth_{arch} -top bnnc_layer1; tee -q -o {stat} stat"],
-                   check=True, capture_output=True, text=True, timeout=300)
+    stat = _yosys_on_layer1(build.path / "rtl", f"synth_{arch} -top bnnc_layer1; stat", tmp_path)
     # layer 1's 128 words of 32 weight bits: one block, read into stage 1 by its own output register
-    assert re.search(rf"\b{cell} 1\b", " ".join(stat.read_text().split())), stat.read_text()
+    assert re.search(rf"\b{cell} 1\b", " ".join(stat.split())), stat
 
 
 @pytest.mark.slow
@@ -217,11 +223,6 @@ def test_weight_blocks_keep_their_own_address_registers(tmp_path):
     the equal registers into one set of 3 that drives every weight; `keep` stops it."""
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", registered=True, target="verilog",
                          fold={"layers": {"1": {"pe": 16, "simd": 64}}})
-    rtl = build.path / "rtl"
-    reads = " ".join(f"read_verilog {rtl / name};" for name in ("bnnc_dot.v", "bnnc_sum.v", "bnnc_queue.v",
-                                                                 "bnnc_layer1.v"))
-    count = tmp_path / "count.txt"
-    subprocess.run(["yosys", "-q", "-p", f"{reads} synth -top bnnc_layer1 -flatten; "
-                    f"tee -q -o {count} select -count w:*block*_addr* %ci1:+[Q] t:*DFF* %i"],
-                   check=True, capture_output=True, text=True, timeout=300)
-    assert count.read_text().split()[0] == str(16 * 3)
+    count = _yosys_on_layer1(build.path / "rtl", "synth -top bnnc_layer1 -flatten; "
+                             "select -count w:*block*_addr* %ci1:+[Q] t:*DFF* %i", tmp_path)
+    assert count.split()[0] == str(16 * 3)

@@ -141,8 +141,13 @@ def part_inputs(layer: Layer) -> int:
 BLOCK_RAM_MIN_STEPS = 128
 
 
+def layer_steps(layer: Layer) -> int:
+    """A matrix-vector unit's clocks per vector: channel groups x input chunks."""
+    return (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
+
+
 def weights_in_block_ram(layer: Layer) -> bool:
-    return (layer.out_count // layer.pe) * (layer.in_count // layer.simd) >= BLOCK_RAM_MIN_STEPS
+    return layer_steps(layer) >= BLOCK_RAM_MIN_STEPS
 
 
 # Registered layers read a ROM of weights in blocks of up to this many weights of a lane, each
@@ -152,8 +157,7 @@ WEIGHTS_PER_COPY = 64
 
 def weight_blocks(layer: Layer) -> int:
     """Registered: the weight ROM's blocks (0: one step, constant weights, or a block RAM)."""
-    steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
-    if steps == 1 or weights_in_block_ram(layer):
+    if layer_steps(layer) == 1 or weights_in_block_ram(layer):
         return 0
     return layer.pe * -(-layer.simd // WEIGHTS_PER_COPY)
 
@@ -187,8 +191,7 @@ def post_stages(layer: Layer) -> int:
 
 
 def queue_slots(layer: Layer) -> int:
-    steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
-    return -(-(post_stages(layer) + 2) // steps)
+    return -(-(post_stages(layer) + 2) // layer_steps(layer))
 
 
 def units(design: Design) -> list[Unit]:
@@ -202,7 +205,7 @@ def units(design: Design) -> list[Unit]:
             win = Window(layer.in_shape, layer.kernel, layer.stride, (0, 0, 0, 0), 0, (oh, ow))
             out.append(Unit("pool", layer, 1, win, h * w, oh * ow, out_slice=design.registered))
         else:
-            steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
+            steps = layer_steps(layer)
             reg = (post_stages(layer), queue_slots(layer)) if design.registered else (0, 0)
             if layer.window is not None:
                 h, w = layer.window.in_shape[1:]

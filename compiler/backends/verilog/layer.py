@@ -19,6 +19,7 @@ from ..verilog_timing import (
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
     input_stages,
+    layer_steps,
     part_inputs,
     post_stages,
     queue_slots,
@@ -416,10 +417,9 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     lead = input_stages(layer)
     tree = tuple(dict(stage=lead + 2 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK)
                  for k, n in enumerate(levels[1:]))
-    steps = (layer.out_count // layer.pe) * (layer.in_count // layer.simd)
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
                 sum_stage=lead + 1 + len(tree),
-                weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(steps),
+                weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(layer_steps(layer)),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
                 mult_split=split)

@@ -219,10 +219,10 @@ def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
 def test_weight_blocks_keep_their_own_address_registers(tmp_path):
     """Layer 1 of the digits MLP at PE 16 x SIMD 64: 4 steps, 16 lanes of one block of 64 weights,
-    each block with its own 3-bit step address (2 group bits, 1 chunk bit). Yosys would merge
-    the equal registers into one set of 3 that drives every weight; `keep` stops it."""
+    each block with its own step address: 2 group bits (its chunk bit, with one chunk always 0, is
+    a constant Yosys removes). Merged, one pair would drive every weight of the layer."""
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", registered=True, target="verilog",
                          fold={"layers": {"1": {"pe": 16, "simd": 64}}})
     count = _yosys_on_layer1(build.path / "rtl", "synth -top bnnc_layer1 -flatten; "
                              "select -count w:*block*_addr* %ci1:+[Q] t:*DFF* %i", tmp_path)
-    assert count.split()[0] == str(16 * 3)
+    assert count.split()[0] == str(16 * 2)

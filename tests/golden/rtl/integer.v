@@ -74,7 +74,7 @@ module bnnc_layer0 (
     always @* begin
         case ({group, chunk})
             2'd0: weights = 6'h25;
-            default: weights = 6'h00;
+            default: weights = 6'h25;
         endcase
     end
 
@@ -83,7 +83,7 @@ module bnnc_layer0 (
     always @* begin
         case (group)
             1'd0: group_thresholds = 20'h0805d;  // channels 0..1, dot >=: -3 2 | 0 1
-            default: group_thresholds = 20'h00000;
+            default: group_thresholds = 20'h0805d;
         endcase
     end
 
@@ -91,7 +91,7 @@ module bnnc_layer0 (
     always @* begin
         case (group)
             1'd0: group_codes = 12'hc53;  // channels 0..1, output code per level: 3 0 1 | 1 0 3
-            default: group_codes = 12'h000;
+            default: group_codes = 12'hc53;
         endcase
     end
 

@@ -71,6 +71,7 @@ module bnnc_window0 (
         end
     end
 
+
     // ---- line buffer: pixel i arrived i shifts ago
     reg  [3:0] line;
     always @(posedge clk)
@@ -187,7 +188,7 @@ module bnnc_layer0 (
     always @* begin
         case ({group, chunk})
             2'd0: weights = 8'h4d;
-            default: weights = 8'h00;
+            default: weights = 8'h4d;
         endcase
     end
 
@@ -196,7 +197,7 @@ module bnnc_layer0 (
     always @* begin
         case (group)
             1'd0: group_thresholds = 8'h20;  // channels 0..1, dot >=: 0 | 2
-            default: group_thresholds = 8'h00;
+            default: group_thresholds = 8'h20;
         endcase
     end
 
@@ -204,7 +205,7 @@ module bnnc_layer0 (
     always @* begin
         case (group)
             1'd0: group_codes = 4'h6;  // channels 0..1, output code per level: 0 1 | 1 0
-            default: group_codes = 4'h0;
+            default: group_codes = 4'h6;
         endcase
     end
 
@@ -368,7 +369,7 @@ module bnnc_layer1 (
     always @* begin
         case ({group, chunk})
             2'd0: weights = 16'h9d71;
-            default: weights = 16'h0000;
+            default: weights = 16'h9d71;
         endcase
     end
 
@@ -377,7 +378,7 @@ module bnnc_layer1 (
     always @* begin
         case (group)
             1'd0: group_mult = 10'h042;  // channels 0..1, mult: 2 | 2
-            default: group_mult = 10'h000;
+            default: group_mult = 10'h042;
         endcase
     end
 
@@ -385,7 +386,7 @@ module bnnc_layer1 (
     always @* begin
         case (group)
             1'd0: group_bias = 10'h318;  // channels 0..1, bias: -8 | -8
-            default: group_bias = 10'h000;
+            default: group_bias = 10'h318;
         endcase
     end
 

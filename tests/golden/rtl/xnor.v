@@ -74,7 +74,7 @@ module bnnc_layer0 (
     always @* begin
         case ({group, chunk})
             2'd0: weights = 8'h1b;
-            default: weights = 8'h00;
+            default: weights = 8'h1b;
         endcase
     end
 
@@ -83,7 +83,7 @@ module bnnc_layer0 (
     always @* begin
         case (group)
             1'd0: group_thresholds = 6'h13;  // channels 0..1, P >=: 3 | 2
-            default: group_thresholds = 6'h00;
+            default: group_thresholds = 6'h13;
         endcase
     end
 
@@ -91,7 +91,7 @@ module bnnc_layer0 (
     always @* begin
         case (group)
             1'd0: group_codes = 4'h9;  // channels 0..1, output code per level: 1 0 | 0 1
-            default: group_codes = 4'h0;
+            default: group_codes = 4'h9;
         endcase
     end
 

@@ -285,17 +285,20 @@ def test_run_warns_when_inputs_leave_the_calibrated_format(tmp_path, capfd):
     assert f"and {len(x) - 3} have values off its grid" in err
 
 
-@pytest.mark.slow  # 14 s; the default run's time
-def test_brevitas_bireal_is_exact_without_rounding_weights(tmp_path):
+@pytest.mark.slow  # 14 s each; the default run's time
+@pytest.mark.parametrize("seed", [0, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason=(
+    "known: one output 0.017 from the original; the ONNX graph gives the same in float64, so bnnc "
+    "is off (a flipped sign after a residual add?), under investigation")))])
+def test_brevitas_bireal_is_exact_without_rounding_weights(seed, tmp_path):
     """Brevitas' 8-bit weight quantizer gives float32 products scale * n, which are not exactly
     a scale times integers; bnnc takes the quantizer's own integers (no --quantize-weights),
     and the residual blocks behind BipolarQuant (Sign(0) = +1, so padding carries an in-map bit)
-    are exact in RTL and HLS. The seed is fixed: unseeded, the model depended on what ran before in
-    the worker, and 2 of seeds 0-11 give one output 0.014-0.017 from the original's (RTL and HLS
-    still equal the interpreter) -- a flipped sign, presumably the original's float32 products
-    rounding across a threshold; not yet shown."""
+    are exact in RTL and HLS. Seeded: unseeded, the model depended on what ran before in the
+    worker. Of seeds 0-11, 2 and 4 give an output 0.014-0.017 from the original's (where run, RTL
+    and HLS equal the interpreter); for seed 2 the original evaluated in float64 gives the outputs
+    of float32 within 9e-8, so the error is bnnc's, not the original's rounding."""
     x = _inputs("conv")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = R.BrevitasBiReal()
     model.train()
     for m in model.modules():

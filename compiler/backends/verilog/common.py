@@ -26,7 +26,14 @@ class Rom:
     select: str
     msb: int
     entries: tuple[RomEntry, ...]
-    default: str
+
+    @property
+    def default(self) -> str:
+        """The word for a select outside the table. With one entry the select never leaves its
+        address, and the same word makes the table a constant to synthesis (a layer of one channel
+        group read its thresholds through a LUT of the group register in front of every compare:
+        nextpnr's critical path of the CNV's layer 1 at auto folding); else zero."""
+        return self.entries[0].word if len(self.entries) == 1 else lit(0, self.msb + 1, "h")
 
 
 def msb(width: int) -> int:

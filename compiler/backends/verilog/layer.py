@@ -162,7 +162,7 @@ def _group_rom(signal: str, rows: list[list[int]], layer: Layer, field_bits: int
             note = f"channels {g * layer.pe}..{(g + 1) * layer.pe - 1}, {meaning}: " + " | ".join(
                 " ".join(str(v) for v in row) for row in group)
         entries.append(RomEntry(lit(g, group_bits), lit(word, width, "h"), note))
-    return Rom(signal, "group", msb(width), tuple(entries), lit(0, width, "h"))
+    return Rom(signal, "group", msb(width), tuple(entries))
 
 
 def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int, weight_bits: int,
@@ -173,7 +173,7 @@ def _weight_rom(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: int
     `digits`, fields of digits.bits bits holding the weight's signed digits."""
     words, width = _weight_words(layer, lanes, chunk_bits, weight_bits, digits)
     entries = tuple(RomEntry(lit(addr, group_bits + chunk_bits), lit(word, width, "h")) for addr, word in words)
-    return Rom("weights", "{group, chunk}", msb(width), entries, lit(0, width, "h"))
+    return Rom("weights", "{group, chunk}", msb(width), entries)
 
 
 def _weight_words(layer: Layer, lanes: list[int], chunk_bits: int, weight_bits: int,
@@ -214,8 +214,7 @@ def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: 
             at = (lane * layer.simd + first) * field
             entries = tuple(RomEntry(lit(addr, addr_bits), lit(word >> at & ((1 << bits) - 1), bits, "h"))
                             for addr, word in words)
-            blocks.append(WeightBlock(k, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries,
-                                                       lit(0, bits, "h"))))
+            blocks.append(WeightBlock(k, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries)))
     return tuple(blocks)
 
 

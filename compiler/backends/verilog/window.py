@@ -56,7 +56,7 @@ def _mask_rom(signal: str, select: str, select_bits: int, inside: np.ndarray) ->
     """Per window row (or column): bit u set when window row u lies inside the map."""
     k = inside.shape[1]
     entries = tuple(RomEntry(lit(i, select_bits), lit(pack_bits(bits), k, "h")) for i, bits in enumerate(inside))
-    return Rom(signal, select, msb(k), entries, lit(0, k, "h"))
+    return Rom(signal, select, msb(k), entries)
 
 
 def window_view(unit: Unit) -> WindowView:

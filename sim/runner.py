@@ -182,7 +182,7 @@ def _read_words(path: Path, elem, count: int, beats: int) -> np.ndarray:
     if unknown is not None:  # a four-state simulator (Icarus) shows x or z where the logic is undefined
         raise SimulationError(f"output transfer {unknown} holds unknown (x/z) bits: {lines[unknown]}")
     words = [int(line, 16) for line in lines]
-    codes = np.array([unpack(w, count // beats, elem.bits) for w in words], dtype=np.int64).reshape(-1, count)
+    codes = np.array([unpack(w, count // beats, elem.bits) for w in words]).reshape(-1, count)
     return decode(codes, elem)
 
 

@@ -419,8 +419,9 @@ def load_folding(path: str) -> dict:
 
 
 def encode(values: np.ndarray, elem: IntegerElement) -> np.ndarray:
-    """Element values -> unsigned wire codes (int64), per the table at the top of this file."""
-    values = np.asarray(values, dtype=np.int64)
+    """Element values -> unsigned wire codes, per the table at the top of this file: int64, or
+    Python ints (object) for elements of 63 bits or more, whose codes int64 cannot hold."""
+    values = np.asarray(values, dtype=object if elem.bits >= 63 else np.int64)
     if isinstance(elem, Bipolar):
         return (values + 1) // 2
     if getattr(elem, "signed", False):
@@ -430,7 +431,7 @@ def encode(values: np.ndarray, elem: IntegerElement) -> np.ndarray:
 
 def decode(codes: np.ndarray, elem: IntegerElement) -> np.ndarray:
     """Unsigned wire codes -> element values (Fixed stays as its integer code)."""
-    codes = np.asarray(codes, dtype=np.int64)
+    codes = np.asarray(codes, dtype=object if elem.bits >= 63 else np.int64)
     if isinstance(elem, Bipolar):
         return 2 * codes - 1
     if getattr(elem, "signed", False):
@@ -449,5 +450,5 @@ def pack(codes_row: npt.ArrayLike, bits: int) -> int:
 
 def unpack(word: int, count: int, bits: int) -> np.ndarray:
     mask = (1 << bits) - 1
-    return np.array([(word >> (i * bits)) & mask for i in range(count)], dtype=np.int64)
+    return np.array([(word >> (i * bits)) & mask for i in range(count)], dtype=object if bits >= 63 else np.int64)
 

@@ -56,6 +56,7 @@ class Verification:
     rows: tuple[BackendCheck, ...]
     rounded_by: tuple[str, ...] = ()  # the options that rounded the model (bound inf), e.g. --quantize-weights
     stated: float = 0.0  # the fixed-point bound against the compiled (when rounded: the rounded) model
+    why: str = ""  # when the reference misses the bound: which rounded decision flipped, and the remedy
 
     @property
     def ok(self) -> bool:
@@ -77,7 +78,7 @@ class Verification:
             agree = f"{r.argmax_agreement}/{n}" if r.argmax_agreement is not None else "-"
             lines.append(f"{r.backend:<10} {f'{r.equal_to_reference}/{n}':>12} {agree:>14} {r.max_error:>15.3g}  "
                          f"{'ok' if r.ok else 'MISMATCH'}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + ([self.why] if self.why else [])) + "\n"
 
 
 def _options(pipeline: str, fold, targets: tuple[str, ...], calibrate, quantize_weights: int = 0,
@@ -186,4 +187,23 @@ def verify(model: str | Path, x: np.ndarray | str | Path, *, backends: tuple[str
         err = np.abs(y - original)
         rows.append(BackendCheck(name, y, same, _argmax_agreement(y, original, ties) if classes else None,
                                  float(err.max()), bool(np.all(err <= allowed)) and same == n))
-    return Verification(n, bound, original, tuple(rows), compiled.rounded_by, stated)
+    why = "" if rows[0].ok or compiled.weights_moved else _flipped(compiled, x)
+    return Verification(n, bound, original, tuple(rows), compiled.rounded_by, stated, why)
+
+
+def _flipped(compiled: driver.Compiled, x: np.ndarray) -> str:
+    """The bound holds while no sign behind a rounded value flips; name the one that did."""
+    from .passes.fixed_point import flipped_decision
+
+    names = [name for name, _, _ in compiled.stages]
+    at = next((i for i, name in enumerate(names) if name.startswith("fold-fixed-point")), None)
+    if not at:
+        return ""
+    before, after = compiled.stages[at - 1][1], compiled.stages[at][1]
+    found = flipped_decision(before, after, {before.inputs[0][0]: x})
+    if found is None:
+        return ""
+    value, origin, sample = found
+    return (f"why: sample {sample}: ONNX node '{origin}' ({value}) decides otherwise than with exact arithmetic: its "
+            f"input lies within the fixed-point rounding of its threshold; give more fraction bits with --calibrate "
+            f"SAMPLES.npy (chooses them so that every sample decides exactly) or fold-fixed-point{{frac=N}} in --pipeline")

@@ -1,8 +1,9 @@
 """fold-fixed-point: the exact affine left on the scores becomes a fixed-point multiply-add;
 values that flow on between layers (residual shortcuts, PReLU, ...) become fixed point first
-(qfx.py), with `frac` fraction bits -- given, or the fewest (from 8) whose stated bound is within
-`flow_error` of the largest calibrated score and holds on every calibration sample (16 without
-samples).
+(qfx.py), with `frac` fraction bits -- given, or the fewest (from 8) with which every sign and
+threshold decides every calibration sample as exact arithmetic does and whose stated bound is
+within `flow_error` of the largest calibrated score (else the tightest such bound); 16 without
+samples.
 
 y[c] = a[c] * acc[c] + b[c] with rational a, b becomes q[c] = acc[c] * m[c] + n[c], read as
 q * 2**-f, with m = round(a * 2**f) and n = round(b * 2**f). When every a and b is a multiple of
@@ -26,7 +27,7 @@ from .. import interp
 from ..ir import exact
 from ..ir.fixed_ops import FixedAffine
 from ..ir.graph import Graph
-from ..ir.ops import Affine
+from ..ir.ops import Affine, Sign, Threshold
 from ..ir.types import Fixed, Int, frac_bits
 from . import contracts, multiplier_free, qfx
 from .fold_thresholds import FoldThresholds
@@ -101,26 +102,29 @@ class FoldFixedPoint(Pass):
 
     def _chosen_frac(self, graph: Graph) -> int:
         """The fewest fraction bits whose stated bound is at most `flow_error` millionths of the
-        largest calibrated score and for which every calibration sample's outputs lie within
-        that bound of the exact graph's (so no sign flipped where it mattered)."""
+        largest calibrated score and with which every sign and threshold decides every
+        calibration sample as with the finest format. The bound holds while no such decision
+        flips, so checking the decisions (not the scores) is the test that matters; and the
+        finest format's scores are not a reference: its last layer may round far more coarsely
+        (MAX_FRAC), while its decisions are within ~2**-MAX_FLOW_FRAC of the exact graph's."""
         if not self.calibrate:
             return DEFAULT_FRAC
         samples = {graph.inputs[0][0]: np.load(self.calibrate, allow_pickle=False).astype(np.float32)}
-        # The finest format stands in for the exact graph (whose Fraction arithmetic is slow): it
-        # is within its own, far smaller, bound of it.
         finest = self.run_with(graph, MAX_FLOW_FRAC)
-        want = exact_outputs(finest, interp.run(finest, samples))
-        slack = Fraction(output_bound(finest))
-        peak = max(float(np.max(np.abs(np.asarray(w, dtype=np.float64)), initial=0.0)) for w in want) or 1.0
+        want = _decisions(finest, samples)
+        peak = max(float(np.max(np.abs(np.asarray(w, dtype=np.float64)), initial=0.0))
+                   for w in exact_outputs(finest, interp.run(finest, samples))) or 1.0
+        exact_at = {}  # frac -> its bound, where every decision is as with the finest format
         for frac in range(8, MAX_FLOW_FRAC, 2):
             fixed = self.run_with(graph, frac)
-            bound = Fraction(output_bound(fixed))
-            if bound > Fraction(peak) * Fraction(self.flow_error, 10**6):
-                continue
-            got = exact_outputs(fixed, interp.run(fixed, samples))
-            if all(np.all(np.abs(np.asarray(a - b, dtype=object)) <= bound + slack) for a, b in zip(want, got)):
-                return frac
-        return MAX_FLOW_FRAC
+            got = _decisions(fixed, samples)
+            if all(np.array_equal(got[name], want[name]) for name in want):
+                exact_at[frac] = output_bound(fixed)
+                if exact_at[frac] <= peak * self.flow_error / 10**6:
+                    return frac
+        # No format is that tight (past MAX_FRAC the last layer's rounding grows with frac):
+        # the tightest bound among those that decide every sample right.
+        return min(exact_at, key=lambda frac: (exact_at[frac], frac), default=MAX_FLOW_FRAC)
 
     def run_with(self, graph: Graph, frac: int) -> Graph:
         """The graph (already rounded when multiplier-free) with `frac` fraction bits."""
@@ -151,6 +155,24 @@ class FoldFixedPoint(Pass):
         if qfx.flows_on(before) or self.notes(before):  # a sign after a rounded value may flip, or
             return float("inf")                          # the model itself was rounded: report, do not judge
         return output_bound(after)
+
+
+def _decisions(graph: Graph, samples: dict) -> dict[str, np.ndarray]:
+    """Every sign's and threshold's output on the samples."""
+    values = interp.run(graph, samples, trace=True)
+    return {op.out: values[op.out] for op in graph.ops if isinstance(op, (Sign, Threshold))}
+
+
+def flipped_decision(exact: Graph, fixed: Graph, samples: dict) -> tuple[str, str, int] | None:
+    """The first sign or threshold of the fixed-point graph that decides a sample otherwise
+    than the exact graph (before this pass) does: (its output, its ONNX node, the sample)."""
+    want, got = _decisions(exact, samples), _decisions(fixed, samples)
+    for op in fixed.ops:
+        if op.out in want and op.out in got:
+            differ = np.any((np.asarray(want[op.out]) != np.asarray(got[op.out])).reshape(len(got[op.out]), -1), axis=1)
+            if differ.any():
+                return op.out, op.origin, int(np.argmax(differ))
+    return None
 
 
 def output_bound(graph: Graph) -> float:

@@ -118,13 +118,17 @@ def test_registered_is_recorded_in_the_build(tmp_path):
     assert design.registered and timing(design).latency == build.manifest["hardware"]["latency_cycles"]
 
 
+# the digits CNV's layer 3 unrolled: 32 x 288 weights a step, a wide step (two input stages)
+WIDE = {"layers": {"3": {"pe": 32, "simd": 288}}}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("example, fold, multiplier_free", [
     ("digits_mlp", FOLD32, 0), ("digits_mlp", FOLD32, 3), ("digits_cnv", "auto", 0),
     ("digits_cnv", {"layers": {"1": {"pe": 8, "simd": 72}}}, 0),
-    ("digits_cnv", {"layers": {"3": {"pe": 16, "simd": 288}}}, 0)],
+    ("digits_cnv", {"layers": {"3": {"pe": 16, "simd": 288}}}, 0), ("digits_cnv", WIDE, 0)],
     ids=["digits_mlp-32", "digits_mlp-32-multiplier-free", "digits_cnv-auto", "digits_cnv-masked-blocks",
-         "digits_cnv-80-blocks"])
+         "digits_cnv-80-blocks", "digits_cnv-wide"])
 def test_registered_examples_are_exact_and_on_time(example, fold, multiplier_free, tmp_path):
     """The examples as benchmarks/fmax.py places them: the head's multiply split into 17-bit
     products (digits MLP), convs with zero padding and a pool (digits CNV); and foldings with
@@ -161,10 +165,10 @@ def test_registered_conv_behind_the_axis_wrapper_defines_each_module_once(tmp_pa
     assert proc.returncode == 0 and "%Warning" not in proc.stderr, proc.stderr
 
 
-def _yosys_on_layer1(rtl: Path, commands: str, tmp_path: Path) -> str:
-    """Debian's Yosys on layer 1 alone: what `commands`' last command prints."""
+def _yosys_on_layer(rtl: Path, commands: str, tmp_path: Path, index: int = 1) -> str:
+    """Debian's Yosys on one layer alone: what `commands`' last command prints."""
     reads = " ".join(f"read_verilog {rtl / name};" for name in ("bnnc_dot.v", "bnnc_sum.v", "bnnc_queue.v",
-                                                                 "bnnc_layer1.v"))
+                                                                 f"bnnc_layer{index}.v"))
     first, last = commands.rsplit("; ", 1)
     out = tmp_path / "yosys_out.txt"
     subprocess.run(["yosys", "-q", "-p", f"{reads} {first}; tee -q -o {out} {last}"],
@@ -210,7 +214,7 @@ def test_deep_weight_memories_are_block_ram_and_exact(example, fold, stores, fra
 @pytest.mark.parametrize("arch, cell", [("ecp5", "DP16KD"), ("xilinx", "RAMB18E1")])
 def test_yosys_maps_a_deep_weight_memory_to_block_ram(arch, cell, tmp_path):
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", fold=DEEP, registered=True, target="verilog")
-    stat = _yosys_on_layer1(build.path / "rtl", f"synth_{arch} -top bnnc_layer1; stat", tmp_path)
+    stat = _yosys_on_layer(build.path / "rtl", f"synth_{arch} -top bnnc_layer1; stat", tmp_path)
     # layer 1's 128 words of 32 weight bits: one block, read into stage 1 by its own output register
     assert re.search(rf"\b{cell} 1\b", " ".join(stat.split())), stat
 
@@ -223,6 +227,26 @@ def test_weight_blocks_keep_their_own_address_registers(tmp_path):
     a constant Yosys removes). Merged, one pair would drive every weight of the layer."""
     build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / "b", registered=True, target="verilog",
                          fold={"layers": {"1": {"pe": 16, "simd": 64}}})
-    count = _yosys_on_layer1(build.path / "rtl", "synth -top bnnc_layer1 -flatten; "
+    count = _yosys_on_layer(build.path / "rtl", "synth -top bnnc_layer1 -flatten; "
                              "select -count w:*block*_addr* %ci1:+[Q] t:*DFF* %i", tmp_path)
     assert count.split()[0] == str(16 * 2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
+def test_a_wide_step_keeps_its_input_copies(tmp_path):
+    """The digits CNV's layer 3 unrolled (WIDE) registers its inputs twice, the second time in 8
+    copies, one per 4 lanes, which synthesis must not merge back into one register feeding all
+    32 lanes (the route the copies are there to shorten)."""
+    build = bnnc.compile(EXAMPLES / "digits_cnv" / "digits_cnv.onnx", tmp_path / "b", registered=True,
+                         target="verilog", fold=WIDE)
+    # 2 input stages, the parts' dot products, 3 tree levels (24 parts of 12, 6, 2, 1), the sum
+    unit = next(u for u in build.manifest["hardware"]["pipeline"]["registered_units"] if u["layer"] == 3)
+    assert unit["stages"] == 2 + 1 + 3 + 1
+    count = _yosys_on_layer(build.path / "rtl", "synth -top bnnc_layer3 -flatten; "
+                            "select -count w:*input_copy*x* %ci1:+[Q] t:*DFF* %i", tmp_path, index=3)
+    assert count.split()[0] == str(8 * 288)

@@ -162,12 +162,33 @@ def weight_blocks(layer: Layer) -> int:
     return layer.pe * -(-layer.simd // WEIGHTS_PER_COPY)
 
 
+# Registered layers whose step reads at least this many weights (PE x SIMD) are wide enough that
+# the routes into their lanes, not the logic, set the clock: the TFC's first layer at auto
+# folding (16 x 784) placed at 83 MHz with 6.7-7.5 ns of routing from the stage-1 input and
+# weight registers into its parts' dot products, spread over 64k logic cells; with the second
+# stage, at 94.9 MHz (seed 1; the head's multiplier then limits it). Not smaller: the digits
+# CNV's layer 1 (32 x 144) with it grew by 4k logic cells and lost 7 MHz (median of 3 seeds).
+WIDE_STEP_WEIGHTS = 8192
+LANES_PER_INPUT_COPY = 4  # a wide layer's stage-2 inputs: one copy per this many lanes
+
+
+def wide_step(layer: Layer) -> bool:
+    return layer.pe * layer.simd >= WIDE_STEP_WEIGHTS and not weights_in_block_ram(layer)
+
+
 def input_stages(layer: Layer) -> int:
     """Registered: stages of a step's inputs and weights before its parts' dot products. Two with
     a block RAM, whose output (5.6 ns from the clock on an ECP5 DP16KD, then a mux over the blocks
     of a deep memory) gets a register of its own: CNV-w1a1 at FINN's folding placed at 58.4 MHz
-    with both in the parts' clock, at 74.2 MHz with the register."""
-    return 2 if weights_in_block_ram(layer) else 1
+    with both in the parts' clock, at 74.2 MHz with the register. Two in a wide step, so that a
+    clock of pure routing carries the inputs (in copies: input_copies) and weights to registers
+    the placer can put beside the lanes."""
+    return 2 if weights_in_block_ram(layer) or wide_step(layer) else 1
+
+
+def input_copies(layer: Layer) -> int:
+    """Registered: copies of the stage-2 inputs, each feeding up to LANES_PER_INPUT_COPY lanes."""
+    return -(-layer.pe // LANES_PER_INPUT_COPY) if wide_step(layer) else 1
 
 
 def sum_levels(layer: Layer) -> tuple[int, ...]:
@@ -179,6 +200,24 @@ def sum_levels(layer: Layer) -> tuple[int, ...]:
     while levels[-1] > 1 or len(levels) == 1:
         levels.append(-(-levels[-1] // PARTS_PER_CLOCK))
     return tuple(levels)
+
+
+# Registered: a popcount of at most this many bits multiplies in LUTs, in the two clocks a
+# multiplier block would take (4 terms a clock, as the adder tree: 16 terms).
+LUT_MULTIPLY_MAX_BITS = 16
+
+
+def lut_multiply_bits(layer: Layer) -> int:
+    """Registered multiply-add of a popcount (XNOR layers: P in [0, K]): the popcount's bits, when
+    the product is built in LUTs as the sum of mult << i over its set bits i; else 0 (a
+    multiplier block). On the TFC at auto folding the head's MULT18X18D (3.9 ns inside, and
+    3.0-3.7 ns of routing to and from its column in a design filling 75% of the part) was the
+    critical path in all of 3 placer seeds (86.5-94.9 MHz)."""
+    lp = plan(layer)
+    if layer.post != "affine" or lp.mode != Mode.XNOR:
+        return 0
+    bits = min(layer.in_count.bit_length(), lp.acc.width)
+    return bits if bits <= LUT_MULTIPLY_MAX_BITS else 0
 
 
 def post_stages(layer: Layer) -> int:

@@ -16,10 +16,13 @@ from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
 from ..verilog_timing import (
+    LANES_PER_INPUT_COPY,
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
+    input_copies,
     input_stages,
     layer_steps,
+    lut_multiply_bits,
     part_inputs,
     post_stages,
     queue_slots,
@@ -127,10 +130,14 @@ class LayerView:
     # width of the counter of results in flight, and the group each post-op ROM reads
     registered: bool = False
     mult_split: bool = False  # the multiply-add's product from three 17 x 17-bit products (17 < ACC_W <= 34)
+    lut_mult: int = 0  # > 0: the product from LUTs, a sum of mult << i over the set bits of this many value bits
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
     weight_blocks: tuple[WeightBlock, ...] = ()  # stage 1's weights in blocks, each its own address copy
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
+    input_stages: int = 0  # stages of the step's inputs and weights (verilog_timing.input_stages)
+    input_copies: int = 1  # stage 2's copies of the inputs, each read by up to lanes_per_copy lanes
+    lanes_per_copy: int = LANES_PER_INPUT_COPY
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
     sum_stage: int = 0  # the stage whose register holds the chunk's sum
@@ -410,7 +417,8 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     if not registered:
         return dict(post_selects=tuple(r.select for r in post_roms))
     stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
-    split = layer.post != "threshold" and not digits and 17 < lp.acc.width <= 34
+    lut_mult = lut_multiply_bits(layer) if layer.post != "threshold" and not digits else 0
+    split = layer.post != "threshold" and not digits and not lut_mult and 17 < lp.acc.width <= 34
     # stage 1 (and 2: input_stages): inputs and weights; then the parts' dot products, the adder
     # tree's levels
     lead = input_stages(layer)
@@ -418,8 +426,9 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
                  for k, n in enumerate(levels[1:]))
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
                 sum_stage=lead + 1 + len(tree),
-                weight_memory=weights_in_block_ram(layer), step_bits=counter_bits(layer_steps(layer)),
+                weight_memory=weights_in_block_ram(layer), input_stages=lead, input_copies=input_copies(layer),
+                step_bits=counter_bits(layer_steps(layer)),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),
-                mult_split=split)
+                mult_split=split, lut_mult=lut_mult)
 

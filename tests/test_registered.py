@@ -21,11 +21,15 @@ import pytest
 from bnnc import driver, interp
 from bnnc.backends.hardware import lower
 from bnnc.backends.verilog import emit
-from bnnc.backends.verilog_timing import part_inputs, timing
+from bnnc.backends.verilog_timing import part_inputs, step_copies, timing
+from bnnc.ir.fixed_ops import FixedAffine
+from bnnc.ir.graph import Graph
+from bnnc.ir.ops import Dense, Threshold
+from bnnc.ir.types import Bipolar, TensorType
 
 from sim import simulate
 from sim.lint import lint
-from tests.test_verilog import FOLDINGS, check_run, graph_of, random_inputs
+from tests.test_verilog import FOLDINGS, _binary, _weights, check_run, graph_of, random_inputs
 
 VECTORS = 60
 # every folding of test_verilog without channel reuse (registered units do not build it)
@@ -250,3 +254,27 @@ def test_a_wide_step_keeps_its_input_copies(tmp_path):
     count = _yosys_on_layer(build.path / "rtl", "synth -top bnnc_layer3 -flatten; "
                             "select -count w:*input_copy*x* %ci1:+[Q] t:*DFF* %i", tmp_path, index=3)
     assert count.split()[0] == str(8 * 288)
+
+
+@pytest.mark.slow
+def test_a_wide_folded_step_advances_its_weight_blocks_a_clock_late(tmp_path):
+    """256 bipolar inputs -> 64 channels at PE 64 x SIMD 128 (8,192 weights a step, 2 chunks):
+    its 128 weight blocks advance on 8 registered copies of `step` and its inputs take three
+    stages; bit for bit, on time, with pauses and back-pressure. The head multiplies its
+    popcount (7 bits) by signed multipliers in LUTs."""
+    rng = np.random.default_rng(7)
+    t1, v1 = _binary(rng, 64, -20, 20)
+    ops = (Dense("d1", ("x",), weights=_weights(rng, 64, 256)),
+           Threshold("a1", ("d1",), thresholds=t1, values=v1),
+           Dense("d2", ("a1",), weights=_weights(rng, 10, 64)),
+           FixedAffine("q", ("d2",), mult=rng.integers(-300, 301, 10), bias=rng.integers(-99, 100, 10), frac=4,
+                       error_bound=0.0))
+    graph = Graph("wide", (("x", TensorType(Bipolar(), (256,))),), ops, ("q",))
+    design = replace(lower(graph, {0: {"pe": 64, "simd": 128}, 1: {"pe": 5, "simd": 32}}), registered=True)
+    # 3 input stages, the parts' dot products (11 parts of 12), 2 tree levels (3, 1), the sum
+    assert step_copies(design.layers[0]) == 8 and timing(design).units[0].post_stages == 3 + 1 + 2 + 1
+    emit(design, tmp_path)
+    assert lint(tmp_path) == []
+    x = random_inputs(graph, VECTORS)
+    expected = interp.run(graph, {"x": x})["q"].reshape(VECTORS, -1)
+    check_run(design, simulate(tmp_path, design.serialize(x), design, expected, seed=3), expected)

@@ -176,14 +176,27 @@ def wide_step(layer: Layer) -> bool:
     return layer.pe * layer.simd >= WIDE_STEP_WEIGHTS and not weights_in_block_ram(layer)
 
 
+BLOCKS_PER_STEP_COPY = 16  # a wide step's weight blocks: one registered copy of `step` per this many
+
+
+def step_copies(layer: Layer) -> int:
+    """Registered: copies of `step`, a clock late, that advance a wide step's weight blocks'
+    addresses (0: the blocks read `step` itself). On the TFC at auto folding, `step` (one LUT of
+    registers) into the enables of layer 0's 208 address copies was the critical path once its
+    inputs and weights had their second stage: 7.6 ns of routing, 97.1 MHz."""
+    return -(-weight_blocks(layer) // BLOCKS_PER_STEP_COPY) if wide_step(layer) else 0
+
+
 def input_stages(layer: Layer) -> int:
     """Registered: stages of a step's inputs and weights before its parts' dot products. Two with
     a block RAM, whose output (5.6 ns from the clock on an ECP5 DP16KD, then a mux over the blocks
     of a deep memory) gets a register of its own: CNV-w1a1 at FINN's folding placed at 58.4 MHz
     with both in the parts' clock, at 74.2 MHz with the register. Two in a wide step, so that a
     clock of pure routing carries the inputs (in copies: input_copies) and weights to registers
-    the placer can put beside the lanes."""
-    return 2 if weights_in_block_ram(layer) or wide_step(layer) else 1
+    the placer can put beside the lanes; three when its weight blocks read the step a clock late
+    (step_copies), the inputs waiting a clock beside them."""
+    second = weights_in_block_ram(layer) or wide_step(layer)
+    return 1 + int(second) + int(step_copies(layer) > 0)
 
 
 def input_copies(layer: Layer) -> int:

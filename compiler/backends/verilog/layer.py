@@ -16,6 +16,7 @@ from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
 from ..verilog_timing import (
+    BLOCKS_PER_STEP_COPY,
     LANES_PER_INPUT_COPY,
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
@@ -26,6 +27,7 @@ from ..verilog_timing import (
     part_inputs,
     post_stages,
     queue_slots,
+    step_copies,
     sum_levels,
     weight_blocks,
     weights_in_block_ram,
@@ -136,8 +138,11 @@ class LayerView:
     weight_blocks: tuple[WeightBlock, ...] = ()  # stage 1's weights in blocks, each its own address copy
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
     input_stages: int = 0  # stages of the step's inputs and weights (verilog_timing.input_stages)
+    registered_twice: bool = False  # the inputs and weights get a second register (x2, w2) after x1, w1
     input_copies: int = 1  # stage 2's copies of the inputs, each read by up to lanes_per_copy lanes
     lanes_per_copy: int = LANES_PER_INPUT_COPY
+    step_copies: int = 0  # registered copies of `step` (a clock late) for the weight blocks' addresses
+    blocks_per_step_copy: int = BLOCKS_PER_STEP_COPY
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
     sum_stage: int = 0  # the stage whose register holds the chunk's sum
@@ -419,7 +424,7 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
     lut_mult = lut_multiply_bits(layer) if layer.post != "threshold" and not digits else 0
     split = layer.post != "threshold" and not digits and not lut_mult and 17 < lp.acc.width <= 34
-    # stage 1 (and 2: input_stages): inputs and weights; then the parts' dot products, the adder
+    # stages 1 to 3 (input_stages): inputs and weights; then the parts' dot products, the adder
     # tree's levels
     lead = input_stages(layer)
     tree = tuple(dict(stage=lead + 2 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK)
@@ -427,6 +432,7 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
                 sum_stage=lead + 1 + len(tree),
                 weight_memory=weights_in_block_ram(layer), input_stages=lead, input_copies=input_copies(layer),
+                step_copies=step_copies(layer), registered_twice=lead - int(step_copies(layer) > 0) == 2,
                 step_bits=counter_bits(layer_steps(layer)),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),

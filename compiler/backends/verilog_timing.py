@@ -176,7 +176,14 @@ def wide_step(layer: Layer) -> bool:
     return layer.pe * layer.simd >= WIDE_STEP_WEIGHTS and not weights_in_block_ram(layer)
 
 
-BLOCKS_PER_STEP_COPY = 16  # a wide step's weight blocks: one registered copy of `step` per this many
+BLOCKS_PER_STEP_COPY = 16  # a wide step's weight blocks: a registered copy of `step` per (about) this many
+
+
+def lanes_per_step_copy(layer: Layer) -> int:
+    """Registered: the lanes whose weight blocks share a copy of `step` -- whole lanes, whose
+    blocks the placer keeps together (a copy for blocks of two lanes of the TFC's layer 0 had a
+    route of 8.9 ns: 99.3 MHz)."""
+    return max(1, BLOCKS_PER_STEP_COPY // -(-layer.simd // WEIGHTS_PER_COPY))
 
 
 def step_copies(layer: Layer) -> int:
@@ -184,7 +191,9 @@ def step_copies(layer: Layer) -> int:
     addresses (0: the blocks read `step` itself). On the TFC at auto folding, `step` (one LUT of
     registers) into the enables of layer 0's 208 address copies was the critical path once its
     inputs and weights had their second stage: 7.6 ns of routing, 97.1 MHz."""
-    return -(-weight_blocks(layer) // BLOCKS_PER_STEP_COPY) if wide_step(layer) else 0
+    if not wide_step(layer) or not weight_blocks(layer):
+        return 0
+    return -(-layer.pe // lanes_per_step_copy(layer))
 
 
 def input_stages(layer: Layer) -> int:

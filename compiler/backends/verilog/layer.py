@@ -16,12 +16,12 @@ from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
 from ..verilog_timing import (
-    BLOCKS_PER_STEP_COPY,
     LANES_PER_INPUT_COPY,
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
     input_copies,
     input_stages,
+    lanes_per_step_copy,
     layer_steps,
     lut_multiply_bits,
     part_inputs,
@@ -61,6 +61,7 @@ class WeightBlock:
     their own slice of the weight ROM (`rom`, block{index}_w) read at their own copy of the step
     address (block{index}_addr)."""
     index: int
+    lane: int  # the lane whose weights it holds
     at: int  # its first bit in the step's weight word
     bits: int
     rom: Rom
@@ -142,7 +143,7 @@ class LayerView:
     input_copies: int = 1  # stage 2's copies of the inputs, each read by up to lanes_per_copy lanes
     lanes_per_copy: int = LANES_PER_INPUT_COPY
     step_copies: int = 0  # registered copies of `step` (a clock late) for the weight blocks' addresses
-    blocks_per_step_copy: int = BLOCKS_PER_STEP_COPY
+    lanes_per_step_copy: int = 1
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
     sum_stage: int = 0  # the stage whose register holds the chunk's sum
@@ -226,7 +227,7 @@ def _weight_blocks(layer: Layer, lanes: list[int], group_bits: int, chunk_bits: 
             at = (lane * layer.simd + first) * field
             entries = tuple(RomEntry(lit(addr, addr_bits), lit(word >> at & ((1 << bits) - 1), bits, "h"))
                             for addr, word in words)
-            blocks.append(WeightBlock(k, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries)))
+            blocks.append(WeightBlock(k, lane, at, bits, Rom(f"block{k}_w", f"block{k}_addr", msb(bits), entries)))
     return tuple(blocks)
 
 
@@ -432,7 +433,8 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
                 sum_stage=lead + 1 + len(tree),
                 weight_memory=weights_in_block_ram(layer), input_stages=lead, input_copies=input_copies(layer),
-                step_copies=step_copies(layer), registered_twice=lead - int(step_copies(layer) > 0) == 2,
+                step_copies=step_copies(layer), lanes_per_step_copy=lanes_per_step_copy(layer),
+                registered_twice=lead - int(step_copies(layer) > 0) == 2,
                 step_bits=counter_bits(layer_steps(layer)),
                 post_stages=stages, slots=slots,
                 pending_bits=slots.bit_length(), post_selects=_post_selects(post_roms, stages, group_bits, digits),

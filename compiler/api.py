@@ -197,9 +197,9 @@ def _flipped(compiled: driver.Compiled, x: np.ndarray) -> str:
 
     names = [name for name, _, _ in compiled.stages]
     at = next((i for i, name in enumerate(names) if name.startswith("fold-fixed-point")), None)
-    if not at:
+    if at is None:
         return ""
-    before, after = compiled.stages[at - 1][1], compiled.stages[at][1]
+    before, after = compiled.stages[at - 1][1] if at else compiled.source, compiled.stages[at][1]
     found = flipped_decision(before, after, {before.inputs[0][0]: x})
     if found is None:
         return ""

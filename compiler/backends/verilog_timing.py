@@ -204,8 +204,12 @@ def input_stages(layer: Layer) -> int:
     clock of pure routing carries the inputs (in copies: input_copies) and weights to registers
     the placer can put beside the lanes; three when its weight blocks read the step a clock late
     (step_copies), the inputs waiting a clock beside them."""
-    second = weights_in_block_ram(layer) or wide_step(layer)
-    return 1 + int(second) + int(step_copies(layer) > 0)
+    return 1 + int(registered_twice(layer)) + int(step_copies(layer) > 0)
+
+
+def registered_twice(layer: Layer) -> bool:
+    """Registered: the step's inputs and weights get a second register (a block RAM, a wide step)."""
+    return weights_in_block_ram(layer) or wide_step(layer)
 
 
 def input_copies(layer: Layer) -> int:

@@ -103,7 +103,8 @@ class FoldFixedPoint(Pass):
     def _chosen_frac(self, graph: Graph) -> int:
         """The fewest fraction bits whose stated bound is at most `flow_error` millionths of the
         largest calibrated score and with which every sign and threshold decides every
-        calibration sample as with the finest format. The bound holds while no such decision
+        calibration sample as with the finest format (if none is that tight, the tightest bound
+        among those that decide every sample so). The bound holds while no such decision
         flips, so checking the decisions (not the scores) is the test that matters; and the
         finest format's scores are not a reference: its last layer may round far more coarsely
         (MAX_FRAC), while its decisions are within ~2**-MAX_FLOW_FRAC of the exact graph's."""

@@ -238,10 +238,6 @@ def test_weight_blocks_keep_their_own_address_registers(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("yosys") is None, reason="Yosys not installed")
 def test_a_wide_step_keeps_its_input_copies(tmp_path):
     """The digits CNV's layer 3 unrolled (WIDE) registers its inputs twice, the second time in 8
     copies, one per 4 lanes, which synthesis must not merge back into one register feeding all

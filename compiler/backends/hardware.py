@@ -418,10 +418,14 @@ def load_folding(path: str) -> dict:
     return data.get("layers", data)
 
 
+def _code_type(bits: int) -> type:
+    """int64 holds the wire codes of elements up to 62 bits; wider ones are Python ints."""
+    return object if bits >= 63 else np.int64
+
+
 def encode(values: np.ndarray, elem: IntegerElement) -> np.ndarray:
-    """Element values -> unsigned wire codes, per the table at the top of this file: int64, or
-    Python ints (object) for elements of 63 bits or more, whose codes int64 cannot hold."""
-    values = np.asarray(values, dtype=object if elem.bits >= 63 else np.int64)
+    """Element values -> unsigned wire codes, per the table at the top of this file (_code_type)."""
+    values = np.asarray(values, dtype=_code_type(elem.bits))
     if isinstance(elem, Bipolar):
         return (values + 1) // 2
     if getattr(elem, "signed", False):
@@ -431,7 +435,7 @@ def encode(values: np.ndarray, elem: IntegerElement) -> np.ndarray:
 
 def decode(codes: np.ndarray, elem: IntegerElement) -> np.ndarray:
     """Unsigned wire codes -> element values (Fixed stays as its integer code)."""
-    codes = np.asarray(codes, dtype=object if elem.bits >= 63 else np.int64)
+    codes = np.asarray(codes, dtype=_code_type(elem.bits))
     if isinstance(elem, Bipolar):
         return 2 * codes - 1
     if getattr(elem, "signed", False):
@@ -450,5 +454,5 @@ def pack(codes_row: npt.ArrayLike, bits: int) -> int:
 
 def unpack(word: int, count: int, bits: int) -> np.ndarray:
     mask = (1 << bits) - 1
-    return np.array([(word >> (i * bits)) & mask for i in range(count)], dtype=object if bits >= 63 else np.int64)
+    return np.array([(word >> (i * bits)) & mask for i in range(count)], dtype=_code_type(bits))
 

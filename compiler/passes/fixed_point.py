@@ -112,13 +112,14 @@ class FoldFixedPoint(Pass):
             return DEFAULT_FRAC
         samples = {graph.inputs[0][0]: np.load(self.calibrate, allow_pickle=False).astype(np.float32)}
         finest = self.run_with(graph, MAX_FLOW_FRAC)
-        want = _decisions(finest, samples)
+        values = interp.run(finest, samples, trace=True)
+        want = _decisions(finest, values)
         peak = max(float(np.max(np.abs(np.asarray(w, dtype=np.float64)), initial=0.0))
-                   for w in exact_outputs(finest, interp.run(finest, samples))) or 1.0
+                   for w in exact_outputs(finest, values)) or 1.0
         exact_at = {}  # frac -> its bound, where every decision is as with the finest format
         for frac in range(8, MAX_FLOW_FRAC, 2):
             fixed = self.run_with(graph, frac)
-            got = _decisions(fixed, samples)
+            got = _decisions(fixed, interp.run(fixed, samples, trace=True))
             if all(np.array_equal(got[name], want[name]) for name in want):
                 exact_at[frac] = output_bound(fixed)
                 if exact_at[frac] <= peak * self.flow_error / 10**6:
@@ -158,21 +159,20 @@ class FoldFixedPoint(Pass):
         return output_bound(after)
 
 
-def _decisions(graph: Graph, samples: dict) -> dict[str, np.ndarray]:
-    """Every sign's and threshold's output on the samples."""
-    values = interp.run(graph, samples, trace=True)
+def _decisions(graph: Graph, values: dict) -> dict[str, np.ndarray]:
+    """Every sign's and threshold's output, in graph order, from the interpreter's trace."""
     return {op.out: values[op.out] for op in graph.ops if isinstance(op, (Sign, Threshold))}
 
 
 def flipped_decision(exact: Graph, fixed: Graph, samples: dict) -> tuple[str, str, int] | None:
     """The first sign or threshold of the fixed-point graph that decides a sample otherwise
     than the exact graph (before this pass) does: (its output, its ONNX node, the sample)."""
-    want, got = _decisions(exact, samples), _decisions(fixed, samples)
-    for op in fixed.ops:
-        if op.out in want and op.out in got:
-            differ = np.any((np.asarray(want[op.out]) != np.asarray(got[op.out])).reshape(len(got[op.out]), -1), axis=1)
-            if differ.any():
-                return op.out, op.origin, int(np.argmax(differ))
+    want = _decisions(exact, interp.run(exact, samples, trace=True))
+    got = _decisions(fixed, interp.run(fixed, samples, trace=True))
+    for op in (op for op in fixed.ops if op.out in got and op.out in want):
+        differ = np.any((np.asarray(want[op.out]) != np.asarray(got[op.out])).reshape(len(got[op.out]), -1), axis=1)
+        if differ.any():
+            return op.out, op.origin, int(np.argmax(differ))
     return None
 
 

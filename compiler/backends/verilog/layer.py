@@ -424,7 +424,7 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     if not registered:
         return dict(post_selects=tuple(r.select for r in post_roms))
     stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
-    lut_mult = lut_multiply_bits(layer) if layer.post != "threshold" and not digits else 0
+    lut_mult = 0 if digits else lut_multiply_bits(layer)
     split = layer.post != "threshold" and not digits and not lut_mult and 17 < lp.acc.width <= 34
     # stages 1 to 3 (input_stages): inputs and weights; then the parts' dot products, the adder
     # tree's levels

@@ -81,15 +81,20 @@ def test_registered_rtl_matches_interpreter(case, tmp_path):
     check_run(design, result, expected)
 
 
-def _ready_cone(rtl: Path, tmp_path: Path) -> list[str]:
-    """The ready wires of bnnc_top that its out_ready reaches through logic alone (Yosys: after
-    `proc` every flip-flop is a $dff, where the cone stops)."""
+def _select_in_top(rtl: Path, selection: str, tmp_path: Path) -> list[str]:
+    """What a Yosys `selection` names in bnnc_top after `proc` (every flip-flop a $dff) and
+    `flatten`."""
     files = " ".join(f"read_verilog {rtl / name};" for name in (rtl / "filelist.f").read_text().split())
-    listing = tmp_path / "cone.txt"
-    script = (f"{files} hierarchy -top bnnc_top; proc; flatten; "
-              f"select -write {listing} w:out_ready %co*:-$dff w:*_ready %i")
+    listing = tmp_path / "selection.txt"
+    script = f"{files} hierarchy -top bnnc_top; proc; flatten; select -write {listing} {selection}"
     subprocess.run(["yosys", "-q", "-p", script], check=True, capture_output=True, text=True, timeout=300)
-    names = (line.split("/")[-1] for line in listing.read_text().split())
+    return [line.split("/", 1)[-1] for line in listing.read_text().split()]
+
+
+def _ready_cone(rtl: Path, tmp_path: Path) -> list[str]:
+    """The ready wires of bnnc_top that its out_ready reaches through logic alone (the cone stops
+    at flip-flops)."""
+    names = _select_in_top(rtl, "w:out_ready %co*:-$dff w:*_ready %i", tmp_path)
     return sorted(name for name in names if "." not in name)  # the top's own wires: unit boundaries
 
 
@@ -97,14 +102,18 @@ def _ready_cone(rtl: Path, tmp_path: Path) -> list[str]:
 def test_out_ready_stops_at_the_last_unit(tmp_path):
     fold = {"layers": {"0": {"pe": 8, "simd": 16}, "1": {"pe": 8, "simd": 16}, "2": {"pe": 8, "simd": 16},
                        "3": {"pe": 5, "simd": 32}}}
-    cones = {}
+    cones, ready_logic = {}, {}
     for registered in (False, True):
         build = bnnc.compile(DIGITS / "digits_mlp.onnx", tmp_path / str(registered), fold=fold, registered=registered)
         cones[registered] = _ready_cone(build.path / "rtl", tmp_path)
+        # the logic cells that drive a unit's in_ready (links 1-4: layers 0-3), up to flip-flops
+        ready_logic[registered] = _select_in_top(build.path / "rtl", "w:link*_ready %ci*:-$dff t:* %i", tmp_path)
     # unregistered, the top's out_ready ripples through every layer's ready logic to its in_ready
     assert {"in_ready", "link1_ready", "link2_ready", "link3_ready"} <= set(cones[False])
     # registered, it reaches only itself: the last layer's queue pops, and no ready upstream
     assert cones[True] == ["out_ready"]
+    # and each layer's in_ready is a flip-flop, so the unit before it pops on a register
+    assert ready_logic[False] and ready_logic[True] == []
 
 
 def test_registered_is_recorded_in_the_build(tmp_path):
@@ -241,7 +250,8 @@ def test_weight_blocks_keep_their_own_address_registers(tmp_path):
 def test_a_wide_step_keeps_its_input_copies(tmp_path):
     """The digits CNV's layer 3 unrolled (WIDE) registers its inputs twice, the second time in 8
     copies, one per 4 lanes, which synthesis must not merge back into one register feeding all
-    32 lanes (the route the copies are there to shorten)."""
+    32 lanes (the route the copies are there to shorten); likewise the 5 copies of its 288-bit
+    input buffer's load enable, one per 64 bits."""
     build = bnnc.compile(EXAMPLES / "digits_cnv" / "digits_cnv.onnx", tmp_path / "b", registered=True,
                          target="verilog", fold=WIDE)
     # 2 input stages, the parts' dot products, 3 tree levels (24 parts of 12, 6, 2, 1), the sum
@@ -250,6 +260,9 @@ def test_a_wide_step_keeps_its_input_copies(tmp_path):
     count = _yosys_on_layer(build.path / "rtl", "synth -top bnnc_layer3 -flatten; "
                             "select -count w:*input_copy*x* %ci1:+[Q] t:*DFF* %i", tmp_path, index=3)
     assert count.split()[0] == str(8 * 288)
+    count = _yosys_on_layer(build.path / "rtl", "synth -top bnnc_layer3 -flatten; "
+                            "select -count w:*load_copy*load %ci1:+[Q] t:*DFF* %i", tmp_path, index=3)
+    assert count.split()[0] == str(5)
 
 
 @pytest.mark.slow

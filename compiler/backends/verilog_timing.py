@@ -196,6 +196,21 @@ def step_copies(layer: Layer) -> int:
     return -(-layer.pe // lanes_per_step_copy(layer))
 
 
+# A wide step's input buffer loads in slices of this many bits, each with its own registered copy
+# of the load enable (see load_copies).
+BITS_PER_LOAD_COPY = 64
+
+
+def load_copies(layer: Layer, buffer_bits: int) -> int:
+    """Registered: copies of the input buffer's load enable (and, with chunks > 1, of its rotate
+    enable), each a register set a clock ahead from the control's next state, so it equals
+    in_ready (step) at every clock and the timing does not change (0: the buffer reads in_ready
+    and step). On the TFC at auto folding, in_ready into the enables of layer 0's 784-bit buffer
+    was the critical path in 2 of 3 placer seeds once the weight blocks had their step copies:
+    7.1-7.2 ns of routing, 95.2-99.7 MHz."""
+    return -(-buffer_bits // BITS_PER_LOAD_COPY) if wide_step(layer) else 0
+
+
 def input_stages(layer: Layer) -> int:
     """Registered: stages of a step's inputs and weights before its parts' dot products. Two with
     a block RAM, whose output (5.6 ns from the clock on an ECP5 DP16KD, then a mux over the blocks

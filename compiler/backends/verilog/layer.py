@@ -16,6 +16,7 @@ from ..hardware import Layer, pack
 from ..plan import Mode, ReusePolicy, SignedDigits, buffer_position, dot_masked, plan, signed_digit_format
 from ..templating import sanitize
 from ..verilog_timing import (
+    BITS_PER_LOAD_COPY,
     LANES_PER_INPUT_COPY,
     PARTS_PER_CLOCK,
     WEIGHTS_PER_COPY,
@@ -23,6 +24,7 @@ from ..verilog_timing import (
     input_stages,
     lanes_per_step_copy,
     layer_steps,
+    load_copies,
     lut_multiply_bits,
     part_inputs,
     post_stages,
@@ -145,6 +147,8 @@ class LayerView:
     lanes_per_copy: int = LANES_PER_INPUT_COPY
     step_copies: int = 0  # registered copies of `step` (a clock late) for the weight blocks' addresses
     lanes_per_step_copy: int = 1
+    load_copies: int = 0  # registered copies of the input buffer's load (and rotate) enable, one per slice
+    load_bits: int = 0  # the buffer's bits per slice
     step_bits: int = 0  # of the memory's address, the step's index within the vector
     tree: tuple[dict, ...] = ()  # the adder tree over the parts, a level per clock (see _registered_fields)
     sum_stage: int = 0  # the stage whose register holds the chunk's sum
@@ -411,7 +415,8 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
         pixel_inside=inside, all_ones=f"{(1 << pixels) - 1:x}" if pixels else "",
         children=children, reuse_formulas=formulas, sum_wires=sum_wires, sums_concat=sums_concat,
         residual=residual,
-        **_registered_fields(layer, post_roms, group_bits, registered, mult_digits is not None),
+        **_registered_fields(layer, post_roms, group_bits, registered, mult_digits is not None,
+                             layer.in_count * in_bits),
     )
     if registered and weight_blocks(layer):
         view = replace(view, weight_blocks=_weight_blocks(layer, lanes, group_bits, chunk_bits, lp.weight_bits,
@@ -420,7 +425,7 @@ def layer_view(layer: Layer, multiplier_free: int = 0, registered: bool = False)
 
 
 def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int, registered: bool,
-                       digits: bool) -> dict:
+                       digits: bool, buffer_bits: int) -> dict:
     if not registered:
         return dict(post_selects=tuple(r.select for r in post_roms))
     stages, slots, levels, lp = post_stages(layer), queue_slots(layer), sum_levels(layer), plan(layer)
@@ -435,6 +440,7 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
                 sum_stage=lead + 1 + len(tree),
                 weight_memory=weights_in_block_ram(layer), input_stages=lead, input_copies=input_copies(layer),
                 step_copies=step_copies(layer), lanes_per_step_copy=lanes_per_step_copy(layer),
+                load_copies=load_copies(layer, buffer_bits), load_bits=BITS_PER_LOAD_COPY,
                 registered_twice=registered_twice(layer),
                 step_bits=counter_bits(layer_steps(layer)),
                 post_stages=stages, slots=slots,

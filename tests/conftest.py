@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_PATH = Path(tempfile.mkdtemp(prefix="bnnc-source-"))
 atexit.register(shutil.rmtree, SOURCE_PATH, True)
@@ -34,9 +36,8 @@ WHOLE_MODULES = {"test_asic", "test_axis", "test_channel_reuse", "test_cli", "te
 LONG_FIRST = ("test_hls", "test_report", "test_end_to_end", "test_cli", "test_residual", "test_axis")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
-    import pytest
-
     for item in items:
         name = item.module.__name__.rsplit(".", 1)[-1]
         if name in WHOLE_MODULES:

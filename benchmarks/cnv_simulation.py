@@ -22,8 +22,9 @@ any output differs (the bench's own check raises SimulationError, reported the s
 --engine picks the bench's driver (sim/runner.simulate): native (default; the bench compiled
 with a C++ main) or cocotb, or both (--engine native --engine cocotb).
 
-Simulation speed under cocotb: cocotb builds Verilator with --public-flat-rw (every signal writable through
-VPI), so Verilator re-evaluates all combinational logic -- here mostly the popcount trees of
+Simulation speed under cocotb, as measured while cocotb's builds kept its default --public-flat-rw
+(every signal writable through VPI; sim/runner.py has turned it off since, not re-measured here
+on the CNV): Verilator re-evaluates all combinational logic -- here mostly the popcount trees of
 bnnc_dot -- in its "ico" region on every eval(), i.e. at every clock edge cocotb drives: 71% of
 the simulator's samples under `perf` for the auto folding. The cost per clock grows with the
 XNORs per clock: about 1.9 k clocks per CPU second for auto (26,692 XNORs), 20 k for the FINN

@@ -17,12 +17,11 @@ from bnnc.backends import axis
 from bnnc.backends.hardware import Design, encode, pack
 from bnnc.backends.verilog import sources
 
-from sim.runner import VERILATOR_MAKEFLAGS, _exclusive, cache_root, tool_environment
+from sim.runner import PUBLIC_SIGNALS, VERILATOR_ARGS, VERILATOR_MAKEFLAGS, _exclusive, cache_root, tool_environment
 
 HERE = Path(__file__).resolve().parent
 BENCH = "axis_bench"  # HERE / "axis_bench.py"
 TIMESCALE = ("1ns", "1ps")
-VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast")
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    files = sources(Path(rtl_dir)) + [Path(axis_dir) / name for name in axis.wrapper_files(Path(rtl_dir))]
+    files = sources(Path(rtl_dir)) + [Path(axis_dir) / name for name in axis.wrapper_files(Path(rtl_dir))] + [PUBLIC_SIGNALS]
     digest = _digest(files)
     # In runner.py's cache ($BNNC_SIM_CACHE) and locked like its builds: parallel test workers
     # (pytest -n) or users simulating the same wrapped design share one build folder and its run/.

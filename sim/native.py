@@ -1,11 +1,11 @@
 """The compiled simulation path: bnnc_bench.v clocked by a C++ main (bench_main.cpp), no VPI.
 
-cocotb makes Verilator build with --public-flat-rw (every signal reachable from Python), which
-keeps Verilator from optimising the design and re-evaluates all combinational logic at every
-clock edge cocotb drives; measured here 3.5-4.3x slower on its own. The bench does all the
-checking in Verilog anyway, so the same bench under a plain C++ loop checks exactly the same
-things. Building takes longer (-O3 and a larger optimised model), so runner.py picks this path
-for long runs.
+cocotb drives the bench's clock from Python through VPI, one round trip per clock edge, and
+starts a Python interpreter per run. The bench does all the checking in Verilog anyway, so the
+same bench under a plain C++ loop checks exactly the same things; measured
+(benchmarks/rtl_throughput.py) 1.7x faster on the SFC's 400 vectors, for about the same build
+CPU (-O3 here; runner.py builds cocotb's model without its every-signal-public default). runner.py
+picks this path for long runs.
 """
 from __future__ import annotations
 

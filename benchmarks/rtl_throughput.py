@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bnnc import driver  # noqa: E402
 from bnnc.backends.verilog import emit  # noqa: E402
+from bnnc.backends.verilog.top import cycles_per_frame  # noqa: E402
 
 
 def models(folder: Path) -> dict[str, Path]:
@@ -89,7 +90,7 @@ def main() -> int:
                 cpu = statistics.median(r[2] for r in runs)
                 build_wall, build_cpu = build_wall - wall, build_cpu - cpu
                 print(f"{name:<27} {engine:<7} {build_wall:>8.1f} {build_cpu:>9.1f} {args.vectors / wall:>10.0f} "
-                      f"{cpu:>9.2f} {cpu / result.cycles * 1e6:>8.1f} {design.cycles_per_frame:>13} "
+                      f"{cpu:>9.2f} {cpu / result.cycles * 1e6:>8.1f} {cycles_per_frame(design):>13} "
                       f"{result.cycles_per_frame_measured:>9.1f} "
                       f"{result.latency_measured:>8}", flush=True)
                 seen.append((result.outputs, result.cycles, result.cycles_per_frame_measured, result.latency_measured))

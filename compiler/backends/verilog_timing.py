@@ -204,13 +204,11 @@ BITS_PER_LOAD_COPY = 64
 def load_copies(layer: Layer, buffer_bits: int) -> int:
     """Registered: copies of the input buffer's load enable (and, with chunks > 1, of its rotate
     enable), each a register set a clock ahead from the control's next state, so it equals
-    in_ready (step) at every clock and the timing does not change. A wide step has one per slice:
-    on the TFC at auto folding, in_ready into the enables of layer 0's 784-bit buffer was the
-    critical path in 2 of 3 placer seeds once the weight blocks had their step copies: 7.1-7.2 ns
-    of routing, 95.2-99.7 MHz. Any other layer has one for its whole buffer, so that in_ready's
-    own register, which the previous unit reads, is not also pulled towards the buffer (the
-    registered digits CNV's layer 1: 4.0 ns from it to the register slice that pops)."""
-    return -(-buffer_bits // BITS_PER_LOAD_COPY) if wide_step(layer) else 1
+    in_ready (step) at every clock and the timing does not change (0: the buffer reads in_ready
+    and step). On the TFC at auto folding, in_ready into the enables of layer 0's 784-bit buffer
+    was the critical path in 2 of 3 placer seeds once the weight blocks had their step copies:
+    7.1-7.2 ns of routing, 95.2-99.7 MHz."""
+    return -(-buffer_bits // BITS_PER_LOAD_COPY) if wide_step(layer) else 0
 
 
 def input_stages(layer: Layer) -> int:

@@ -2,10 +2,10 @@
 
 cocotb drives the bench's clock from Python through VPI, one round trip per clock edge, and
 starts a Python interpreter per run. The bench does all the checking in Verilog anyway, so the
-same bench under a plain C++ loop checks exactly the same things; measured
-(benchmarks/rtl_throughput.py) 1.7x faster on the SFC's 400 vectors, for about the same build
-CPU (-O3 here; runner.py builds cocotb's model without its every-signal-public default). runner.py
-picks this path for long runs.
+same bench under a plain C++ loop checks exactly the same things, for 2-14x less CPU per clock
+(the SFC, the digits CNV; benchmarks/rtl_throughput.py) and a build 2.4-6x as costly (-O3 and
+the dot products' loops unrolled here, which runner.py's cocotb builds leave rolled). runner.py
+picks this path for long runs (NATIVE_FROM_CLOCKS).
 """
 from __future__ import annotations
 

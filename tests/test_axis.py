@@ -79,6 +79,7 @@ def simulate(build: Path, frames: int, user_bits: int = 0, corrupt: int | None =
     return result, design, expected
 
 
+@pytest.mark.slow  # a Verilator build of the unrolled MLP: 16-30 s; the CNV below checks the same registers
 def test_mlp_through_axi_stream_equals_interpreter(mlp):
     frames = 64
     result, design, expected = simulate(mlp, frames)
@@ -107,8 +108,12 @@ def test_cnv_frames_of_pixels_with_tlast_and_tuser(cnv):
     hw = hardware_of(cnv)
     assert hw["input"]["transfers_per_frame"] == 64  # a frame is 64 s_axis transfers, TLAST on the last
     assert result.status["IN_BEATS"] == 64
+    assert result.status["ID"] == axis.ID and result.status["VERSION"] == axis.VERSION
+    assert result.status["DESIGN"] == axis.design_id(cnv / "rtl")
     assert result.status["FRAMES_IN"] == result.status["FRAMES_OUT"] == frames
     assert result.status["FRAMING_ERRORS"] == 0
+    assert result.status["CYCLES_PER_FRAME"] == hw["cycles_per_frame"]
+    assert result.status["LATENCY"] == hw["latency_cycles"]
     assert result.latency == hw["latency_cycles"] and result.interval == hw["cycles_per_frame"]
 
 

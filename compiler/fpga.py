@@ -35,6 +35,7 @@ class _Family(TypedDict):
     dsp: str
     io: str
     part_name: str
+    lut_inputs: int  # defines BNNC_LUT_INPUTS, which sizes bnnc_dot's popcount groups to the LUTs
 
 
 # Per family: Yosys synthesis command, the nextpnr program, its part options, and the names of
@@ -42,10 +43,10 @@ class _Family(TypedDict):
 FAMILIES: dict[str, _Family] = {
     "ecp5": _Family(synth="synth_ecp5", pnr="nextpnr-ecp5", part=["--85k", "--package", "CABGA381", "--out-of-context"],
                     logic="TRELLIS_COMB", ff="TRELLIS_FF", bram="DP16KD", dsp="MULT18X18D", io="TRELLIS_IO",
-                    part_name="LFE5U-85F (CABGA381)"),
+                    part_name="LFE5U-85F (CABGA381)", lut_inputs=4),
     "ice40": _Family(synth="synth_ice40", pnr="nextpnr-ice40", part=["--hx8k", "--package", "ct256"],
                      logic="ICESTORM_LC", ff=None, bram="ICESTORM_RAM", dsp="ICESTORM_DSP", io="SB_IO",
-                     part_name="iCE40HX8K (CT256)"),
+                     part_name="iCE40HX8K (CT256)", lut_inputs=4),
 }
 
 
@@ -110,7 +111,7 @@ def place_and_route(sources: list[Path], top: str, family: str, folder: Path, fr
 
     netlist, report = folder / f"{top}.json", folder / "nextpnr-report.json"
     start = time.perf_counter()
-    reads = " ".join(f"read_verilog {rel(s)};" for s in sources)
+    reads = " ".join(f"read_verilog -DBNNC_LUT_INPUTS={spec['lut_inputs']} {rel(s)};" for s in sources)
     netlist.unlink(missing_ok=True)
     _run([tool("yosys"), "-q", "-p", f"{reads} {spec['synth']} -top {top} -json {rel(netlist)}"],
          folder / "yosys.log", timeout, root)

@@ -610,9 +610,11 @@ DOT_CASES = [(1, 1, 2, 1, 0, 0), (3, 1, 2, 1, 0, 0), (7, 1, 3, 1, 0, 0), (13, 1,
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+@pytest.mark.parametrize("lut_inputs", [6, 4])
 @pytest.mark.parametrize("n,w_in,w_out,bipolar,masked,signed", DOT_CASES)
-def test_dot_primitive_matches_numpy(tmp_path, n, w_in, w_out, bipolar, masked, signed):
-    """bnnc_dot alone, on random inputs and weights, against its definition modulo 2^W_OUT."""
+def test_dot_primitive_matches_numpy(tmp_path, n, w_in, w_out, bipolar, masked, signed, lut_inputs):
+    """bnnc_dot alone, on random inputs and weights, against its definition modulo 2^W_OUT; with
+    the popcount groups for 6-input LUTs (the default) and for 4-input ones (`--fpga` builds)."""
     from bnnc.resources import resource_dir
 
     rng = np.random.default_rng(n * 100 + w_out)
@@ -654,6 +656,7 @@ endmodule
 """)
     sim = tmp_path / "tb.vvp"
     dot = resource_dir("templates") / "verilog" / "bnnc_dot.v"
-    subprocess.run(["iverilog", "-g2005", "-o", str(sim), str(dot), str(tmp_path / "tb.v")], check=True)
+    subprocess.run(["iverilog", "-g2005", f"-DBNNC_LUT_INPUTS={lut_inputs}", "-o", str(sim), str(dot), str(tmp_path / "tb.v")],
+                   check=True)
     out = subprocess.run(["vvp", "-n", str(sim)], capture_output=True, text=True, check=True).stdout.split()
     assert [int(v) for v in out] == expected.tolist()

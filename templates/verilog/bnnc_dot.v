@@ -7,12 +7,20 @@
 // The sum is W_OUT > W_IN bits wide and wraps modulo 2^W_OUT: callers size W_OUT so that it
 // does not, or so that only the low bits matter.
 //
-// Structure: 1-bit terms are first counted six at a time (a 3-bit count, one 6-input LUT per
-// bit), then the counts are summed as a balanced binary tree. Counting six at a time lets
-// synthesis map the first level to LUT6s and the wider sums above to carry chains. Yosys'
-// synth_xilinx on a 256-input popcount with constant weights: 403 LUTs + 67 CARRY4, against 668
-// LUTs + 214 MUXF7/8 for a tree of pairs from the leaves; on a 32-input lane with variable
-// weights: 52 LUTs + 10 CARRY4 against 114 LUTs + 37 MUXF7/8.
+// Structure: 1-bit terms are first counted in groups (a small count per group), then the
+// counts are summed as a balanced binary tree, so synthesis maps the groups to LUTs and the wider
+// sums above to carry chains. The group suits the target's LUTs, named by the define
+// BNNC_LUT_INPUTS (6 unless defined; `bnnc report --fpga` defines 4 for ECP5 and iCE40):
+// - 6-input LUTs: six terms (a 3-bit count, one 6-input LUT per bit with constant weights).
+//   Yosys' synth_xilinx on a 256-input popcount with constant weights: 403 LUTs + 67 CARRY4,
+//   against 668 LUTs + 214 MUXF7/8 for a tree of pairs from the leaves; on a 32-input lane with
+//   variable weights: 52 LUTs + 10 CARRY4 against 114 LUTs + 37 MUXF7/8.
+// - 4-input LUTs: three terms when the weights vary (CONST_W = 0), six when they are constants.
+//   With variable weights a group of six is a function of 12 inputs, which LUT4s build badly:
+//   Yosys 0.70's synth_ecp5 on a registered unit's part of 12 terms takes 71 LUT4 in groups of
+//   six, 32 (28 LUT4 + 2 CCU2C) in groups of three (synth_xilinx: 15 LUTs against 21). With
+//   constant weights the groups of three only add adders: the digits CNV's layer 1 (one step,
+//   144 inputs x 32 channels) took 10,948 LUT4s and carry halves in groups of six, 11,132 in three.
 // Integer terms are W_IN bits wide already and go into the tree one per leaf, as W_IN-bit
 // unsigned numbers u (x itself, or x + 2^(W_IN-1) when SIGNED: its sign bit flipped): u for
 // weight +1, ~u = 2^W_IN - 1 - u for weight -1. The constants this leaves out, a function of the
@@ -27,6 +35,9 @@
 // The tree is a heap inside one always block, balanced for any N without recursive modules,
 // and simulators keep it a loop instead of unrolling it per term; synthesis trims the constant
 // upper bits of the narrow subtrees.
+`ifndef BNNC_LUT_INPUTS
+`define BNNC_LUT_INPUTS 6
+`endif
 module bnnc_dot #(
     parameter N       = 2,
     parameter W_IN    = 1,
@@ -35,13 +46,14 @@ module bnnc_dot #(
     parameter MASKED  = 0,
     parameter SIGNED  = 0,
     parameter W_W     = 1,
-    parameter TABLE   = 0   // 1: up to 4 integer terms take their correction from a table (below)
+    parameter TABLE   = 0,  // 1: up to 4 integer terms take their correction from a table (below)
+    parameter CONST_W = 0   // 1: w is a constant (sizes the groups of 1-bit terms for 4-input LUTs)
 ) (
     input  wire [N*W_IN-1:0] x,
     input  wire [N*W_W-1:0]  w,
     output wire [W_OUT-1:0]  sum
 );
-    localparam GROUP  = BIPOLAR != 0 && W_W == 1 ? 6 : 1;
+    localparam GROUP  = BIPOLAR == 0 || W_W != 1 ? 1 : `BNNC_LUT_INPUTS >= 6 || CONST_W != 0 ? 6 : 3;
     localparam INT_TERMS = BIPOLAR == 0 && W_W == 1;  // integer terms, +-x
     // the leaves in use: groups of terms, and for integer terms their constant correction
     localparam LEAF   = INT_TERMS && TABLE != 0;  // the correction is a leaf (else added after the root)

@@ -101,7 +101,7 @@ module bnnc_layer0 (
     generate
         for (l = 0; l < LANES; l = l + 1) begin : lane
             wire [ACC_W-1:0] partial;
-            bnnc_dot #(.N(SIMD), .W_IN(IN_B), .W_OUT(ACC_W), .BIPOLAR(0), .MASKED(0), .SIGNED(1)) dot (
+            bnnc_dot #(.N(SIMD), .W_IN(IN_B), .W_OUT(ACC_W), .BIPOLAR(0), .MASKED(0), .SIGNED(1), .CONST_W(1)) dot (
                 .x(chunk_in), .w(weights[l*SIMD +: SIMD]), .sum(partial));
             assign lane_sums[l*ACC_W +: ACC_W] = partial;  // one chunk: nothing to accumulate
         end

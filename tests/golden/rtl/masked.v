@@ -215,7 +215,7 @@ module bnnc_layer0 (
     generate
         for (l = 0; l < LANES; l = l + 1) begin : lane
             wire [ACC_W-1:0] partial;
-            bnnc_dot #(.N(SIMD), .W_IN(IN_B), .W_OUT(ACC_W), .BIPOLAR(1), .MASKED(1), .SIGNED(0)) dot (
+            bnnc_dot #(.N(SIMD), .W_IN(IN_B), .W_OUT(ACC_W), .BIPOLAR(1), .MASKED(1), .SIGNED(0), .CONST_W(1)) dot (
                 .x(chunk_in), .w(weights[l*SIMD +: SIMD]), .sum(partial));
             assign lane_sums[l*ACC_W +: ACC_W] = partial;  // one chunk: nothing to accumulate
         end
@@ -223,7 +223,7 @@ module bnnc_layer0 (
 
     // ---- inputs inside the map: the window's pixels that are not padding, times 1 channel(s)
     wire [ACC_W-1:0] in_map_pixels;
-    bnnc_dot #(.N(4), .W_IN(1), .W_OUT(ACC_W), .BIPOLAR(1)) count_in_map (
+    bnnc_dot #(.N(4), .W_IN(1), .W_OUT(ACC_W), .BIPOLAR(1), .CONST_W(1)) count_in_map (
         .x({inputs[7], inputs[5], inputs[3], inputs[1]}), .w(4'hf), .sum(in_map_pixels));
     wire [ACC_W-1:0] in_map = in_map_pixels;
 
@@ -396,7 +396,7 @@ module bnnc_layer1 (
     generate
         for (l = 0; l < LANES; l = l + 1) begin : lane
             wire [ACC_W-1:0] partial;
-            bnnc_dot #(.N(SIMD), .W_IN(IN_B), .W_OUT(ACC_W), .BIPOLAR(1), .MASKED(0), .SIGNED(0)) dot (
+            bnnc_dot #(.N(SIMD), .W_IN(IN_B), .W_OUT(ACC_W), .BIPOLAR(1), .MASKED(0), .SIGNED(0), .CONST_W(1)) dot (
                 .x(chunk_in), .w(weights[l*SIMD +: SIMD]), .sum(partial));
             assign lane_sums[l*ACC_W +: ACC_W] = partial;  // one chunk: nothing to accumulate
         end

@@ -139,6 +139,7 @@ class LayerView:
     lut_mult: int = 0  # > 0: the product from LUTs, a sum of mult << i over the set bits of this many value bits
     part: int = 0  # inputs per part of a lane's dot product, each part one tree of its own
     parts: int = 0
+    part_mask: str = ""  # the bits of the parts' register that a part's count can reach ("": all of ACC_W)
     weight_blocks: tuple[WeightBlock, ...] = ()  # stage 1's weights in blocks, each its own address copy
     weight_memory: bool = False  # the weights in a memory read synchronously into stage 1 (block RAM)
     input_stages: int = 0  # stages of the step's inputs and weights (verilog_timing.input_stages)
@@ -436,7 +437,15 @@ def _registered_fields(layer: Layer, post_roms: tuple[Rom, ...], group_bits: int
     lead = input_stages(layer)
     tree = tuple(dict(stage=lead + 2 + k, count=n, below=levels[k], fan=PARTS_PER_CLOCK)
                  for k, n in enumerate(levels[1:]))
-    return dict(registered=True, part=part_inputs(layer), parts=levels[0], tree=tree,
+    # A part of 1-bit terms counts at most its `part` terms; its register keeps only the bits that
+    # count can reach. Synthesis cannot bound the count itself: bnnc_dot's groups for 4-input LUTs
+    # (three terms in a 3-bit count) made it carry a bit that is always 0 into every part's register
+    # and up the tree (the TFC at auto folding: 1,295 more flip-flops on ECP5).
+    part, acc = part_inputs(layer), lp.acc.width
+    count_bits = part.bit_length() if lp.mode in (Mode.XNOR, Mode.MASKED) else acc
+    part_mask = lit(sum(((1 << count_bits) - 1) << (q * acc) for q in range(levels[0])), levels[0] * acc, "h") \
+        if count_bits < acc else ""
+    return dict(registered=True, part=part, parts=levels[0], part_mask=part_mask, tree=tree,
                 sum_stage=lead + 1 + len(tree),
                 weight_memory=weights_in_block_ram(layer), input_stages=lead, input_copies=input_copies(layer),
                 step_copies=step_copies(layer), lanes_per_step_copy=lanes_per_step_copy(layer),

@@ -443,6 +443,7 @@ def test_icarus(tmp_path_factory):
     check_run(design, result, expected)
 
 
+@pytest.mark.slow  # 8.6 s: the default run's time
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 def test_weight_word_wider_than_a_verilator_number(tmp_path):
     """An unrolled 520 -> 128 layer reads a 66,560-bit weight word, more than Verilator (65,536

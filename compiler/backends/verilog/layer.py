@@ -158,6 +158,11 @@ class LayerView:
     pending_bits: int = 0
     post_selects: tuple[str, ...] = ()
 
+    @property
+    def const_weights(self) -> int:
+        """1 when the weights are constants (one step: a ROM of one entry): bnnc_dot's CONST_W."""
+        return int(self.steps == 1)
+
 
 NOTE_FIELDS = 32  # ROM words with up to this many fields get a decimal comment
 
